@@ -1,0 +1,79 @@
+"""Config keys of lada, added to a detectron2 config by :func:`add_lada_config`.
+
+Defaults are the papers' hyperparameters (assignment spec, ``shared/docs``) and, for the
+meta-architecture, detectron2's FCOS. Keys of the meta-architecture live under
+``MODEL.FCOS``; keys of a matcher under ``MODEL.MATCHER.<NAME>``.
+"""
+from __future__ import annotations
+
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_lada_config"]
+
+
+def add_lada_config(cfg: CN) -> CN:
+    """Adds every lada key, with its default, to ``cfg`` in place and returns it."""
+    _add_fcos_config(cfg)
+    _add_matcher_config(cfg)
+    _add_data_config(cfg)
+    return cfg
+
+
+def _add_fcos_config(cfg: CN) -> None:
+    cfg.MODEL.FCOS = CN()
+    cfg.MODEL.FCOS.NUM_CLASSES = 80
+    cfg.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    # Head: number of 3x3 conv layers in each tower, their norm ("GN", "" or any
+    # detectron2 get_norm name) and the classification bias prior probability.
+    cfg.MODEL.FCOS.NUM_CONVS = 4
+    cfg.MODEL.FCOS.HEAD_NORM = "GN"
+    cfg.MODEL.FCOS.PRIOR_PROB = 0.01
+    # Learnable per-level scale on the box regression (FCOS paper). Starts at 1.0, where
+    # the head equals detectron2's FCOSHead.
+    cfg.MODEL.FCOS.USE_SCALE = True
+    # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS) or "iou" (predicted
+    # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS).
+    cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
+    cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
+    cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
+    cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
+    cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
+    cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0
+    # "none": GIoU loss summed over positives / normaliser (detectron2 FCOS).
+    # "aux_target": each positive's GIoU loss weighted by its auxiliary target and
+    # normalised by the sum of those targets over all workers (ATSS, PAA).
+    cfg.MODEL.FCOS.BOX_LOSS_WEIGHTING = "none"
+    # Loss normaliser. "ema": moving average of the local positive count (detectron2
+    # FCOS), stored in a buffer so it survives --resume. "num_pos": positives averaged
+    # over all workers, at least 1 (ATSS, PAA, LADA, DW).
+    cfg.MODEL.FCOS.NORMALIZER = "ema"
+    cfg.MODEL.FCOS.NORMALIZER_EMA_INIT = 300.0
+    cfg.MODEL.FCOS.NORMALIZER_EMA_MOMENTUM = 0.9
+    # Inference, as detectron2's FCOS; detections per image: TEST.DETECTIONS_PER_IMAGE.
+    cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
+    cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
+    cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+
+
+def _add_matcher_config(cfg: CN) -> None:
+    cfg.MODEL.MATCHER = CN()
+    # Registered name of the label-assignment method (lada.matchers.MATCHER_REGISTRY).
+    cfg.MODEL.MATCHER.NAME = "fcos"
+
+    # detectron2's FCOS: a point is a candidate when its Chebyshev distance to the GT
+    # centre is below CENTER_SAMPLING_RADIUS strides.
+    cfg.MODEL.MATCHER.FCOS = CN()
+    cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+
+    # ATSS (Zhang et al., CVPR 2020): TOPK closest points per level; anchor box of a
+    # point = square of side ANCHOR_SCALE * stride.
+    cfg.MODEL.MATCHER.ATSS = CN()
+    cfg.MODEL.MATCHER.ATSS.TOPK = 9
+    cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE = 8.0
+
+
+def _add_data_config(cfg: CN) -> None:
+    # COCO-format datasets to register before training, each [name, json, image_root];
+    # relative paths are taken from the working directory. Same as
+    # `train_net.py --dataset NAME JSON IMAGE_ROOT`.
+    cfg.DATASETS.REGISTER_COCO = []

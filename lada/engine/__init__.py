@@ -1,0 +1,5 @@
+"""Training entry points: argument parsing, config setup and the trainer."""
+from .setup import build_argument_parser, register_datasets, setup_cfg
+from .trainer import Trainer
+
+__all__ = ["Trainer", "build_argument_parser", "register_datasets", "setup_cfg"]

@@ -1,0 +1,63 @@
+"""Command line and config setup of ``train_net.py``."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import default_argument_parser, default_setup
+
+from ..config import add_lada_config
+from ..data import register_coco_datasets
+
+__all__ = ["build_argument_parser", "register_datasets", "setup_cfg"]
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    """detectron2's parser plus ``--dataset NAME JSON IMAGE_ROOT`` (repeatable)."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--dataset",
+        nargs=3,
+        action="append",
+        default=[],
+        metavar=("NAME", "JSON", "IMAGE_ROOT"),
+        help="register a COCO-format dataset under NAME (repeatable)",
+    )
+    return parser
+
+
+def setup_cfg(args: argparse.Namespace) -> CfgNode:
+    """get_cfg -> add lada keys -> merge file -> merge KEY VALUE overrides -> freeze ->
+    detectron2's default_setup (logging, output dir, seeds)."""
+    cfg = get_cfg()
+    add_lada_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    _check_runtime(cfg, args)
+    default_setup(cfg, args)
+    return cfg
+
+
+def register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
+    """Registers the datasets of ``DATASETS.REGISTER_COCO`` and ``--dataset``; runs in
+    every worker process."""
+    register_coco_datasets(list(cfg.DATASETS.REGISTER_COCO) + list(args.dataset))
+
+
+def _check_runtime(cfg: CfgNode, args: argparse.Namespace) -> None:
+    has_cuda = torch.cuda.is_available()
+    if cfg.MODEL.DEVICE.startswith("cuda") and not has_cuda:
+        raise SystemExit(
+            f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but no CUDA device is available; "
+            "add `MODEL.DEVICE cpu` to the command line."
+        )
+    if not has_cuda and args.num_gpus * args.num_machines > 1:
+        raise SystemExit(
+            "multi-process training needs CUDA devices here: detectron2's launcher and "
+            "trainer assume one GPU per process. Use --num-gpus 1 on the CPU."
+        )
+    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
+        raise SystemExit("SOLVER.AMP.ENABLED needs MODEL.DEVICE cuda (detectron2's AMPTrainer).")

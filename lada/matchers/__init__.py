@@ -1,0 +1,9 @@
+"""Label assignment: the matcher contract, its registry and the matchers.
+
+Importing this package registers every matcher in ``MATCHER_REGISTRY``.
+"""
+from . import atss, fcos  # noqa: F401  (registration)
+from .contract import BACKGROUND, MatchInputs, MatchResult
+from .registry import MATCHER_REGISTRY, build_matcher
+
+__all__ = ["BACKGROUND", "MATCHER_REGISTRY", "MatchInputs", "MatchResult", "build_matcher"]

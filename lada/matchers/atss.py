@@ -1,0 +1,56 @@
+"""``atss``: Adaptive Training Sample Selection (Zhang et al., CVPR 2020; spec section 3)."""
+from __future__ import annotations
+
+import torch
+from detectron2.config import configurable
+
+from .base import PerImageMatcher
+from .contract import MatchInputs
+from .divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
+from .geometry import anchor_boxes, is_inside, paired_iou
+from .priors import topk_closest_per_level
+from .registry import register_matcher
+
+__all__ = ["ATSSMatcher"]
+
+
+@register_matcher("atss")
+class ATSSMatcher(PerImageMatcher):
+    """ATSS (paper Algorithm 1):
+
+    1. candidates: per level, the ``topk`` points closest to the GT centre (line 3-6);
+    2. score: IoU of the candidates' anchor boxes (side ``anchor_scale * stride``) with
+       the GT (line 7);
+    3. division: positive when IoU >= mean + std of the GT's candidate IoUs (unbiased
+       std, line 8-11) and the point is inside the GT (line 12);
+    4. a point positive for several GTs goes to the one of highest IoU.
+    """
+
+    @configurable
+    def __init__(self, *, topk: int = 9, anchor_scale: float = 8.0):
+        if int(topk) != topk or topk < 1:
+            raise ValueError(f"MODEL.MATCHER.ATSS.TOPK must be a positive integer, got {topk}")
+        if not anchor_scale > 0:
+            raise ValueError(f"MODEL.MATCHER.ATSS.ANCHOR_SCALE must be > 0, got {anchor_scale}")
+        self.topk = int(topk)
+        self.anchor_scale = float(anchor_scale)
+
+    @classmethod
+    def from_config(cls, cfg):
+        atss = cfg.MODEL.MATCHER.ATSS
+        return {"topk": atss.TOPK, "anchor_scale": atss.ANCHOR_SCALE}
+
+    def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
+        points, gt_boxes = inputs.points, inputs.gt_boxes[image]
+        candidates = topk_closest_per_level(
+            points, inputs.num_points_per_level, gt_boxes, self.topk
+        )  # (G, K)
+        anchors = anchor_boxes(points, inputs.strides, self.anchor_scale)
+        iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (G, K)
+        positive = iou >= mean_plus_std_threshold(iou)
+        positive &= is_inside(points[candidates], gt_boxes[:, None])
+        num_points = inputs.num_points
+        return assign_to_best_gt(
+            scatter_candidates(candidates, iou, num_points, fill=0.0),
+            scatter_candidates(candidates, positive, num_points, fill=False),
+        )

@@ -1,0 +1,42 @@
+"""``fcos``: detectron2's FCOS matching with centre sampling (spec section 2)."""
+from __future__ import annotations
+
+import torch
+from detectron2.config import configurable
+
+from .base import PerImageMatcher
+from .contract import MatchInputs
+from .divisions import assign_to_best_gt
+from .geometry import box_areas, is_inside
+from .priors import center_sampling_prior, fcos_scale_prior
+from .registry import register_matcher
+
+__all__ = ["FCOSMatcher"]
+
+
+@register_matcher("fcos")
+class FCOSMatcher(PerImageMatcher):
+    """detectron2's ``FCOS.match_anchors``: a point is positive for a GT when it is
+    within ``center_sampling_radius`` strides of the GT centre (Chebyshev), strictly
+    inside the GT, and the GT's size fits the point's level; a point claimed by several
+    GTs goes to the one with the smallest area."""
+
+    @configurable
+    def __init__(self, *, center_sampling_radius: float = 1.5):
+        if not center_sampling_radius > 0:
+            raise ValueError(
+                f"MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS must be > 0, got {center_sampling_radius}"
+            )
+        self.center_sampling_radius = float(center_sampling_radius)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {"center_sampling_radius": cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS}
+
+    def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
+        points, strides, gt_boxes = inputs.points, inputs.strides, inputs.gt_boxes[image]
+        positive = center_sampling_prior(points, strides, gt_boxes, self.center_sampling_radius)
+        positive &= is_inside(points[None], gt_boxes[:, None], eps=0.0)
+        positive &= fcos_scale_prior(points, strides, inputs.num_points_per_level, gt_boxes)
+        smaller_is_better = -box_areas(gt_boxes)[:, None].expand_as(positive)
+        return assign_to_best_gt(smaller_is_better, positive)

@@ -1,0 +1,62 @@
+"""Point and box geometry shared by the matchers. Boxes are XYXY pixels; all
+functions broadcast, so ``points[None]`` against ``boxes[:, None]`` gives ``(G, R)``."""
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "INSIDE_EPS",
+    "anchor_boxes",
+    "box_areas",
+    "box_centers",
+    "is_inside",
+    "paired_iou",
+    "side_distances",
+]
+
+INSIDE_EPS = 0.01
+"""A point is inside a box when all four side distances exceed this (spec section 1)."""
+
+
+def box_centers(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) boxes -> (..., 2) centres."""
+    return (boxes[..., :2] + boxes[..., 2:]) / 2
+
+
+def box_areas(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) boxes -> (...) areas."""
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def side_distances(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Distances (l, t, r, b) from points (..., 2) to the sides of boxes (..., 4),
+    broadcast to (..., 4); all positive when the point is inside the box."""
+    return torch.cat([points - boxes[..., :2], boxes[..., 2:] - points], dim=-1)
+
+
+def is_inside(points: torch.Tensor, boxes: torch.Tensor, eps: float = INSIDE_EPS) -> torch.Tensor:
+    """Whether points (..., 2) lie strictly inside boxes (..., 4), by more than ``eps``
+    on every side; broadcast to (...). Needs no (..., 4) intermediate."""
+    x, y = points[..., 0], points[..., 1]
+    return (
+        (x - boxes[..., 0] > eps)
+        & (y - boxes[..., 1] > eps)
+        & (boxes[..., 2] - x > eps)
+        & (boxes[..., 3] - y > eps)
+    )
+
+
+def anchor_boxes(points: torch.Tensor, strides: torch.Tensor, scale: float) -> torch.Tensor:
+    """The square anchor box of side ``scale * stride`` centred on each point:
+    (R, 2), (R,) -> (R, 4). ATSS's single anchor uses ``scale = 8``."""
+    half = (scale * strides / 2)[:, None]
+    return torch.cat([points - half, points + half], dim=1)
+
+
+def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of broadcast box pairs (..., 4), (..., 4) -> (...); 0 for empty unions."""
+    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+    overlap = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+    union = box_areas(boxes1) + box_areas(boxes2) - overlap
+    return torch.where(union > 0, overlap / union.clamp(min=1e-12), torch.zeros_like(union))

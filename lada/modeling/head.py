@@ -1,0 +1,86 @@
+"""The FCOS head: classification tower, box tower with a per-level scale, and an
+auxiliary branch (centerness or IoU) on the box tower."""
+from __future__ import annotations
+
+import math
+from typing import List, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, get_norm
+from torch import nn
+
+__all__ = ["FCOSHead"]
+
+
+def _tower(in_channels: int, num_convs: int, norm: str) -> nn.Sequential:
+    layers: List[nn.Module] = []
+    for _ in range(num_convs):
+        layers.append(nn.Conv2d(in_channels, in_channels, kernel_size=3, stride=1, padding=1))
+        if norm:
+            layers.append(get_norm(norm, in_channels))
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class FCOSHead(nn.Module):
+    """Shared across levels. Submodule names follow detectron2's ``FCOSHead``
+    (``cls_subnet``, ``bbox_subnet``, ``cls_score``, ``bbox_pred``); the box output of
+    level ``l`` is multiplied by a learnable ``scales[l]`` (FCOS paper), initialised to
+    1 so that the head starts as detectron2's."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        input_shape: List[ShapeSpec],
+        num_classes: int,
+        num_convs: int = 4,
+        norm: str = "GN",
+        prior_prob: float = 0.01,
+        use_scale: bool = True,
+    ):
+        super().__init__()
+        channels = {s.channels for s in input_shape}
+        if len(channels) != 1:
+            raise ValueError(f"FCOSHead needs equal channels on every level, got {channels}")
+        (in_channels,) = channels
+        if not 0 < prior_prob < 1:
+            raise ValueError(f"MODEL.FCOS.PRIOR_PROB must be in (0, 1), got {prior_prob}")
+        self.num_classes = num_classes
+        self.cls_subnet = _tower(in_channels, num_convs, norm)
+        self.bbox_subnet = _tower(in_channels, num_convs, norm)
+        self.cls_score = nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=1)
+        self.bbox_pred = nn.Conv2d(in_channels, 4, kernel_size=3, padding=1)
+        self.aux_pred = nn.Conv2d(in_channels, 1, kernel_size=3, padding=1)
+        self.scales = nn.Parameter(torch.ones(len(input_shape))) if use_scale else None
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.constant_(module.bias, 0)
+        nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: List[ShapeSpec]):
+        return {
+            "input_shape": input_shape,
+            "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
+            "num_convs": cfg.MODEL.FCOS.NUM_CONVS,
+            "norm": cfg.MODEL.FCOS.HEAD_NORM,
+            "prior_prob": cfg.MODEL.FCOS.PRIOR_PROB,
+            "use_scale": cfg.MODEL.FCOS.USE_SCALE,
+        }
+
+    def forward(
+        self, features: List[torch.Tensor]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
+        """Per level l, features (N, D, H_l, W_l) -> class logits (N, C, H_l, W_l),
+        box deltas (N, 4, H_l, W_l) in strides, auxiliary logits (N, 1, H_l, W_l)."""
+        logits, deltas, aux = [], [], []
+        for level, feature in enumerate(features):
+            logits.append(self.cls_score(self.cls_subnet(feature)))
+            box_feature = self.bbox_subnet(feature)
+            delta = self.bbox_pred(box_feature)
+            deltas.append(delta * self.scales[level] if self.scales is not None else delta)
+            aux.append(self.aux_pred(box_feature))
+        return logits, deltas, aux

@@ -1,0 +1,148 @@
+"""Losses of the FCOS-family detector, computed from dense targets (spec section 9):
+focal classification, GIoU box regression, BCE on the auxiliary branch."""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+import torch.distributed as dist
+from detectron2.config import configurable
+from fvcore.nn import giou_loss, sigmoid_focal_loss_jit
+from torch import nn
+from torch.nn import functional as F
+
+from .targets import DenseTargets, centerness_targets, iou_targets
+
+__all__ = ["DenseDetectionLoss", "all_reduce_mean"]
+
+AUX_BRANCHES = ("centerness", "iou")
+BOX_WEIGHTINGS = ("none", "aux_target")
+NORMALIZERS = ("ema", "num_pos")
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of ``value`` over all workers (itself when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    value = value.clone()
+    dist.all_reduce(value)
+    return value / dist.get_world_size()
+
+
+def _check_choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {choices}, got '{value}'")
+
+
+class DenseDetectionLoss(nn.Module):
+    """Per-point losses, each summed and divided by a normaliser:
+
+    * ``ema``: moving average of the local positive count (detectron2 FCOS), kept in the
+      ``loss_normalizer`` buffer so that it is checkpointed;
+    * ``num_pos``: positives averaged over all workers, at least 1.
+
+    With ``box_weighting="aux_target"`` each positive's GIoU loss is weighted by its
+    auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        aux_branch: str = "centerness",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        cls_weight: float = 1.0,
+        box_weight: float = 1.0,
+        aux_weight: float = 1.0,
+        box_weighting: str = "none",
+        normalizer: str = "ema",
+        ema_init: float = 300.0,
+        ema_momentum: float = 0.9,
+    ):
+        super().__init__()
+        _check_choice("MODEL.FCOS.AUX_BRANCH", aux_branch, AUX_BRANCHES)
+        _check_choice("MODEL.FCOS.BOX_LOSS_WEIGHTING", box_weighting, BOX_WEIGHTINGS)
+        _check_choice("MODEL.FCOS.NORMALIZER", normalizer, NORMALIZERS)
+        if not 0 <= ema_momentum < 1:
+            raise ValueError(f"MODEL.FCOS.NORMALIZER_EMA_MOMENTUM must be in [0, 1), got {ema_momentum}")
+        self.num_classes = num_classes
+        self.aux_branch = aux_branch
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.weights = {"cls": cls_weight, "box": box_weight, "aux": aux_weight}
+        self.box_weighting = box_weighting
+        self.normalizer = normalizer
+        self.ema_momentum = ema_momentum
+        self.register_buffer("loss_normalizer", torch.tensor(float(ema_init)))
+
+    @classmethod
+    def from_config(cls, cfg):
+        fcos = cfg.MODEL.FCOS
+        return {
+            "num_classes": fcos.NUM_CLASSES,
+            "aux_branch": fcos.AUX_BRANCH,
+            "focal_alpha": fcos.FOCAL_LOSS_ALPHA,
+            "focal_gamma": fcos.FOCAL_LOSS_GAMMA,
+            "cls_weight": fcos.CLS_LOSS_WEIGHT,
+            "box_weight": fcos.BOX_LOSS_WEIGHT,
+            "aux_weight": fcos.AUX_LOSS_WEIGHT,
+            "box_weighting": fcos.BOX_LOSS_WEIGHTING,
+            "normalizer": fcos.NORMALIZER,
+            "ema_init": fcos.NORMALIZER_EMA_INIT,
+            "ema_momentum": fcos.NORMALIZER_EMA_MOMENTUM,
+        }
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        pred_logits: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        pred_aux: torch.Tensor,
+        targets: DenseTargets,
+    ) -> Dict[str, torch.Tensor]:
+        """points (R, 2); pred_logits (N, R, C); pred_boxes (N, R, 4) decoded;
+        pred_aux (N, R) logits -> named scalar losses (weights applied)."""
+        fg = targets.foreground
+        normalizer = self._normalizer(fg.sum().float())
+        fg_boxes = pred_boxes[fg].float()
+        fg_targets = targets.boxes[fg].float()
+        if self.aux_branch == "centerness":
+            point_index = fg.nonzero()[:, 1]
+            aux_target = centerness_targets(points[point_index], fg_targets)
+        else:
+            aux_target = iou_targets(fg_boxes, fg_targets)
+        box_losses = giou_loss(fg_boxes, fg_targets, reduction="none")
+        if self.box_weighting == "aux_target":
+            box_loss = (box_losses * aux_target).sum() / all_reduce_mean(
+                aux_target.sum().detach()
+            ).clamp(min=1e-6)
+        else:
+            box_loss = box_losses.sum() / normalizer
+        aux_loss = F.binary_cross_entropy_with_logits(
+            pred_aux[fg].float(), aux_target, reduction="sum"
+        )
+        return {
+            "loss_cls": self.weights["cls"] * self._classification(pred_logits, targets) / normalizer,
+            "loss_box_reg": self.weights["box"] * box_loss,
+            f"loss_{self.aux_branch}": self.weights["aux"] * aux_loss / normalizer,
+        }
+
+    def _classification(self, pred_logits: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
+        one_hot = F.one_hot(targets.labels, self.num_classes + 1)[..., :-1]
+        return sigmoid_focal_loss_jit(
+            pred_logits.float(),
+            one_hot.float(),
+            alpha=self.focal_alpha,
+            gamma=self.focal_gamma,
+            reduction="sum",
+        )
+
+    def _normalizer(self, num_pos: torch.Tensor) -> torch.Tensor:
+        if self.normalizer == "num_pos":
+            return all_reduce_mean(num_pos).clamp(min=1.0)
+        if self.training:
+            momentum = self.ema_momentum
+            self.loss_normalizer.mul_(momentum).add_((1 - momentum) * num_pos.clamp(min=1.0))
+        return self.loss_normalizer.clone()

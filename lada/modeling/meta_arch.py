@@ -1,0 +1,192 @@
+"""``LadaFCOS``: an FCOS-family detector whose label assignment is a pluggable matcher.
+
+Letters: N images, R anchor points over all levels, C classes.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import batched_nms, cat
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.modeling.anchor_generator import DefaultAnchorGenerator
+from detectron2.modeling.box_regression import Box2BoxTransformLinear
+from detectron2.modeling.meta_arch.dense_detector import DenseDetector
+from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.utils.events import get_event_storage
+from torch import nn
+
+from ..matchers import MatchInputs, build_matcher
+from .head import FCOSHead
+from .losses import DenseDetectionLoss
+from .targets import gather_targets
+
+__all__ = ["LadaFCOS"]
+
+
+@META_ARCH_REGISTRY.register()
+class LadaFCOS(DenseDetector):
+    """FCOS (detectron2's, with one anchor point per location, box deltas in strides)
+    whose training targets come from ``matcher`` and whose losses come from ``loss``.
+    Inference equals detectron2's FCOS: score sqrt(sigmoid(cls) * sigmoid(aux)),
+    per-level top-k, class-wise NMS."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        head: nn.Module,
+        head_in_features: List[str],
+        matcher,
+        loss: DenseDetectionLoss,
+        num_classes: int,
+        anchor_offset: float = 0.0,
+        max_iter: int = 1,
+        test_score_thresh: float = 0.2,
+        test_topk_candidates: int = 1000,
+        test_nms_thresh: float = 0.6,
+        max_detections_per_image: int = 100,
+        pixel_mean: Tuple[float, ...],
+        pixel_std: Tuple[float, ...],
+    ):
+        super().__init__(backbone, head, head_in_features, pixel_mean=pixel_mean, pixel_std=pixel_std)
+        shapes = backbone.output_shape()
+        strides = [shapes[name].stride for name in self.head_in_features]
+        # An anchor point is represented by a box of side = stride, centred on it.
+        self.anchor_generator = DefaultAnchorGenerator(
+            sizes=[[s] for s in strides], aspect_ratios=[1.0], strides=strides, offset=anchor_offset
+        )
+        self.box2box_transform = Box2BoxTransformLinear(normalize_by_size=True)
+        self.matcher = matcher
+        self.loss = loss
+        self.num_classes = num_classes
+        self.max_iter = max_iter
+        self.test_score_thresh = test_score_thresh
+        self.test_topk_candidates = test_topk_candidates
+        self.test_nms_thresh = test_nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        in_features = cfg.MODEL.FCOS.IN_FEATURES
+        missing = [f for f in in_features if f not in shapes]
+        if missing:
+            raise ValueError(
+                f"MODEL.FCOS.IN_FEATURES: {missing} not produced by the backbone ({sorted(shapes)})"
+            )
+        return {
+            "backbone": backbone,
+            "head": FCOSHead(cfg, [shapes[f] for f in in_features]),
+            "head_in_features": in_features,
+            "matcher": build_matcher(cfg),
+            "loss": DenseDetectionLoss(cfg),
+            "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
+            "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
+            "max_iter": cfg.SOLVER.MAX_ITER,
+            "test_score_thresh": cfg.MODEL.FCOS.SCORE_THRESH_TEST,
+            "test_topk_candidates": cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST,
+            "test_nms_thresh": cfg.MODEL.FCOS.NMS_THRESH_TEST,
+            "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+    def forward_training(
+        self,
+        images: ImageList,
+        features: List[torch.Tensor],
+        predictions: List[List[torch.Tensor]],
+        gt_instances: List[Instances],
+    ) -> Dict[str, torch.Tensor]:
+        logits, deltas, aux = self._flatten_predictions(predictions)
+        anchors = Boxes.cat(self.anchor_generator(features)).tensor  # (R, 4)
+        pred_boxes = self._decode(deltas, anchors)  # (N, R, 4)
+        gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
+        gt_classes = [x.gt_classes for x in gt_instances]
+        _check_gt_boxes(gt_boxes)
+        storage = get_event_storage()
+        match = self.matcher(
+            MatchInputs(
+                points=(anchors[:, :2] + anchors[:, 2:]) / 2,
+                strides=anchors[:, 2] - anchors[:, 0],
+                num_points_per_level=[f.shape[-2] * f.shape[-1] for f in features],
+                gt_boxes=gt_boxes,
+                gt_classes=gt_classes,
+                pred_logits=logits.detach(),
+                pred_boxes=pred_boxes.detach(),
+                pred_quality=aux.detach(),
+                iteration=storage.iter,
+                max_iter=self.max_iter,
+            )
+        )
+        targets = gather_targets(match, gt_boxes, gt_classes, self.num_classes)
+        storage.put_scalar("num_pos_anchors", targets.foreground.sum().item() / len(gt_boxes))
+        points = (anchors[:, :2] + anchors[:, 2:]) / 2
+        return self.loss(points, logits, pred_boxes, aux, targets)
+
+    def forward_inference(
+        self, images: ImageList, features: List[torch.Tensor], predictions: List[List[torch.Tensor]]
+    ) -> List[Instances]:
+        logits, deltas, aux = self._transpose_dense_predictions(
+            predictions, [self.num_classes, 4, 1]
+        )
+        anchors = self.anchor_generator(features)
+        results = []
+        for image, image_size in enumerate(images.image_sizes):
+            scores = [
+                torch.sqrt(x[image].sigmoid() * y[image].sigmoid()) for x, y in zip(logits, aux)
+            ]
+            detections = self._decode_multi_level_predictions(
+                anchors,
+                scores,
+                [x[image] for x in deltas],
+                self.test_score_thresh,
+                self.test_topk_candidates,
+                image_size,
+            )
+            keep = batched_nms(
+                detections.pred_boxes.tensor,
+                detections.scores,
+                detections.pred_classes,
+                self.test_nms_thresh,
+            )
+            results.append(detections[keep[: self.max_detections_per_image]])
+        return results
+
+    def _flatten_predictions(
+        self, predictions: List[List[torch.Tensor]]
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-level head outputs -> logits (N, R, C), deltas (N, R, 4), aux (N, R)."""
+        logits, deltas, aux = self._transpose_dense_predictions(
+            predictions, [self.num_classes, 4, 1]
+        )
+        return cat(logits, dim=1), cat(deltas, dim=1), cat(aux, dim=1).squeeze(dim=2)
+
+    def _decode(self, deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+        """deltas (N, R, 4), anchors (R, 4) -> boxes (N, R, 4), XYXY pixels."""
+        num_images = deltas.shape[0]
+        flat = self.box2box_transform.apply_deltas(
+            deltas.reshape(-1, 4), anchors.repeat(num_images, 1)
+        )
+        return flat.view(num_images, -1, 4)
+
+
+def _check_gt_boxes(gt_boxes: List[torch.Tensor]) -> None:
+    """Raises on non-finite or empty GT boxes (one host sync per batch, not per GT)."""
+    if not gt_boxes:
+        return
+    boxes = torch.cat(gt_boxes)
+    bad = ~(torch.isfinite(boxes).all(dim=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    if bad.any():
+        counts = torch.tensor([len(b) for b in gt_boxes]).cumsum(0)
+        first = int(bad.nonzero()[0])
+        image = int((counts <= first).sum())
+        raise ValueError(
+            f"GT box {boxes[first].tolist()} of image {image} in the batch is degenerate or "
+            "not finite (XYXY with x1 > x0 and y1 > y0 is required); check the dataset's "
+            "annotations."
+        )

@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Train or evaluate an FCOS-family detector with a pluggable label assignment.
+
+    python train_net.py --config-file configs/quick/atss.yaml
+    python train_net.py --config-file CONFIG --eval-only MODEL.WEIGHTS model_final.pth
+    python train_net.py --config-file CONFIG --num-gpus 8
+"""
+import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import launch
+
+from lada.engine import Trainer, build_argument_parser, register_datasets, setup_cfg
+
+
+def main(args):
+    cfg = setup_cfg(args)
+    register_datasets(cfg, args)
+    if args.eval_only:
+        model = Trainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
+        return Trainer.test(cfg, model)
+    trainer = Trainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = build_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
