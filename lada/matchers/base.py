@@ -1,6 +1,8 @@
 """Base class of matchers that assign each image independently."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
 
 from .contract import BACKGROUND, MatchInputs, MatchResult
@@ -8,7 +10,7 @@ from .contract import BACKGROUND, MatchInputs, MatchResult
 __all__ = ["PerImageMatcher"]
 
 
-class PerImageMatcher:
+class PerImageMatcher(ABC):
     """Runs :meth:`match_image` on every image that has GT boxes; images without GT
     boxes are all background. Subclasses implement one image, vectorised over its GTs."""
 
@@ -22,6 +24,7 @@ class PerImageMatcher:
         ]
         return MatchResult(gt_index=torch.stack(gt_index))
 
+    @abstractmethod
     def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
-        """(R,) long: GT index of each point of image ``image``, or ``BACKGROUND``."""
-        raise NotImplementedError
+        """(R,) long: GT index of each point of image ``image`` (which has at least one
+        GT box), or ``BACKGROUND``."""

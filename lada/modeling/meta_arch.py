@@ -108,10 +108,11 @@ class LadaFCOS(DenseDetector):
         gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
         gt_classes = [x.gt_classes for x in gt_instances]
         _check_gt_boxes(gt_boxes)
+        points = (anchors[:, :2] + anchors[:, 2:]) / 2
         storage = get_event_storage()
         match = self.matcher(
             MatchInputs(
-                points=(anchors[:, :2] + anchors[:, 2:]) / 2,
+                points=points,
                 strides=anchors[:, 2] - anchors[:, 0],
                 num_points_per_level=[f.shape[-2] * f.shape[-1] for f in features],
                 gt_boxes=gt_boxes,
@@ -125,7 +126,6 @@ class LadaFCOS(DenseDetector):
         )
         targets = gather_targets(match, gt_boxes, gt_classes, self.num_classes)
         storage.put_scalar("num_pos_anchors", targets.foreground.sum().item() / len(gt_boxes))
-        points = (anchors[:, :2] + anchors[:, 2:]) / 2
         return self.loss(points, logits, pred_boxes, aux, targets)
 
     def forward_inference(

@@ -39,12 +39,12 @@ def gather_targets(
     counts = torch.tensor([len(b) for b in gt_boxes], device=gt_index.device)
     offsets = torch.cumsum(counts, dim=0) - counts  # (N,)
     # One extra row, addressed by background points, holds the background target.
-    all_boxes = torch.cat([*gt_boxes, gt_index.new_zeros((1, 4), dtype=torch.float32)])
+    all_boxes = torch.cat([*gt_boxes, gt_boxes[0].new_zeros((1, 4))])
     all_labels = torch.cat([*gt_classes, gt_index.new_full((1,), num_classes)])
     flat = torch.where(match.foreground, gt_index + offsets[:, None], len(all_boxes) - 1)
     return DenseTargets(
         labels=all_labels[flat],
-        boxes=all_boxes.to(gt_boxes[0].dtype if gt_boxes else torch.float32)[flat],
+        boxes=all_boxes[flat],
         foreground=match.foreground,
         cls_quality=match.cls_target_quality,
     )

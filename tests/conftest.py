@@ -1,0 +1,47 @@
+"""Shared fixtures: seeded RNG, a small LadaFCOS config and synthetic batches."""
+from pathlib import Path
+
+import lada  # noqa: F401  (prepares detectron2 before any test imports it)
+import pytest
+import torch
+from detectron2.config import get_cfg
+from detectron2.structures import Boxes, Instances
+
+from lada.config import add_lada_config
+
+NUM_CLASSES = 5
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def small_cfg(**overrides):
+    """A CPU config of the quick model (ResNet-18-FPN, 64 channels) for 5 classes."""
+    cfg = get_cfg()
+    add_lada_config(cfg)
+    cfg.merge_from_file(str(REPO / "configs/quick/Base-Quick.yaml"))
+    cfg.DATASETS.REGISTER_COCO = []
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
+    return cfg
+
+
+def random_boxes(num: int, size: int, generator=None) -> torch.Tensor:
+    """(num, 4) valid XYXY boxes inside a size x size image, widely varying shapes."""
+    xy = torch.rand(num, 2, generator=generator) * (size - 8)
+    wh = 4 + torch.rand(num, 2, generator=generator) * (size / 1.5)
+    return torch.cat([xy, (xy + wh).clamp(max=size - 1)], dim=1)
+
+
+def make_batch(num_gts, size=128):
+    """Batched inputs as detectron2's DatasetMapper makes them, one image per entry of
+    ``num_gts`` (number of GT boxes, 0 allowed)."""
+    batch = []
+    for count in num_gts:
+        instances = Instances((size, size))
+        instances.gt_boxes = Boxes(random_boxes(count, size))
+        instances.gt_classes = torch.randint(0, NUM_CLASSES, (count,))
+        batch.append({"image": torch.randint(0, 256, (3, size, size)).float(), "instances": instances})
+    return batch

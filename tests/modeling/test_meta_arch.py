@@ -1,0 +1,122 @@
+"""LadaFCOS training behaviour: empty images, normalisers, auxiliary branches, bad GT."""
+import pytest
+import torch
+from conftest import make_batch, small_cfg
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.utils.events import EventStorage
+
+
+def _losses(model, batch, step=0):
+    with EventStorage(step):
+        return model(batch)
+
+
+def test_images_without_gt_train_as_background():
+    model = build_model(small_cfg())
+    losses = _losses(model, make_batch([0, 0]))
+    assert losses["loss_box_reg"].item() == 0.0
+    assert losses["loss_centerness"].item() == 0.0
+    assert losses["loss_cls"].item() > 0
+    sum(losses.values()).backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+def test_mixed_batch_with_an_empty_image():
+    losses = _losses(build_model(small_cfg()), make_batch([0, 4]))
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_box_reg"].item() > 0
+
+
+def test_ema_normaliser_is_a_checkpointed_buffer(tmp_path):
+    model = build_model(small_cfg())
+    with EventStorage(0) as storage:
+        model(make_batch([5]))
+        positives = storage.history("num_pos_anchors").latest()
+    value = model.loss.loss_normalizer.item()
+    assert positives > 0
+    assert value == pytest.approx(0.9 * 300 + 0.1 * positives)  # detectron2's EMA
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("ckpt")
+    fresh = build_model(small_cfg())
+    DetectionCheckpointer(fresh).load(str(tmp_path / "ckpt.pth"))
+    assert fresh.loss.loss_normalizer.item() == value
+
+
+def test_num_pos_normaliser_divides_by_the_positive_count():
+    batch = make_batch([3, 6])
+    ema_model = build_model(small_cfg())
+    ema = _losses(ema_model, batch)
+    ema_normalizer = ema_model.loss.loss_normalizer.item()
+    num_pos_model = build_model(small_cfg(**{"MODEL.FCOS.NORMALIZER": "num_pos"}))
+    num_pos_model.load_state_dict(ema_model.state_dict())
+    with EventStorage(0) as storage:
+        num_pos = num_pos_model(batch)
+        positives = storage.history("num_pos_anchors").latest() * 2
+    assert positives > 0
+    torch.testing.assert_close(num_pos["loss_cls"] * positives, ema["loss_cls"] * ema_normalizer)
+
+
+def test_iou_branch_and_box_loss_weighted_by_aux_target():
+    cfg = small_cfg(**{"MODEL.FCOS.AUX_BRANCH": "iou", "MODEL.FCOS.BOX_LOSS_WEIGHTING": "aux_target"})
+    losses = _losses(build_model(cfg), make_batch([4]))
+    assert set(losses) == {"loss_cls", "loss_box_reg", "loss_iou"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+
+
+def test_p6_p7_come_from_p5():
+    model = build_model(small_cfg())
+    assert model.backbone.top_block.in_feature == "p5"
+    shapes = model.backbone.output_shape()
+    assert [shapes[f].stride for f in model.head_in_features] == [8, 16, 32, 64, 128]
+
+
+def test_degenerate_gt_box_is_reported():
+    batch = make_batch([3])
+    batch[0]["instances"].gt_boxes.tensor[1] = torch.tensor([10.0, 10.0, 10.0, 30.0])
+    with pytest.raises(ValueError, match="degenerate"):
+        _losses(build_model(small_cfg()), batch)
+
+
+def test_matcher_sees_detached_predictions_only():
+    model = build_model(small_cfg())
+    seen = []
+    original = model.matcher
+
+    def spy(inputs):
+        seen.append(inputs)
+        return original(inputs)
+
+    model.matcher = spy
+    _losses(model, make_batch([2]))
+    (inputs,) = seen
+    assert not any(t.requires_grad for t in (inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality))
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("MODEL.MATCHER.NAME", "hungarian", "unknown matcher 'hungarian'; registered: atss, fcos"),
+        ("MODEL.FCOS.AUX_BRANCH", "ctr", "MODEL.FCOS.AUX_BRANCH must be one of"),
+        ("MODEL.FCOS.NORMALIZER", "batch", "MODEL.FCOS.NORMALIZER must be one of"),
+        ("MODEL.MATCHER.ATSS.TOPK", 0, "TOPK must be a positive integer"),
+        ("MODEL.FCOS.IN_FEATURES", ["p3", "p9"], r"\['p9'\] not produced by the backbone"),
+    ],
+)
+def test_invalid_config_is_reported(key, value, message):
+    cfg = small_cfg(**{"MODEL.MATCHER.NAME": "atss"})
+    cfg.merge_from_list([key, value])
+    with pytest.raises((KeyError, ValueError), match=message):
+        build_model(cfg)
+
+
+def test_inference_output_format():
+    model = build_model(small_cfg(**{"MODEL.FCOS.SCORE_THRESH_TEST": 0.0})).eval()
+    batch = [{"image": b["image"], "height": 256, "width": 256} for b in make_batch([0])]
+    with torch.no_grad():
+        (result,) = model(batch)
+    instances = result["instances"]
+    assert instances.image_size == (256, 256)
+    assert 0 < len(instances) <= 100
+    assert (instances.scores[:-1] >= instances.scores[1:]).all()
+    assert instances.pred_classes.max() < 5
