@@ -71,6 +71,37 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.ATSS.TOPK = 9
     cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE = 8.0
 
+    # PAA (Kim & Lee, ECCV 2020): preliminary match at anchor IoU >= PRELIM_IOU_THRESH,
+    # TOPK lowest-loss candidates per level, two-component GMM (EM: GMM_MAX_ITER, GMM_TOL).
+    cfg.MODEL.MATCHER.PAA = CN()
+    cfg.MODEL.MATCHER.PAA.TOPK = 9
+    cfg.MODEL.MATCHER.PAA.PRELIM_IOU_THRESH = 0.1
+    cfg.MODEL.MATCHER.PAA.ANCHOR_SCALE = 8.0
+    cfg.MODEL.MATCHER.PAA.GMM_MAX_ITER = 100
+    cfg.MODEL.MATCHER.PAA.GMM_TOL = 1e-3
+
+    # LADA (Han et al., Sensors 2023), Algorithm 1; each switch reproduces an ablation.
+    cfg.MODEL.MATCHER.LADA = CN()
+    # Centre prior of C1: "epcp" (Eq. 1-2), "cp" (square, Table 1 without EPCP) or
+    # "none" (inside the GT only, Table 6); radius r in strides.
+    cfg.MODEL.MATCHER.LADA.CENTER_PRIOR = "epcp"
+    cfg.MODEL.MATCHER.LADA.CENTER_RADIUS = 2.5
+    # Anchor score: "cla" (Eq. 3-7), "la" (no deviation loss, Tables 1/6/8) or "iou"
+    # (anchor IoU, Table 6); regression term "giou" or "iou" (Table 7).
+    cfg.MODEL.MATCHER.LADA.SCORE = "cla"
+    cfg.MODEL.MATCHER.LADA.REG_LOSS = "giou"
+    cfg.MODEL.MATCHER.LADA.LAMBDA_REG = 1.5
+    cfg.MODEL.MATCHER.LADA.LAMBDA_DEV = 1.0
+    # Division: "dlt" (section 3.3), "fixed" (FIXED_NUM_POS lowest, Table 8), "gmm"
+    # (PAA's, Table 8) or "mean_std" (ATSS statistics on the score, Table 6's IoU row).
+    cfg.MODEL.MATCHER.LADA.DIVISION = "dlt"
+    cfg.MODEL.MATCHER.LADA.TOPK = 9
+    # m of DLT: C3 = the TOPM lowest-CLA candidates (Table 9: 18, 20, 22).
+    cfg.MODEL.MATCHER.LADA.TOPM = 20
+    cfg.MODEL.MATCHER.LADA.FIXED_NUM_POS = 10
+    cfg.MODEL.MATCHER.LADA.PRELIM_IOU_THRESH = 0.1
+    cfg.MODEL.MATCHER.LADA.ANCHOR_SCALE = 8.0
+
 
 def _add_data_config(cfg: CN) -> None:
     # COCO-format datasets to register before training, each [name, json, image_root];

@@ -1,4 +1,5 @@
 """Shared fixtures: seeded RNG, a small LadaFCOS config and synthetic batches."""
+import sys
 from pathlib import Path
 
 import lada  # noqa: F401  (prepares detectron2 before any test imports it)
@@ -11,6 +12,7 @@ from lada.config import add_lada_config
 
 NUM_CLASSES = 5
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the benchmarks hold the per-GT scikit-learn reference
 
 
 @pytest.fixture(autouse=True)

@@ -28,3 +28,40 @@ class PerImageMatcher(ABC):
     def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
         """(R,) long: GT index of each point of image ``image`` (which has at least one
         GT box), or ``BACKGROUND``."""
+
+
+class CandidateDivisionMatcher(ABC):
+    """Matchers whose preliminary match gives every point at most one GT (PAA, LADA):
+    each image yields per-GT candidates with scores (lower is better), then one
+    division runs on the candidates of all GT boxes of the batch at once, so that a
+    batched fit (PAA's GMM) sees every GT in one call."""
+
+    @torch.no_grad()
+    def __call__(self, inputs: MatchInputs) -> MatchResult:
+        per_image = [self.image_candidates(inputs, image) for image in range(inputs.num_images)]
+        index, valid, scores = (torch.cat(parts) for parts in zip(*per_image))  # (ΣG, K)
+        positive = self.divide(scores, valid) & valid
+        gt_index = inputs.points.new_full(
+            (inputs.num_images, inputs.num_points), BACKGROUND, dtype=torch.long
+        )
+        counts = [len(boxes) for boxes in inputs.gt_boxes]
+        image_of_row = torch.repeat_interleave(
+            torch.arange(inputs.num_images, device=index.device),
+            torch.tensor(counts, device=index.device),
+        )
+        first_row = torch.tensor([0] + counts[:-1], device=index.device).cumsum(0)
+        gt_of_row = torch.arange(len(index), device=index.device) - first_row[image_of_row]
+        rows, slots = positive.nonzero(as_tuple=True)
+        gt_index[image_of_row[rows], index[rows, slots]] = gt_of_row[rows]
+        return MatchResult(gt_index=gt_index)
+
+    @abstractmethod
+    def image_candidates(
+        self, inputs: MatchInputs, image: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Candidate point indices (G, K), their validity (G, K) and scores (G, K) of the
+        GT boxes of image ``image`` (G may be 0); K is the same for every image."""
+
+    @abstractmethod
+    def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(ΣG, K) scores and validity -> (ΣG, K) bool positives."""

@@ -2,18 +2,34 @@
 several GT boxes are resolved."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from .contract import BACKGROUND
 
-__all__ = ["assign_to_best_gt", "mean_plus_std_threshold", "scatter_candidates"]
+__all__ = [
+    "assign_to_best_gt",
+    "dynamic_loss_threshold",
+    "lowest_n_division",
+    "mean_plus_std_threshold",
+    "scatter_candidates",
+]
 
 
-def mean_plus_std_threshold(scores: torch.Tensor) -> torch.Tensor:
-    """ATSS's adaptive threshold per GT: mean + unbiased std of its candidates' scores.
-    (G, K) -> (G, 1). With a single candidate the std is taken as 0."""
-    std = scores.std(dim=1, keepdim=True) if scores.shape[1] > 1 else torch.zeros_like(scores)
-    return scores.mean(dim=1, keepdim=True) + std
+def mean_plus_std_threshold(
+    scores: torch.Tensor, valid: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """ATSS's adaptive threshold per GT: mean + unbiased std of the scores of its valid
+    candidates (all when ``valid`` is None). (G, K) -> (G, 1). With a single candidate
+    the std is taken as 0."""
+    if valid is None:
+        valid = torch.ones_like(scores, dtype=torch.bool)
+    values = scores.masked_fill(~valid, 0)
+    count = valid.sum(dim=1, keepdim=True)
+    mean = values.sum(dim=1, keepdim=True) / count.clamp(min=1)
+    squares = ((values - mean) ** 2).masked_fill(~valid, 0).sum(dim=1, keepdim=True)
+    return mean + (squares / (count - 1).clamp(min=1)).sqrt()
 
 
 def scatter_candidates(
@@ -31,3 +47,32 @@ def assign_to_best_gt(scores: torch.Tensor, positive: torch.Tensor) -> torch.Ten
     masked = scores.masked_fill(~positive, float("-inf"))
     best_score, best_gt = masked.max(dim=0)
     return torch.where(torch.isneginf(best_score), torch.full_like(best_gt, BACKGROUND), best_gt)
+
+
+def dynamic_loss_threshold(scores: torch.Tensor, valid: torch.Tensor, topm: int) -> torch.Tensor:
+    """LADA's DLT (section 3.3) on each GT's candidates C2: C3 = the ``topm`` lowest valid
+    scores (all of C2 if fewer), ``t_g`` = mean score over C3, positives = members of C3
+    with score ``< t_g``. **[reading, spec 6.4]** if that selects nothing (one candidate,
+    or all equal), the single lowest-score candidate is positive.
+    scores (G, K), valid (G, K) -> positives (G, K) bool."""
+    in_top = _lowest_n(scores, valid, topm)
+    count = in_top.sum(dim=1, keepdim=True).clamp(min=1)
+    threshold = scores.masked_fill(~in_top, 0).sum(dim=1, keepdim=True) / count
+    positive = in_top & (scores < threshold)
+    fallback = _lowest_n(scores, valid, 1) & ~positive.any(dim=1, keepdim=True)
+    return positive | fallback
+
+
+def lowest_n_division(scores: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` lowest-score valid candidates of each GT are positive (LLA-style fixed
+    number, LADA Table 8). scores (G, K), valid (G, K) -> (G, K) bool."""
+    return _lowest_n(scores, valid, n)
+
+
+def _lowest_n(scores: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
+    """(G, K) bool: the min(n, #valid) lowest valid scores of each row (ties by position)."""
+    ranked = scores.masked_fill(~valid, float("inf")).argsort(dim=1, stable=True)
+    rank = torch.empty_like(ranked).scatter_(
+        1, ranked, torch.arange(scores.shape[1], device=scores.device).expand_as(ranked)
+    )
+    return (rank < n) & valid

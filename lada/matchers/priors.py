@@ -5,13 +5,21 @@ indices, so that later stages score only K candidates instead of all R points.
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Tuple
 
 import torch
 
-from .geometry import box_centers, side_distances
+from .contract import BACKGROUND
+from .geometry import box_centers, paired_iou, side_distances
 
-__all__ = ["center_sampling_prior", "fcos_scale_prior", "topk_closest_per_level"]
+__all__ = [
+    "center_region_prior",
+    "center_sampling_prior",
+    "fcos_scale_prior",
+    "lowest_per_gt_and_level",
+    "preliminary_iou_match",
+    "topk_closest_per_level",
+]
 
 
 def center_sampling_prior(
@@ -56,3 +64,66 @@ def topk_closest_per_level(
         candidates.append(nearest + start)
         start += count
     return torch.cat(candidates, dim=1)
+
+
+def preliminary_iou_match(
+    anchors: torch.Tensor, gt_boxes: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """PAA step 1 (also LADA section 3.4): each point goes to the GT of largest anchor-box
+    IoU when that IoU is ``>= threshold``; in addition each GT claims the point(s) of its
+    own highest IoU, so that no GT is left without a candidate **[reading, spec 5]**; a
+    point claimed by several GTs goes to the one of higher IoU. (R, 4), (G, 4) -> (R,)
+    GT index or ``BACKGROUND``."""
+    iou = paired_iou(gt_boxes[:, None], anchors[None])  # (G, R)
+    best_iou, best_gt = iou.max(dim=0)
+    matched = torch.where(best_iou >= threshold, best_gt, torch.full_like(best_gt, BACKGROUND))
+    gt_best = iou.amax(dim=1, keepdim=True)  # (G, 1)
+    claims = (iou == gt_best) & (gt_best > 0)
+    claim_iou, claimant = iou.masked_fill(~claims, -1.0).max(dim=0)
+    return torch.where(claim_iou >= 0, claimant, matched)
+
+
+def center_region_prior(
+    points: torch.Tensor,
+    strides: torch.Tensor,
+    boxes: torch.Tensor,
+    radius: float,
+    elliptic: bool = True,
+) -> torch.Tensor:
+    """LADA's centre prior of each point with respect to its own box: points (P, 2),
+    strides (P,), boxes (P, 4) -> (P,) bool.
+
+    EPCP (Eq. 1-2): ``|px - x| <= r s W / min(W, H)`` and ``|py - y| <= r s H / min(W, H)``,
+    a region stretched along the box's long side; ``elliptic=False`` gives CP, the
+    square ``|px - x| <= r s`` and ``|py - y| <= r s``."""
+    sizes = boxes[:, 2:] - boxes[:, :2]  # (P, 2) = (W, H)
+    reach = (radius * strides)[:, None].expand_as(sizes)
+    if elliptic:
+        reach = reach * sizes / sizes.amin(dim=1, keepdim=True)
+    return ((points - box_centers(boxes)).abs() <= reach).all(dim=1)
+
+
+def lowest_per_gt_and_level(
+    point_gt: torch.Tensor,
+    point_score: torch.Tensor,
+    num_gts: int,
+    num_points_per_level: List[int],
+    k: int,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """For every GT and level, the ``k`` lowest-scoring points among those assigned to the
+    GT (PAA step 3, LADA's C2). point_gt (R,) GT index or ``BACKGROUND``; point_score (R,).
+    Returns candidate point indices (G, K) and their validity (G, K), K = sum over levels
+    of min(k, points on level); a GT with fewer assigned points has invalid slots."""
+    indices, valid = [], []
+    start = 0
+    for count in num_points_per_level:
+        level_gt = point_gt[start : start + count]
+        assigned = level_gt >= 0
+        dense = point_score.new_full((num_gts, count), float("inf"))
+        columns = torch.arange(count, device=point_gt.device)
+        dense[level_gt[assigned], columns[assigned]] = point_score[start : start + count][assigned]
+        values, nearest = dense.topk(min(k, count), dim=1, largest=False)
+        indices.append(nearest + start)
+        valid.append(torch.isfinite(values))
+        start += count
+    return torch.cat(indices, dim=1), torch.cat(valid, dim=1)

@@ -7,9 +7,10 @@ from typing import Dict
 import torch
 import torch.distributed as dist
 from detectron2.config import configurable
-from fvcore.nn import giou_loss, sigmoid_focal_loss_jit
+from fvcore.nn import sigmoid_focal_loss_jit
 from torch import nn
 from torch.nn import functional as F
+from torchvision.ops import generalized_box_iou_loss
 
 from .targets import DenseTargets, centerness_targets, iou_targets
 
@@ -43,6 +44,9 @@ class DenseDetectionLoss(nn.Module):
 
     With ``box_weighting="aux_target"`` each positive's GIoU loss is weighted by its
     auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
+
+    The GIoU loss is torchvision's: the values of fvcore's (detectron2 FCOS) on valid
+    boxes, without its assertion (a host sync) on inverted predicted boxes.
     """
 
     @configurable
@@ -113,7 +117,7 @@ class DenseDetectionLoss(nn.Module):
             aux_target = centerness_targets(points[point_index], fg_targets)
         else:
             aux_target = iou_targets(fg_boxes, fg_targets)
-        box_losses = giou_loss(fg_boxes, fg_targets, reduction="none")
+        box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)
         if self.box_weighting == "aux_target":
             box_loss = (box_losses * aux_target).sum() / all_reduce_mean(
                 aux_target.sum().detach()

@@ -20,6 +20,7 @@ from torch import nn
 from ..matchers import MatchInputs, build_matcher
 from .head import FCOSHead
 from .losses import DenseDetectionLoss
+from .statistics import assignment_statistics
 from .targets import gather_targets
 
 __all__ = ["LadaFCOS"]
@@ -109,12 +110,13 @@ class LadaFCOS(DenseDetector):
         gt_classes = [x.gt_classes for x in gt_instances]
         _check_gt_boxes(gt_boxes)
         points = (anchors[:, :2] + anchors[:, 2:]) / 2
+        num_points_per_level = [f.shape[-2] * f.shape[-1] for f in features]
         storage = get_event_storage()
         match = self.matcher(
             MatchInputs(
                 points=points,
                 strides=anchors[:, 2] - anchors[:, 0],
-                num_points_per_level=[f.shape[-2] * f.shape[-1] for f in features],
+                num_points_per_level=num_points_per_level,
                 gt_boxes=gt_boxes,
                 gt_classes=gt_classes,
                 pred_logits=logits.detach(),
@@ -125,7 +127,9 @@ class LadaFCOS(DenseDetector):
             )
         )
         targets = gather_targets(match, gt_boxes, gt_classes, self.num_classes)
-        storage.put_scalar("num_pos_anchors", targets.foreground.sum().item() / len(gt_boxes))
+        storage.put_scalars(
+            **assignment_statistics(match.gt_index, [len(b) for b in gt_boxes], num_points_per_level)
+        )
         return self.loss(points, logits, pred_boxes, aux, targets)
 
     def forward_inference(

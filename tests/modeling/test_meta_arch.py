@@ -33,7 +33,7 @@ def test_ema_normaliser_is_a_checkpointed_buffer(tmp_path):
     model = build_model(small_cfg())
     with EventStorage(0) as storage:
         model(make_batch([5]))
-        positives = storage.history("num_pos_anchors").latest()
+        positives = storage.history("assign/pos_per_image").latest()
     value = model.loss.loss_normalizer.item()
     assert positives > 0
     assert value == pytest.approx(0.9 * 300 + 0.1 * positives)  # detectron2's EMA
@@ -52,7 +52,7 @@ def test_num_pos_normaliser_divides_by_the_positive_count():
     num_pos_model.load_state_dict(ema_model.state_dict())
     with EventStorage(0) as storage:
         num_pos = num_pos_model(batch)
-        positives = storage.history("num_pos_anchors").latest() * 2
+        positives = storage.history("assign/pos_per_image").latest() * 2
     assert positives > 0
     torch.testing.assert_close(num_pos["loss_cls"] * positives, ema["loss_cls"] * ema_normalizer)
 
@@ -96,7 +96,7 @@ def test_matcher_sees_detached_predictions_only():
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("MODEL.MATCHER.NAME", "hungarian", "unknown matcher 'hungarian'; registered: atss, fcos"),
+        ("MODEL.MATCHER.NAME", "hungarian", "unknown matcher 'hungarian'; registered: atss, fcos, lada, paa"),
         ("MODEL.FCOS.AUX_BRANCH", "ctr", "MODEL.FCOS.AUX_BRANCH must be one of"),
         ("MODEL.FCOS.NORMALIZER", "batch", "MODEL.FCOS.NORMALIZER must be one of"),
         ("MODEL.MATCHER.ATSS.TOPK", 0, "TOPK must be a positive integer"),

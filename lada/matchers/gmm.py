@@ -1,0 +1,170 @@
+"""Two-component 1-D Gaussian mixtures fitted by EM, batched over groups, and the PAA
+separation of candidate anchors (Kim & Lee, "Probabilistic Anchor Assignment with IoU
+Prediction for Object Detection", ECCV 2020, Sec. 3.1 and Fig. 3(c)).
+
+Every group (one GT box) holds a variable number of candidate scores, given as a padded
+``(B, K)`` tensor and a ``(B, K)`` bool mask. EM runs on all groups at once: the only
+Python loop is over EM iterations. The fit reproduces scikit-learn's ``GaussianMixture``
+(1-D, ``covariance_type="full"``) from the PAA initialisation: same E/M steps, same
+convergence test (change of the mean per-sample log-likelihood < ``tol``), and every group
+stops updating at its own convergence. Computation is in float64 on the input's device,
+without autograd (label assignment needs no gradient).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["GaussianMixture1D", "fit_gmm_1d", "paa_separation"]
+
+_EPS = torch.finfo(torch.float64).eps
+
+
+@dataclass
+class GaussianMixture1D:
+    """Fitted mixtures of ``B`` groups; component 0 starts at the group's minimum."""
+
+    means: Tensor  # (B, 2)
+    variances: Tensor  # (B, 2)
+    weights: Tensor  # (B, 2)
+    num_iter: Tensor  # (B,) long, EM iterations run per group (0 for empty groups)
+    converged: Tensor  # (B,) bool
+
+    def log_prob(self, values: Tensor) -> Tensor:
+        """(B, K) values -> (B, K, 2) ``log(w_c N(x | mu_c, var_c))``."""
+        x = values.to(device=self.means.device, dtype=torch.float64)
+        return _weighted_log_prob(x, self.means, self.variances, self.weights)
+
+    def predict(self, values: Tensor) -> Tensor:
+        """(B, K) values -> (B, K) long index of the most probable component (ties -> 0)."""
+        log_prob = self.log_prob(values)
+        return (log_prob[..., 1] > log_prob[..., 0]).long()
+
+    def score_samples(self, values: Tensor) -> Tensor:
+        """(B, K) values -> (B, K) mixture log-likelihood ``log sum_c w_c N(x | mu_c, var_c)``."""
+        return self.log_prob(values).logsumexp(dim=-1)
+
+
+@torch.no_grad()
+def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 1e-3,
+               reg_covar: float = 1e-6) -> GaussianMixture1D:
+    """Fit one two-component mixture per row of ``values`` (B, K) on its ``valid`` (B, K)
+    entries by EM.
+
+    Init: means = (min, max) of each group's valid values, weights (0.5, 0.5), variances 1.
+    Groups without a valid value keep that init (means 0) with ``num_iter`` 0 and count as
+    converged. A group whose valid values are all equal gets two identical components. A
+    single valid value is fitted too (sklearn requires two). Parameters are float64 on the
+    input's device. ``reg_covar`` must be > 0 so that no variance is 0.
+    """
+    _check_arguments(values, valid, max_iter, tol)
+    if not reg_covar > 0:
+        raise ValueError(f"reg_covar must be > 0, got {reg_covar}")
+    weight = valid.to(torch.float64)  # (B, K) 1 for valid entries, 0 for padding
+    x = torch.where(valid, values.to(torch.float64), 0.0)
+    count = weight.sum(dim=1)
+    means, variances, weights = _initial_parameters(x, valid, count)
+    converged = count == 0
+    num_iter = torch.zeros_like(count, dtype=torch.long)
+    previous_bound = torch.full_like(count, -math.inf)
+    for _ in range(max_iter):
+        active = ~converged
+        if not bool(active.any()):  # one host sync per iteration: stop once all converged
+            break
+        log_prob = _weighted_log_prob(x, means, variances, weights)  # E-step
+        log_norm = log_prob.logsumexp(dim=-1)  # (B, K)
+        bound = (log_norm * weight).sum(dim=1) / count.clamp(min=1)  # mean log-likelihood
+        resp = (log_prob - log_norm[..., None]).exp() * weight[..., None]  # (B, K, 2)
+        new = _m_step(x, resp, reg_covar)
+        keep = active[:, None]
+        means, variances, weights = (torch.where(keep, n, o)
+                                     for n, o in zip(new, (means, variances, weights)))
+        num_iter += active.long()
+        converged = converged | (active & ((bound - previous_bound).abs() < tol))
+        previous_bound = bound
+    return GaussianMixture1D(means, variances, weights, num_iter, converged)
+
+
+@torch.no_grad()
+def paa_separation(values: Tensor, valid: Tensor, max_iter: int = 100,
+                   tol: float = 1e-3) -> Tensor:
+    """PAA positives (paper Fig. 3(c)): (B, K) scores (lower is better), (B, K) bool ->
+    (B, K) bool positives, in the input's column order (the function sorts internally).
+
+    A GMM is fitted to each group's scores; among the candidates of component 0 (the
+    low-score, "foreground" one), those up to and including the one of highest mixture
+    log-likelihood, in ascending score order, are positive. Policies (official code): no
+    candidate in component 0 -> every valid candidate positive (happens when a cluster much
+    narrower than the initial variance draws both components to its mean); no valid
+    candidate -> no positive. One candidate, or all-equal scores, give two identical
+    components, so every candidate ties into component 0: all positive.
+    """
+    _check_arguments(values, valid, max_iter, tol)
+    # Sorting makes the fit independent of the columns' order, bit for bit.
+    keys = torch.where(valid, values.to(torch.float64), math.inf)
+    order = keys.argsort(dim=1, stable=True)
+    sorted_valid = valid.gather(1, order)
+    sorted_values = torch.where(sorted_valid, keys.gather(1, order), 0.0)
+    gmm = fit_gmm_1d(sorted_values, sorted_valid, max_iter, tol)
+    positive = _separate(sorted_values, sorted_valid, gmm.predict(sorted_values) == 0,
+                         gmm.score_samples(sorted_values))
+    return torch.zeros_like(valid).scatter(1, order, positive)
+
+
+def _separate(values: Tensor, valid: Tensor, foreground: Tensor, log_lik: Tensor) -> Tensor:
+    """The separation rule on (B, K) tensors: positive = valid, in component 0 and scored
+    at most the score of component 0's most likely candidate (the lowest-scored one among
+    equally likely ones, like the official ``argmax``); all valid when component 0 is empty.
+
+    Equal to the official ``sorted_candidates[fg][:argmax(loglik[fg]) + 1]``, except that
+    candidates tied with the cut-off score are all positive (order-independent).
+    """
+    foreground = foreground & valid
+    fg_log_lik = torch.where(foreground, log_lik, -math.inf)
+    best = foreground & (fg_log_lik == fg_log_lik.amax(dim=1, keepdim=True))
+    cutoff = torch.where(best, values, math.inf).amin(dim=1, keepdim=True)  # (B, 1)
+    has_foreground = foreground.any(dim=1, keepdim=True)
+    return valid & (~has_foreground | (foreground & (values <= cutoff)))
+
+
+def _initial_parameters(x: Tensor, valid: Tensor, count: Tensor) -> tuple[Tensor, ...]:
+    """PAA init: means (min, max) of the valid values (0 for empty groups), weights 0.5,
+    variances 1; each (B, 2)."""
+    low = torch.where(valid, x, math.inf).amin(dim=1)
+    high = torch.where(valid, x, -math.inf).amax(dim=1)
+    means = torch.where((count > 0)[:, None], torch.stack([low, high], dim=1), 0.0)
+    return means, torch.ones_like(means), torch.full_like(means, 0.5)
+
+
+def _m_step(x: Tensor, resp: Tensor, reg_covar: float) -> tuple[Tensor, Tensor, Tensor]:
+    """M-step from (B, K) values and (B, K, 2) responsibilities (0 on padding), as sklearn:
+    ``nk = sum resp + 10 eps``, weighted mean and variance (+ ``reg_covar``), weights
+    ``nk / sum nk``."""
+    nk = resp.sum(dim=1) + 10 * _EPS  # (B, 2)
+    means = (resp * x[..., None]).sum(dim=1) / nk
+    variances = (resp * (x[..., None] - means[:, None]) ** 2).sum(dim=1) / nk + reg_covar
+    return means, variances, nk / nk.sum(dim=1, keepdim=True)
+
+
+def _weighted_log_prob(x: Tensor, means: Tensor, variances: Tensor, weights: Tensor) -> Tensor:
+    """(B, K) values, (B, 2) parameters -> (B, K, 2) ``log(w_c N(x | mu_c, var_c))``,
+    written with the precision's Cholesky factor as sklearn does."""
+    precision_chol = 1.0 / variances.sqrt()  # (B, 2)
+    z = x[..., None] * precision_chol[:, None] - (means * precision_chol)[:, None]
+    log_gauss = -0.5 * (math.log(2 * math.pi) + z**2) + precision_chol.log()[:, None]
+    return log_gauss + weights.log()[:, None]
+
+
+def _check_arguments(values: Tensor, valid: Tensor, max_iter: int, tol: float) -> None:
+    if values.dim() != 2 or values.shape != valid.shape:
+        raise ValueError("values and valid must be 2-D (B, K) tensors of equal shape, got "
+                         f"{tuple(values.shape)} and {tuple(valid.shape)}")
+    if valid.dtype != torch.bool:
+        raise ValueError(f"valid must be a bool tensor, got {valid.dtype}")
+    if int(max_iter) != max_iter or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")

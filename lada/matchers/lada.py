@@ -1,0 +1,153 @@
+"""``lada``: Lightweight Anchor Dynamic Assignment (Han et al., Sensors 2023; spec
+section 6): preliminary match -> EPCP -> CLA -> DLT, each stage switchable for the
+paper's ablations (Tables 1, 6, 7, 8, 9)."""
+from __future__ import annotations
+
+import torch
+from detectron2.config import configurable
+
+from .base import CandidateDivisionMatcher
+from .candidates import REG_LOSSES, empty_candidates, match_and_score_points, per_level_candidates
+from .contract import MatchInputs
+from .divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
+from .geometry import is_inside
+from .gmm import paa_separation
+from .priors import center_region_prior
+from .registry import register_matcher
+from .scores import deviation_loss
+
+__all__ = ["LADAMatcher"]
+
+CENTER_PRIORS = ("epcp", "cp", "none")
+SCORES = ("cla", "la", "iou")
+DIVISIONS = ("dlt", "fixed", "gmm", "mean_std")
+
+
+@register_matcher("lada")
+class LADAMatcher(CandidateDivisionMatcher):
+    """LADA, Algorithm 1:
+
+    1. preliminary match as PAA (section 3.4): every point belongs to at most one GT;
+    2. C1: points matched to the GT, inside it, and inside its centre region:
+       ``epcp`` (Eq. 1-2, radius ``r`` strides stretched along the long side), ``cp``
+       (square of ``r`` strides, Table 1) or ``none`` (inside the GT only, Table 6);
+    3. score: ``cla`` = cls + LAMBDA_REG reg + LAMBDA_DEV dev (Eq. 3-7), ``la`` without the
+       deviation term, ``iou`` = anchor IoU, higher is better (Table 6); reg is 1 - GIoU
+       or 1 - IoU (``reg_loss``, Table 7);
+    4. C2: per level the ``topk`` lowest-score points of C1; division: ``dlt`` (C3 = the
+       ``topm`` lowest of C2, positives below their mean, section 3.3), ``fixed`` (the
+       ``fixed_num_pos`` lowest, Table 8), ``gmm`` (PAA's separation, Table 8) or
+       ``mean_std`` (ATSS's mean + std of the anchor IoUs, Table 6's IoU row).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        center_prior: str = "epcp",
+        center_radius: float = 2.5,
+        score: str = "cla",
+        reg_loss: str = "giou",
+        lambda_reg: float = 1.5,
+        lambda_dev: float = 1.0,
+        division: str = "dlt",
+        topk: int = 9,
+        topm: int = 20,
+        fixed_num_pos: int = 10,
+        prelim_iou_thresh: float = 0.1,
+        anchor_scale: float = 8.0,
+    ):
+        _validate(locals())
+        self.center_prior = center_prior
+        self.center_radius = float(center_radius)
+        self.score = score
+        self.reg_loss = reg_loss
+        self.lambda_reg = float(lambda_reg)
+        self.lambda_dev = float(lambda_dev)
+        self.division = division
+        self.topk = int(topk)
+        self.topm = int(topm)
+        self.fixed_num_pos = int(fixed_num_pos)
+        self.prelim_iou_thresh = float(prelim_iou_thresh)
+        self.anchor_scale = float(anchor_scale)
+
+    @classmethod
+    def from_config(cls, cfg):
+        lada = cfg.MODEL.MATCHER.LADA
+        return {
+            "center_prior": lada.CENTER_PRIOR,
+            "center_radius": lada.CENTER_RADIUS,
+            "score": lada.SCORE,
+            "reg_loss": lada.REG_LOSS,
+            "lambda_reg": lada.LAMBDA_REG,
+            "lambda_dev": lada.LAMBDA_DEV,
+            "division": lada.DIVISION,
+            "topk": lada.TOPK,
+            "topm": lada.TOPM,
+            "fixed_num_pos": lada.FIXED_NUM_POS,
+            "prelim_iou_thresh": lada.PRELIM_IOU_THRESH,
+            "anchor_scale": lada.ANCHOR_SCALE,
+        }
+
+    def image_candidates(self, inputs: MatchInputs, image: int):
+        if len(inputs.gt_boxes[image]) == 0:
+            return empty_candidates(inputs, self.topk)
+        matched = match_and_score_points(
+            inputs, image, self.anchor_scale, self.prelim_iou_thresh, self.reg_loss
+        )
+        points = inputs.points[matched.index]
+        boxes = inputs.gt_boxes[image][matched.gt].float()
+        in_c1 = is_inside(points, boxes)
+        if self.center_prior != "none":
+            in_c1 &= center_region_prior(
+                points, inputs.strides[matched.index], boxes, self.center_radius,
+                elliptic=self.center_prior == "epcp",
+            )
+        point_gt, scores = matched.dense(self._score(matched, points, boxes), in_c1)
+        return per_level_candidates(inputs, image, point_gt, scores, self.topk)
+
+    def _score(self, matched, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """(P,) score of each matched point for its GT, lower is better."""
+        if self.score == "iou":
+            return -matched.anchor_iou
+        score = matched.cls + self.lambda_reg * matched.reg
+        if self.score == "cla":
+            score = score + self.lambda_dev * deviation_loss(points, boxes)
+        return score
+
+    def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        if self.division == "dlt":
+            return dynamic_loss_threshold(scores, valid, self.topm)
+        if self.division == "fixed":
+            return lowest_n_division(scores, valid, self.fixed_num_pos)
+        if self.division == "gmm":
+            return paa_separation(scores, valid)
+        quality = -scores.masked_fill(~valid, 0)
+        return quality >= mean_plus_std_threshold(quality, valid)
+
+
+def _validate(arguments: dict) -> None:
+    choices = {"center_prior": CENTER_PRIORS, "score": SCORES, "reg_loss": REG_LOSSES,
+               "division": DIVISIONS}
+    for name, allowed in choices.items():
+        if arguments[name] not in allowed:
+            raise ValueError(
+                f"MODEL.MATCHER.LADA.{name.upper()} must be one of {allowed}, got '{arguments[name]}'"
+            )
+    positive = ["center_radius", "anchor_scale"]
+    counts = ["topk", "topm", "fixed_num_pos"]
+    nonnegative = ["lambda_reg", "lambda_dev"]
+    for name in positive:
+        if not arguments[name] > 0:
+            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be > 0, got {arguments[name]}")
+    for name in counts:
+        value = arguments[name]
+        if int(value) != value or value < 1:
+            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be a positive integer, got {value}")
+    for name in nonnegative:
+        if arguments[name] < 0:
+            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be >= 0, got {arguments[name]}")
+    if not 0 <= arguments["prelim_iou_thresh"] <= 1:
+        raise ValueError(
+            f"MODEL.MATCHER.LADA.PRELIM_IOU_THRESH must be in [0, 1], got {arguments['prelim_iou_thresh']}"
+        )

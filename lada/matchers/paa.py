@@ -1,0 +1,77 @@
+"""``paa``: Probabilistic Anchor Assignment (Kim & Lee, ECCV 2020; spec section 5)."""
+from __future__ import annotations
+
+import torch
+from detectron2.config import configurable
+
+from .base import CandidateDivisionMatcher
+from .candidates import empty_candidates, match_and_score_points, per_level_candidates
+from .contract import MatchInputs
+from .gmm import paa_separation
+from .registry import register_matcher
+
+__all__ = ["PAAMatcher"]
+
+
+@register_matcher("paa")
+class PAAMatcher(CandidateDivisionMatcher):
+    """PAA, as its official code:
+
+    1. preliminary match: each point to the GT of largest anchor IoU if ``>= prelim_iou_thresh``,
+       and each GT claims its highest-IoU point(s);
+    2. score of a matched point: classification loss (focal, summed over classes) +
+       regression loss (GIoU) for its GT, from detached predictions;
+    3. per GT and level, the ``topk`` lowest-score matched points are candidates;
+    4. a two-component GMM on each GT's candidate scores, fitted for all GT boxes of the
+       batch at once; positives are the candidates up to the best low-component member
+       (Fig. 3(c)); one candidate -> positive; empty low component -> all positive.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        topk: int = 9,
+        prelim_iou_thresh: float = 0.1,
+        anchor_scale: float = 8.0,
+        gmm_max_iter: int = 100,
+        gmm_tol: float = 1e-3,
+    ):
+        checks = [
+            (int(topk) == topk and topk >= 1, "TOPK must be a positive integer", topk),
+            (0 <= prelim_iou_thresh <= 1, "PRELIM_IOU_THRESH must be in [0, 1]", prelim_iou_thresh),
+            (anchor_scale > 0, "ANCHOR_SCALE must be > 0", anchor_scale),
+            (int(gmm_max_iter) == gmm_max_iter and gmm_max_iter >= 1,
+             "GMM_MAX_ITER must be a positive integer", gmm_max_iter),
+            (gmm_tol > 0, "GMM_TOL must be > 0", gmm_tol),
+        ]
+        for ok, message, value in checks:
+            if not ok:
+                raise ValueError(f"MODEL.MATCHER.PAA.{message}, got {value}")
+        self.topk = int(topk)
+        self.prelim_iou_thresh = float(prelim_iou_thresh)
+        self.anchor_scale = float(anchor_scale)
+        self.gmm_max_iter = int(gmm_max_iter)
+        self.gmm_tol = float(gmm_tol)
+
+    @classmethod
+    def from_config(cls, cfg):
+        paa = cfg.MODEL.MATCHER.PAA
+        return {
+            "topk": paa.TOPK,
+            "prelim_iou_thresh": paa.PRELIM_IOU_THRESH,
+            "anchor_scale": paa.ANCHOR_SCALE,
+            "gmm_max_iter": paa.GMM_MAX_ITER,
+            "gmm_tol": paa.GMM_TOL,
+        }
+
+    def image_candidates(self, inputs: MatchInputs, image: int):
+        if len(inputs.gt_boxes[image]) == 0:
+            return empty_candidates(inputs, self.topk)
+        points = match_and_score_points(inputs, image, self.anchor_scale, self.prelim_iou_thresh)
+        keep = torch.ones_like(points.index, dtype=torch.bool)
+        point_gt, scores = points.dense(points.cls + points.reg, keep)
+        return per_level_candidates(inputs, image, point_gt, scores, self.topk)
+
+    def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return paa_separation(scores, valid, max_iter=self.gmm_max_iter, tol=self.gmm_tol)
