@@ -1,7 +1,7 @@
 """LadaFCOS training behaviour: empty images, normalisers, auxiliary branches, bad GT."""
 import pytest
 import torch
-from conftest import make_batch, small_cfg
+from conftest import REPO, make_batch, small_cfg
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
@@ -120,3 +120,16 @@ def test_inference_output_format():
     assert 0 < len(instances) <= 100
     assert (instances.scores[:-1] >= instances.scores[1:]).all()
     assert instances.pred_classes.max() < 5
+
+
+@pytest.mark.parametrize("matcher", ["fcos", "atss", "paa", "lada"])
+def test_quick_config_of_every_matcher_trains_a_step(matcher):
+    cfg = small_cfg()
+    cfg.merge_from_file(str(REPO / f"configs/quick/{matcher}.yaml"))
+    cfg.DATASETS.REGISTER_COCO = []
+    model = build_model(cfg)
+    assert model.matcher.__class__.__name__.lower().startswith(matcher)
+    losses = _losses(model, make_batch([0, 5, 2]))
+    total = sum(losses.values())
+    assert torch.isfinite(total) and losses["loss_box_reg"] > 0
+    total.backward()
