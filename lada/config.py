@@ -31,6 +31,10 @@ def _add_fcos_config(cfg: CN) -> None:
     # Learnable per-level scale on the box regression (FCOS paper). Starts at 1.0, where
     # the head equals detectron2's FCOSHead.
     cfg.MODEL.FCOS.USE_SCALE = True
+    # Activation of the box output (side distances in strides): "linear" (detectron2's
+    # FCOS; distances may turn negative, i.e. inverted boxes) or "relu" (FCOS with
+    # normalised targets: never inverted).
+    cfg.MODEL.FCOS.BOX_ACTIVATION = "linear"
     # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS) or "iou" (predicted
     # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS).
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"

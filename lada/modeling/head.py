@@ -9,8 +9,11 @@ import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
 from torch import nn
+from torch.nn import functional as F
 
 __all__ = ["FCOSHead"]
+
+BOX_ACTIVATIONS = ("linear", "relu")
 
 
 def _tower(in_channels: int, num_convs: int, norm: str) -> nn.Sequential:
@@ -27,7 +30,9 @@ class FCOSHead(nn.Module):
     """Shared across levels. Submodule names follow detectron2's ``FCOSHead``
     (``cls_subnet``, ``bbox_subnet``, ``cls_score``, ``bbox_pred``); the box output of
     level ``l`` is multiplied by a learnable ``scales[l]`` (FCOS paper), initialised to
-    1 so that the head starts as detectron2's."""
+    1 so that the head starts as detectron2's. ``box_activation="relu"`` keeps the
+    predicted side distances non-negative (FCOS with normalised targets), so that a
+    predicted box is never inverted; "linear" is detectron2's FCOS."""
 
     @configurable
     def __init__(
@@ -39,8 +44,14 @@ class FCOSHead(nn.Module):
         norm: str = "GN",
         prior_prob: float = 0.01,
         use_scale: bool = True,
+        box_activation: str = "linear",
     ):
         super().__init__()
+        if box_activation not in BOX_ACTIVATIONS:
+            raise ValueError(
+                f"MODEL.FCOS.BOX_ACTIVATION must be one of {BOX_ACTIVATIONS}, got '{box_activation}'"
+            )
+        self.box_activation = box_activation
         channels = {s.channels for s in input_shape}
         if len(channels) != 1:
             raise ValueError(f"FCOSHead needs equal channels on every level, got {channels}")
@@ -69,6 +80,7 @@ class FCOSHead(nn.Module):
             "norm": cfg.MODEL.FCOS.HEAD_NORM,
             "prior_prob": cfg.MODEL.FCOS.PRIOR_PROB,
             "use_scale": cfg.MODEL.FCOS.USE_SCALE,
+            "box_activation": cfg.MODEL.FCOS.BOX_ACTIVATION,
         }
 
     def forward(
@@ -81,6 +93,8 @@ class FCOSHead(nn.Module):
             logits.append(self.cls_score(self.cls_subnet(feature)))
             box_feature = self.bbox_subnet(feature)
             delta = self.bbox_pred(box_feature)
-            deltas.append(delta * self.scales[level] if self.scales is not None else delta)
+            if self.scales is not None:
+                delta = delta * self.scales[level]
+            deltas.append(F.relu(delta) if self.box_activation == "relu" else delta)
             aux.append(self.aux_pred(box_feature))
         return logits, deltas, aux

@@ -99,6 +99,7 @@ def test_matcher_sees_detached_predictions_only():
         ("MODEL.MATCHER.NAME", "hungarian", "unknown matcher 'hungarian'; registered: atss, fcos, lada, paa"),
         ("MODEL.FCOS.AUX_BRANCH", "ctr", "MODEL.FCOS.AUX_BRANCH must be one of"),
         ("MODEL.FCOS.NORMALIZER", "batch", "MODEL.FCOS.NORMALIZER must be one of"),
+        ("MODEL.FCOS.BOX_ACTIVATION", "exp", "MODEL.FCOS.BOX_ACTIVATION must be one of"),
         ("MODEL.MATCHER.ATSS.TOPK", 0, "TOPK must be a positive integer"),
         ("MODEL.FCOS.IN_FEATURES", ["p3", "p9"], r"\['p9'\] not produced by the backbone"),
     ],
@@ -133,3 +134,13 @@ def test_quick_config_of_every_matcher_trains_a_step(matcher):
     total = sum(losses.values())
     assert torch.isfinite(total) and losses["loss_box_reg"] > 0
     total.backward()
+
+
+def test_relu_box_activation_never_predicts_inverted_boxes():
+    model = build_model(small_cfg(**{"MODEL.FCOS.BOX_ACTIVATION": "relu"}))
+    for parameter in model.head.bbox_pred.parameters():
+        parameter.data.normal_(std=0.5)  # linear outputs of both signs
+    features = [torch.randn(1, 64, size, size) for size in (16, 8, 4, 2, 1)]
+    _, deltas, _ = model.head(features)
+    assert all((d >= 0).all() for d in deltas)
+    assert any((d == 0).any() for d in deltas)  # the negative half was clipped
