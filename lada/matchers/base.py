@@ -38,12 +38,23 @@ class CandidateDivisionMatcher(ABC):
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
-        per_image = [self.image_candidates(inputs, image) for image in range(inputs.num_images)]
-        index, valid, scores = (torch.cat(parts) for parts in zip(*per_image))  # (ΣG, K)
-        positive = self.divide(scores, valid) & valid
         gt_index = inputs.points.new_full(
             (inputs.num_images, inputs.num_points), BACKGROUND, dtype=torch.long
         )
+        per_image = {
+            image: self.image_candidates(inputs, image)
+            for image in range(inputs.num_images)
+            if len(inputs.gt_boxes[image])
+        }
+        if not per_image:
+            return MatchResult(gt_index=gt_index)
+        width = next(iter(per_image.values()))[0].shape[1]
+        empty = _empty_candidates(width, inputs.points.device)
+        index, valid, scores = (
+            torch.cat(parts)  # (ΣG, K)
+            for parts in zip(*(per_image.get(i, empty) for i in range(inputs.num_images)))
+        )
+        positive = self.divide(scores, valid) & valid
         counts = [len(boxes) for boxes in inputs.gt_boxes]
         image_of_row = torch.repeat_interleave(
             torch.arange(inputs.num_images, device=index.device),
@@ -60,8 +71,17 @@ class CandidateDivisionMatcher(ABC):
         self, inputs: MatchInputs, image: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Candidate point indices (G, K), their validity (G, K) and scores (G, K) of the
-        GT boxes of image ``image`` (G may be 0); K is the same for every image."""
+        G >= 1 GT boxes of image ``image``; K is the same for every image."""
 
     @abstractmethod
     def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """(ΣG, K) scores and validity -> (ΣG, K) bool positives."""
+
+
+def _empty_candidates(width: int, device: torch.device):
+    """The candidates of an image without GT boxes: three (0, width) tensors."""
+    return (
+        torch.zeros((0, width), dtype=torch.long, device=device),
+        torch.zeros((0, width), dtype=torch.bool, device=device),
+        torch.zeros((0, width), device=device),
+    )

@@ -12,7 +12,7 @@ from .geometry import anchor_boxes, paired_iou
 from .priors import lowest_per_gt_and_level, preliminary_iou_match
 from .scores import anchor_losses
 
-__all__ = ["MatchedPoints", "empty_candidates", "match_and_score_points", "per_level_candidates"]
+__all__ = ["MatchedPoints", "match_and_score_points", "per_level_candidates"]
 
 REG_LOSSES = ("giou", "iou")
 
@@ -87,14 +87,3 @@ def per_level_candidates(
         point_gt, point_score, len(inputs.gt_boxes[image]), inputs.num_points_per_level, k
     )
     return index, valid, point_score[index].masked_fill(~valid, float("inf"))
-
-
-def empty_candidates(inputs: MatchInputs, k: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The candidates of an image without GT boxes: three (0, K) tensors."""
-    width = sum(min(k, count) for count in inputs.num_points_per_level)
-    device = inputs.points.device
-    return (
-        torch.zeros((0, width), dtype=torch.long, device=device),
-        torch.zeros((0, width), dtype=torch.bool, device=device),
-        torch.zeros((0, width), device=device),
-    )

@@ -7,7 +7,7 @@ import torch
 from detectron2.config import configurable
 
 from .base import CandidateDivisionMatcher
-from .candidates import REG_LOSSES, empty_candidates, match_and_score_points, per_level_candidates
+from .candidates import REG_LOSSES, match_and_score_points, per_level_candidates
 from .contract import MatchInputs
 from .divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
 from .geometry import is_inside
@@ -90,8 +90,6 @@ class LADAMatcher(CandidateDivisionMatcher):
         }
 
     def image_candidates(self, inputs: MatchInputs, image: int):
-        if len(inputs.gt_boxes[image]) == 0:
-            return empty_candidates(inputs, self.topk)
         matched = match_and_score_points(
             inputs, image, self.anchor_scale, self.prelim_iou_thresh, self.reg_loss
         )

@@ -5,7 +5,7 @@ import torch
 from detectron2.config import configurable
 
 from .base import CandidateDivisionMatcher
-from .candidates import empty_candidates, match_and_score_points, per_level_candidates
+from .candidates import match_and_score_points, per_level_candidates
 from .contract import MatchInputs
 from .gmm import paa_separation
 from .registry import register_matcher
@@ -66,8 +66,6 @@ class PAAMatcher(CandidateDivisionMatcher):
         }
 
     def image_candidates(self, inputs: MatchInputs, image: int):
-        if len(inputs.gt_boxes[image]) == 0:
-            return empty_candidates(inputs, self.topk)
         points = match_and_score_points(inputs, image, self.anchor_scale, self.prelim_iou_thresh)
         keep = torch.ones_like(points.index, dtype=torch.bool)
         point_gt, scores = points.dense(points.cls + points.reg, keep)
