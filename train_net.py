@@ -7,9 +7,8 @@
 """
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import launch
 
-from lada.engine import Trainer, build_argument_parser, register_datasets, setup_cfg
+from lada.engine import Trainer, build_argument_parser, launch, register_datasets, setup_cfg
 
 
 def main(args):

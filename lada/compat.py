@@ -7,13 +7,17 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
   A stand-in module is registered instead; using any op of it raises
   :class:`MissingCompiledOpError` naming the op. FCOS-family models need none of them.
 * :data:`HAS_COMPILED_OPS` tells the evaluator whether the fast COCO-eval op exists.
+* ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
+  ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given.
+* :func:`create_local_process_group`: the per-machine process group that
+  ``comm.get_local_rank()`` reads, created by upstream's helper or, on v0.6, directly.
 """
 from __future__ import annotations
 
 import importlib.util
 import types
 
-__all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError"]
+__all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group"]
 
 
 class MissingCompiledOpError(RuntimeError):
@@ -50,3 +54,40 @@ def _install_compiled_ops_stand_in() -> bool:
 
 
 HAS_COMPILED_OPS: bool = _install_compiled_ops_stand_in()
+
+
+def _cpu_aware_ddp(create_ddp_model):
+    def create(model, **kwargs):
+        if next(model.parameters()).device.type == "cpu":
+            kwargs.setdefault("device_ids", None)
+        return create_ddp_model(model, **kwargs)
+
+    create.__doc__ = create_ddp_model.__doc__
+    return create
+
+
+def _patch_create_ddp_model() -> None:
+    from detectron2.engine import defaults
+
+    defaults.create_ddp_model = _cpu_aware_ddp(defaults.create_ddp_model)
+
+
+def create_local_process_group(num_workers_per_machine: int) -> None:
+    """Creates the process group of the workers of this machine (after
+    ``init_process_group``), as detectron2's launcher does."""
+    from detectron2.utils import comm
+
+    if hasattr(comm, "create_local_process_group"):
+        comm.create_local_process_group(num_workers_per_machine)
+        return
+    import torch.distributed as dist
+
+    machine = dist.get_rank() // num_workers_per_machine
+    for i in range(dist.get_world_size() // num_workers_per_machine):
+        ranks = list(range(i * num_workers_per_machine, (i + 1) * num_workers_per_machine))
+        group = dist.new_group(ranks)
+        if i == machine:
+            comm._LOCAL_PROCESS_GROUP = group
+
+
+_patch_create_ddp_model()

@@ -54,10 +54,5 @@ def _check_runtime(cfg: CfgNode, args: argparse.Namespace) -> None:
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but no CUDA device is available; "
             "add `MODEL.DEVICE cpu` to the command line."
         )
-    if not has_cuda and args.num_gpus * args.num_machines > 1:
-        raise SystemExit(
-            "multi-process training needs CUDA devices here: detectron2's launcher and "
-            "trainer assume one GPU per process. Use --num-gpus 1 on the CPU."
-        )
     if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
         raise SystemExit("SOLVER.AMP.ENABLED needs MODEL.DEVICE cuda (detectron2's AMPTrainer).")

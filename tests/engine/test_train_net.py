@@ -61,3 +61,11 @@ def test_train_then_eval_only_reproduces_then_resume_continues(tiny, tmp_path):
     assert "Starting training from iteration 4" in log
     resumed = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert resumed["iteration"] == 5
+
+
+def test_two_processes_on_the_cpu(tiny, tmp_path):
+    log = _train_net(tiny, tmp_path / "ddp", "--num-gpus", "2", "SOLVER.MAX_ITER", "2",
+                     "SOLVER.STEPS", "(1,)", "MODEL.MATCHER.NAME", "lada")
+    assert "World size: 2" in log
+    assert "on 2 devices" in log  # distributed inference as well
+    assert (tmp_path / "ddp" / "model_final.pth").is_file()
