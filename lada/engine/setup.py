@@ -36,7 +36,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
-    _check_runtime(cfg, args)
+    _check_runtime(cfg)
     default_setup(cfg, args)
     return cfg
 
@@ -47,7 +47,7 @@ def register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
     register_coco_datasets(list(cfg.DATASETS.REGISTER_COCO) + list(args.dataset))
 
 
-def _check_runtime(cfg: CfgNode, args: argparse.Namespace) -> None:
+def _check_runtime(cfg: CfgNode) -> None:
     has_cuda = torch.cuda.is_available()
     if cfg.MODEL.DEVICE.startswith("cuda") and not has_cuda:
         raise SystemExit(
