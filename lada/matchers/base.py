@@ -55,13 +55,11 @@ class CandidateDivisionMatcher(ABC):
             for parts in zip(*(per_image.get(i, empty) for i in range(inputs.num_images)))
         )
         positive = self.divide(scores, valid) & valid
-        counts = [len(boxes) for boxes in inputs.gt_boxes]
-        image_of_row = torch.repeat_interleave(
-            torch.arange(inputs.num_images, device=index.device),
-            torch.tensor(counts, device=index.device),
+        device = index.device
+        image_of_row = torch.cat(
+            [torch.full((len(b),), i, device=device) for i, b in enumerate(inputs.gt_boxes)]
         )
-        first_row = torch.tensor([0] + counts[:-1], device=index.device).cumsum(0)
-        gt_of_row = torch.arange(len(index), device=index.device) - first_row[image_of_row]
+        gt_of_row = torch.cat([torch.arange(len(b), device=device) for b in inputs.gt_boxes])
         rows, slots = positive.nonzero(as_tuple=True)
         gt_index[image_of_row[rows], index[rows, slots]] = gt_of_row[rows]
         return MatchResult(gt_index=gt_index)

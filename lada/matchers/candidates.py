@@ -7,7 +7,7 @@ from typing import Tuple
 
 import torch
 
-from .contract import MatchInputs
+from .contract import BACKGROUND, MatchInputs
 from .geometry import anchor_boxes, paired_iou
 from .priors import lowest_per_gt_and_level, preliminary_iou_match
 from .scores import anchor_losses
@@ -42,7 +42,7 @@ class MatchedPoints:
     def dense(self, values: torch.Tensor, keep: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(R,) point_gt restricted to the kept matched points (``keep`` (P,) bool) and
         (R,) scores holding ``values`` (P,) there, ``inf`` elsewhere."""
-        point_gt = torch.full_like(self.point_gt, -1)
+        point_gt = torch.full_like(self.point_gt, BACKGROUND)
         point_gt[self.index[keep]] = self.gt[keep]
         scores = values.new_full(self.point_gt.shape, float("inf"))
         scores[self.index[keep]] = values[keep]
@@ -64,15 +64,13 @@ def match_and_score_points(
     point_gt = preliminary_iou_match(anchors, gt_boxes, prelim_iou_thresh)
     index = (point_gt >= 0).nonzero().squeeze(1)
     own_boxes = gt_boxes[point_gt[index]]
-    pred_boxes = inputs.pred_boxes[image, index].float()
     cls, reg = anchor_losses(
         inputs.pred_logits[image, index].float(),
-        pred_boxes,
+        inputs.pred_boxes[image, index].float(),
         own_boxes,
         inputs.gt_classes[image][point_gt[index]],
+        reg_loss,
     )
-    if reg_loss == "iou":
-        reg = 1 - paired_iou(pred_boxes, own_boxes)
     anchor_iou = paired_iou(anchors[index], own_boxes)
     return MatchedPoints(point_gt, index, cls, reg, anchor_iou)
 

@@ -55,22 +55,18 @@ def dynamic_loss_threshold(scores: torch.Tensor, valid: torch.Tensor, topm: int)
     with score ``< t_g``. **[reading, spec 6.4]** if that selects nothing (one candidate,
     or all equal), the single lowest-score candidate is positive.
     scores (G, K), valid (G, K) -> positives (G, K) bool."""
-    in_top = _lowest_n(scores, valid, topm)
+    in_top = lowest_n_division(scores, valid, topm)
     count = in_top.sum(dim=1, keepdim=True).clamp(min=1)
     threshold = scores.masked_fill(~in_top, 0).sum(dim=1, keepdim=True) / count
     positive = in_top & (scores < threshold)
-    fallback = _lowest_n(scores, valid, 1) & ~positive.any(dim=1, keepdim=True)
+    fallback = lowest_n_division(scores, valid, 1) & ~positive.any(dim=1, keepdim=True)
     return positive | fallback
 
 
 def lowest_n_division(scores: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
-    """The ``n`` lowest-score valid candidates of each GT are positive (LLA-style fixed
-    number, LADA Table 8). scores (G, K), valid (G, K) -> (G, K) bool."""
-    return _lowest_n(scores, valid, n)
-
-
-def _lowest_n(scores: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
-    """(G, K) bool: the min(n, #valid) lowest valid scores of each row (ties by position)."""
+    """The min(n, #valid) lowest-score valid candidates of each GT are positive
+    (LLA-style fixed number, LADA Table 8; ties by position).
+    scores (G, K), valid (G, K) -> (G, K) bool."""
     ranked = scores.masked_fill(~valid, float("inf")).argsort(dim=1, stable=True)
     rank = torch.empty_like(ranked).scatter_(
         1, ranked, torch.arange(scores.shape[1], device=scores.device).expand_as(ranked)

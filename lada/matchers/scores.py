@@ -9,7 +9,7 @@ from fvcore.nn import sigmoid_focal_loss
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
-from .geometry import side_distances
+from .geometry import paired_iou, side_distances
 
 __all__ = ["anchor_losses", "deviation_loss"]
 
@@ -19,17 +19,20 @@ def anchor_losses(
     pred_boxes: torch.Tensor,
     gt_boxes: torch.Tensor,
     gt_classes: torch.Tensor,
+    reg_loss: str = "giou",
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Losses of P points each for its own GT: classification = sigmoid focal loss against
     the one-hot GT class **summed over the C classes** (PAA's practice, LADA Eq. 4);
-    regression = GIoU loss (Eq. 5). pred_logits (P, C), pred_boxes (P, 4), gt_boxes
-    (P, 4), gt_classes (P,) -> cls (P,), reg (P,)."""
+    regression = ``reg_loss`` "giou" (1 - GIoU, Eq. 5) or "iou" (1 - IoU, LADA Table 7).
+    pred_logits (P, C), pred_boxes (P, 4), gt_boxes (P, 4), gt_classes (P,) ->
+    cls (P,), reg (P,)."""
     one_hot = F.one_hot(gt_classes, pred_logits.shape[1]).to(pred_logits.dtype)
     cls = sigmoid_focal_loss(pred_logits, one_hot, alpha=focal_alpha, gamma=focal_gamma).sum(1)
-    reg = generalized_box_iou_loss(pred_boxes, gt_boxes)
-    return cls, reg
+    if reg_loss == "iou":
+        return cls, 1 - paired_iou(pred_boxes, gt_boxes)
+    return cls, generalized_box_iou_loss(pred_boxes, gt_boxes)
 
 
 def deviation_loss(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
