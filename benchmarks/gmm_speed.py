@@ -31,7 +31,9 @@ def sklearn_fit(scores: np.ndarray, max_iter: int = 100) -> GaussianMixture:
 
 
 def reference_positives(scores: np.ndarray, max_iter: int = 100) -> np.ndarray:
-    """The official PAA separation (Fig. 3(c)) of one GT's (n,) scores -> (n,) bool."""
+    """The official PAA separation (Fig. 3(c)) of one GT's (n,) scores -> (n,) bool: the
+    candidates sorted by score, up to and including the first component-0 member of
+    highest log-likelihood (``inds[:fg_max_idx + 1]``), whatever their component."""
     positive = np.zeros(len(scores), dtype=bool)
     if len(scores) == 1:
         positive[:] = True
@@ -43,8 +45,9 @@ def reference_positives(scores: np.ndarray, max_iter: int = 100) -> np.ndarray:
     if not foreground.any():
         positive[:] = True
         return positive
-    best = gmm.score_samples(ranked)[foreground].argmax()
-    positive[order[foreground][: best + 1]] = True
+    log_lik = gmm.score_samples(ranked)
+    cutoff = np.flatnonzero(foreground & (log_lik == log_lik[foreground].max())).min()
+    positive[order[: cutoff + 1]] = True
     return positive
 
 
@@ -68,6 +71,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     values, valid = random_candidates(args.num_gts, args.candidates)
+    values = values.astype(np.float32).astype(np.float64)  # both sides see float32 scores
     start = time.perf_counter()
     expected = [reference_positives(v[m]) for v, m in zip(values, valid)]
     sklearn_seconds = time.perf_counter() - start

@@ -53,12 +53,15 @@ def dynamic_loss_threshold(scores: torch.Tensor, valid: torch.Tensor, topm: int)
     """LADA's DLT (section 3.3) on each GT's candidates C2: C3 = the ``topm`` lowest valid
     scores (all of C2 if fewer), ``t_g`` = mean score over C3, positives = members of C3
     with score ``< t_g``. **[reading, spec 6.4]** if that selects nothing (one candidate,
-    or all equal), the single lowest-score candidate is positive.
+    or all equal), the single lowest-score candidate is positive. The mean is taken in
+    float64, where the mean of equal float32 scores is exactly that score (in float32 it
+    may round below it and make every candidate positive).
     scores (G, K), valid (G, K) -> positives (G, K) bool."""
     in_top = lowest_n_division(scores, valid, topm)
     count = in_top.sum(dim=1, keepdim=True).clamp(min=1)
-    threshold = scores.masked_fill(~in_top, 0).sum(dim=1, keepdim=True) / count
-    positive = in_top & (scores < threshold)
+    exact = scores.double().masked_fill(~in_top, 0)
+    threshold = exact.sum(dim=1, keepdim=True) / count
+    positive = in_top & (exact < threshold)
     fallback = lowest_n_division(scores, valid, 1) & ~positive.any(dim=1, keepdim=True)
     return positive | fallback
 

@@ -91,16 +91,18 @@ def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 
 @torch.no_grad()
 def paa_separation(values: Tensor, valid: Tensor, max_iter: int = 100,
                    tol: float = 1e-3) -> Tensor:
-    """PAA positives (paper Fig. 3(c)): (B, K) scores (lower is better), (B, K) bool ->
-    (B, K) bool positives, in the input's column order (the function sorts internally).
+    """PAA positives (paper Fig. 3(c), official ``inds[:fg_max_idx + 1]``): (B, K) scores
+    (lower is better), (B, K) bool -> (B, K) bool positives, in the input's column order
+    (the function sorts internally).
 
-    A GMM is fitted to each group's scores; among the candidates of component 0 (the
-    low-score, "foreground" one), those up to and including the one of highest mixture
-    log-likelihood, in ascending score order, are positive. Policies (official code): no
-    candidate in component 0 -> every valid candidate positive (happens when a cluster much
-    narrower than the initial variance draws both components to its mean); no valid
-    candidate -> no positive. One candidate, or all-equal scores, give two identical
-    components, so every candidate ties into component 0: all positive.
+    A GMM is fitted to each group's scores; the cut-off is the member of component 0 (the
+    low-score, "foreground" one) of highest mixture log-likelihood, and *every* candidate
+    sorted at or before it is positive, including members of component 1 sorted before
+    it. Policies (official code): no candidate in component 0 -> every valid candidate
+    positive (happens when a cluster much narrower than the initial variance draws both
+    components to its mean); no valid candidate -> no positive. One candidate, or
+    all-equal scores, give two identical components, so every candidate ties into
+    component 0: all positive.
     """
     _check_arguments(values, valid, max_iter, tol)
     # Sorting makes the fit independent of the columns' order, bit for bit.
@@ -115,19 +117,19 @@ def paa_separation(values: Tensor, valid: Tensor, max_iter: int = 100,
 
 
 def _separate(values: Tensor, valid: Tensor, foreground: Tensor, log_lik: Tensor) -> Tensor:
-    """The separation rule on (B, K) tensors: positive = valid, in component 0 and scored
-    at most the score of component 0's most likely candidate (the lowest-scored one among
-    equally likely ones, like the official ``argmax``); all valid when component 0 is empty.
+    """The separation rule on (B, K) tensors: positive = valid and scored at most the
+    score of component 0's most likely candidate (the lowest-scored one among equally
+    likely ones, like the official ``argmax``); all valid when component 0 is empty.
 
-    Equal to the official ``sorted_candidates[fg][:argmax(loglik[fg]) + 1]``, except that
-    candidates tied with the cut-off score are all positive (order-independent).
+    Equal to the official ``sorted_candidates[:argmax_fg + 1]``, except that candidates
+    tied with the cut-off score are all positive (independent of the candidates' order).
     """
     foreground = foreground & valid
     fg_log_lik = torch.where(foreground, log_lik, -math.inf)
     best = foreground & (fg_log_lik == fg_log_lik.amax(dim=1, keepdim=True))
     cutoff = torch.where(best, values, math.inf).amin(dim=1, keepdim=True)  # (B, 1)
     has_foreground = foreground.any(dim=1, keepdim=True)
-    return valid & (~has_foreground | (foreground & (values <= cutoff)))
+    return valid & (~has_foreground | (values <= cutoff))
 
 
 def _initial_parameters(x: Tensor, valid: Tensor, count: Tensor) -> tuple[Tensor, ...]:

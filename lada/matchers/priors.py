@@ -23,12 +23,24 @@ __all__ = [
 
 
 def center_sampling_prior(
-    points: torch.Tensor, strides: torch.Tensor, gt_boxes: torch.Tensor, radius: float
+    points: torch.Tensor,
+    strides: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    radius: float,
+    elliptic: bool = False,
 ) -> torch.Tensor:
-    """FCOS centre sampling: the point's Chebyshev distance to the GT centre is below
-    ``radius * stride``. (R, 2), (R,), (G, 4) -> (G, R) bool."""
+    """FCOS centre sampling: ``|px - x| < reach_x`` and ``|py - y| < reach_y`` around the
+    GT centre, with ``reach = radius * stride`` (a square: Chebyshev distance). With
+    ``elliptic`` (LADA Table 5, section 4.3.2 (4): EPCP inside FCOS) the region is
+    stretched to the GT's aspect ratio at the square's area:
+    ``reach_x = r s sqrt(W / H)``, ``reach_y = r s sqrt(H / W)``.
+    (R, 2), (R,), (G, 4) -> (G, R) bool."""
     offsets = (points[None] - box_centers(gt_boxes)[:, None]).abs()  # (G, R, 2)
-    return offsets.amax(dim=2) < radius * strides[None]
+    reach = (radius * strides)[None, :, None]  # (1, R, 1)
+    if elliptic:
+        sizes = gt_boxes[:, 2:] - gt_boxes[:, :2]  # (G, 2) = (W, H)
+        reach = reach * (sizes / sizes.flip(dims=[1])).sqrt()[:, None]  # (G, R, 2)
+    return (offsets < reach).all(dim=2)
 
 
 def fcos_scale_prior(
@@ -69,18 +81,18 @@ def topk_closest_per_level(
 def preliminary_iou_match(
     anchors: torch.Tensor, gt_boxes: torch.Tensor, threshold: float
 ) -> torch.Tensor:
-    """PAA step 1 (also LADA section 3.4): each point goes to the GT of largest anchor-box
-    IoU when that IoU is ``>= threshold``; in addition each GT claims the point(s) of its
-    own highest IoU, so that no GT is left without a candidate **[reading, spec 5]**; a
-    point claimed by several GTs goes to the one of higher IoU. (R, 4), (G, 4) -> (R,)
-    GT index or ``BACKGROUND``."""
+    """PAA step 1 (also LADA section 3.4), as the official PAA code's
+    ``Matcher(t, t, allow_low_quality_matches=True)``: each point goes to the GT of
+    largest anchor-box IoU when that IoU is ``>= threshold``; a point below the threshold
+    that is the highest-IoU point of some GT (IoU > 0, ties included) is restored to its
+    *own* largest-IoU GT (spec 5 step 1), so a point always belongs to the GT it overlaps
+    most. (R, 4), (G, 4) -> (R,) GT index or ``BACKGROUND``."""
     iou = paired_iou(gt_boxes[:, None], anchors[None])  # (G, R)
     best_iou, best_gt = iou.max(dim=0)
-    matched = torch.where(best_iou >= threshold, best_gt, torch.full_like(best_gt, BACKGROUND))
     gt_best = iou.amax(dim=1, keepdim=True)  # (G, 1)
-    claims = (iou == gt_best) & (gt_best > 0)
-    claim_iou, claimant = iou.masked_fill(~claims, -1.0).max(dim=0)
-    return torch.where(claim_iou >= 0, claimant, matched)
+    restored = ((iou == gt_best) & (gt_best > 0)).any(dim=0)  # (R,)
+    keep = (best_iou >= threshold) | restored
+    return torch.where(keep, best_gt, torch.full_like(best_gt, BACKGROUND))
 
 
 def center_region_prior(

@@ -1,4 +1,5 @@
-"""Builders of hand-made matcher scenes."""
+"""Builders of hand-made and random matcher scenes."""
+import numpy as np
 import torch
 
 from lada.matchers import MatchInputs
@@ -29,3 +30,31 @@ def grid(stride, width, height, offset=0.5):
         for j in range(height // stride)
         for i in range(width // stride)
     ]
+
+
+def crowded_scene(seed, num_images=2, num_small=30, num_large=4, size=256):
+    """Random crowded images: large boxes with small and medium ones around and inside
+    them; random logits; predicted boxes around the points, about 5% of them inverted."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(num_images):
+        wh = np.concatenate([rng.uniform(90, 200, (num_large, 2)), rng.uniform(5, 60, (num_small, 2))])
+        xy = rng.uniform(0, 1, wh.shape) * (size - 1 - wh)
+        images.append(np.concatenate([xy, xy + wh], axis=1).round(1).tolist())
+    inputs = scene([grid(s, size, size) for s in (8, 16, 32, 64, 128)], images, num_classes=5)
+    generator = torch.Generator().manual_seed(seed)
+    num_points = inputs.num_points
+    inputs.gt_classes = [torch.randint(0, 5, (len(b),), generator=generator) for b in images]
+    inputs.pred_logits = 2 * torch.randn(num_images, num_points, 5, generator=generator)
+    half = inputs.strides[None, :, None] * (0.5 + 3 * torch.rand(num_images, num_points, 2, generator=generator))
+    center = inputs.points + 4 * torch.randn(num_images, num_points, 2, generator=generator)
+    boxes = torch.cat([center - half, center + half], dim=2)
+    inverted = torch.rand(num_images, num_points, generator=generator) < 0.05
+    boxes[inverted] = boxes[inverted][:, [2, 3, 0, 1]]
+    inputs.pred_boxes = boxes
+    return inputs
+
+
+def positives_per_gt(gt_index, num_gts):
+    """(R,) GT index of one image -> {gt: sorted list of its positive points}."""
+    return {gt: (gt_index == gt).nonzero()[:, 0].tolist() for gt in range(num_gts)}

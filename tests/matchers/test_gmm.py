@@ -1,13 +1,45 @@
 """Batched 1-D two-component GMM (EM in torch) and the PAA separation (PAA Fig. 3(c)),
 against hand-computed cases and a per-group scikit-learn reference."""
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from benchmarks.gmm_speed import reference_positives, sklearn_fit
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
 
 from lada.matchers.gmm import GaussianMixture1D, fit_gmm_1d, paa_separation
+
+
+def sklearn_fit(scores: np.ndarray, max_iter: int = 100) -> GaussianMixture:
+    """scikit-learn's mixture on one GT's (n,) scores, initialised as PAA's code does."""
+    gmm = GaussianMixture(n_components=2, weights_init=[0.5, 0.5],
+                          means_init=[[scores.min()], [scores.max()]],
+                          precisions_init=[[[1.0]], [[1.0]]], max_iter=max_iter, tol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return gmm.fit(scores[:, None])
+
+
+def reference_positives(scores: np.ndarray, max_iter: int = 100) -> np.ndarray:
+    """Spec 5 step 4 for one GT, written from its text: sort the scores; the positives
+    are the sorted candidates up to and including the first component-0 member of
+    highest log-likelihood; one candidate or an empty component 0 -> all positive."""
+    order = np.argsort(scores, kind="stable")
+    positive = np.ones(len(scores), dtype=bool)
+    if len(scores) == 1:
+        return positive
+    gmm = sklearn_fit(scores, max_iter)
+    ranked = scores[order][:, None]
+    component, log_lik = gmm.predict(ranked), gmm.score_samples(ranked)
+    if not (component == 0).any():
+        return positive
+    best = max(log_lik[i] for i in range(len(scores)) if component[i] == 0)
+    cutoff = min(i for i in range(len(scores)) if component[i] == 0 and log_lik[i] == best)
+    positive[:] = False
+    positive[order[: cutoff + 1]] = True
+    return positive
 
 
 def random_groups(num_groups=30, width=45, seed=0):
@@ -100,6 +132,22 @@ def test_matches_sklearn_and_official_rule(max_iter):
     counts = positives.sum(dim=1)
     assert ((counts > 1) & (counts < valid.sum(dim=1))).sum() >= 10
     assert not positives[~valid].any()
+
+
+def test_high_component_candidate_sorted_before_the_cutoff_is_positive():
+    # A narrow cluster at 1.0 (component 0) and a broad component 1 that also covers the
+    # lowest score 0.0: 0.0 sorts first yet belongs to component 1. The cut-off is the
+    # cluster's most likely member, 1.0; every candidate sorted up to it is positive,
+    # 0.0 included (official ``inds[:fg_max_idx + 1]``), the rest negative.
+    cluster = [1.0 + 0.01 * i for i in range(-5, 6)]
+    scores = np.array([4.0, 0.0, *cluster, 2.0, 3.0, 5.0])
+    ref = sklearn_fit(scores)
+    assert ref.predict(np.array([[0.0], [1.0], [2.0]])).tolist() == [1, 0, 1]
+    values = torch.from_numpy(scores)[None]
+    positives = paa_separation(values, torch.ones_like(values, dtype=torch.bool))[0]
+    expected = [s <= 1.0 for s in scores.tolist()]
+    assert positives.tolist() == expected
+    assert positives[1].item()  # the component-1 candidate sorted before the cut-off
 
 
 def test_single_candidate_is_positive():

@@ -2,7 +2,8 @@
 import pytest
 import torch
 from conftest import small_cfg
-from helpers import grid, scene
+from helpers import crowded_scene, grid, positives_per_gt, scene
+from references import lada_positives
 
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.divisions import dynamic_loss_threshold, lowest_n_division
@@ -53,6 +54,31 @@ def test_deviation_loss_values():
 def test_dynamic_loss_threshold(scores, valid, topm, expected):
     result = dynamic_loss_threshold(torch.tensor([scores]), torch.tensor([valid]).bool(), topm)
     assert result[0].int().tolist() == expected
+
+
+@pytest.mark.parametrize("value", [0.1, 0.3, 0.7, 1.1, 2.9, 1 / 3])
+def test_dlt_all_equal_non_representable_scores_keep_one(value):
+    # Equal float32 CLAs: nothing is below their mean, so the fallback keeps exactly one
+    # candidate, whatever the count (a float32 mean may round below the value).
+    for count in range(2, 21):
+        scores = torch.full((1, count), value, dtype=torch.float32)
+        valid = torch.ones_like(scores, dtype=torch.bool)
+        assert dynamic_loss_threshold(scores, valid, 20).sum().item() == 1, count
+
+
+def test_matcher_equals_an_independent_per_gt_loop():
+    compared, differences = 0, []
+    for seed in range(3):
+        inputs = crowded_scene(seed)
+        result = LADAMatcher()(inputs).gt_index
+        for image in range(inputs.num_images):
+            expected = lada_positives(inputs, image)
+            actual = positives_per_gt(result[image], len(inputs.gt_boxes[image]))
+            compared += len(expected)
+            differences += [(seed, image, gt, actual[gt], expected[gt])
+                            for gt in expected if actual[gt] != expected[gt]]
+    assert not differences, f"{len(differences)} of {compared} GTs differ: {differences[:5]}"
+    assert compared == 3 * 2 * 34
 
 
 def test_fixed_number_division():
