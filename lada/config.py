@@ -55,6 +55,10 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.NORMALIZER_EMA_MOMENTUM = 0.9
     # Inference, as detectron2's FCOS; detections per image: TEST.DETECTIONS_PER_IMAGE.
     cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
+    # What SCORE_THRESH_TEST is compared with: "combined" = sqrt(sigmoid(cls) *
+    # sigmoid(aux)) (detectron2's FCOS) or "cls" = the class probability, before the
+    # product with the auxiliary score (the official ATSS and PAA code, LADA 4.2.2).
+    cfg.MODEL.FCOS.SCORE_THRESH_ON = "combined"
     cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
 
@@ -68,6 +72,9 @@ def _add_matcher_config(cfg: CN) -> None:
     # centre is below CENTER_SAMPLING_RADIUS strides.
     cfg.MODEL.MATCHER.FCOS = CN()
     cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+    # Shape of that centre region: "square" (detectron2's FCOS) or "epcp" (the rectangle
+    # of the same area with the GT's aspect ratio: LADA Table 5, section 4.3.2 (4)).
+    cfg.MODEL.MATCHER.FCOS.CENTER_PRIOR = "square"
 
     # ATSS (Zhang et al., CVPR 2020): TOPK closest points per level; anchor box of a
     # point = square of side ANCHOR_SCALE * stride.
@@ -81,6 +88,10 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.PAA.TOPK = 9
     cfg.MODEL.MATCHER.PAA.PRELIM_IOU_THRESH = 0.1
     cfg.MODEL.MATCHER.PAA.ANCHOR_SCALE = 8.0
+    # Keep only matched points strictly inside their GT as candidates: the LADA paper's
+    # rule for every method compared on its point detector (section 4.2.1). False is the
+    # official anchor-based PAA, whose positives may lie outside their GT box.
+    cfg.MODEL.MATCHER.PAA.INSIDE_GT = True
     cfg.MODEL.MATCHER.PAA.GMM_MAX_ITER = 100
     cfg.MODEL.MATCHER.PAA.GMM_TOL = 1e-3
 

@@ -7,6 +7,7 @@ from detectron2.config import configurable
 from .base import CandidateDivisionMatcher
 from .candidates import match_and_score_points, per_level_candidates
 from .contract import MatchInputs
+from .geometry import is_inside
 from .gmm import paa_separation
 from .registry import register_matcher
 
@@ -15,16 +16,20 @@ __all__ = ["PAAMatcher"]
 
 @register_matcher("paa")
 class PAAMatcher(CandidateDivisionMatcher):
-    """PAA, as its official code:
+    """PAA, as its official code (spec section 5):
 
-    1. preliminary match: each point to the GT of largest anchor IoU if ``>= prelim_iou_thresh``,
-       and each GT claims its highest-IoU point(s);
+    1. preliminary match: each point to the GT of largest anchor IoU if ``>= prelim_iou_thresh``;
+       a point below it that is some GT's highest-IoU point is restored to its own
+       largest-IoU GT (``Matcher(t, t, allow_low_quality_matches=True)``);
+       ``inside_gt`` (default, **[reading]** of LADA 4.2.1 for a point detector) then keeps
+       only matched points strictly inside their GT; ``False`` is the official
+       anchor-based behaviour, whose positives may lie outside their GT;
     2. score of a matched point: classification loss (focal, summed over classes) +
        regression loss (GIoU) for its GT, from detached predictions;
     3. per GT and level, the ``topk`` lowest-score matched points are candidates;
     4. a two-component GMM on each GT's candidate scores, fitted for all GT boxes of the
-       batch at once; positives are the candidates up to the best low-component member
-       (Fig. 3(c)); one candidate -> positive; empty low component -> all positive.
+       batch at once; positives are all sorted candidates up to the best low-component
+       member (Fig. 3(c)); one candidate -> positive; empty low component -> all positive.
     """
 
     @configurable
@@ -34,6 +39,7 @@ class PAAMatcher(CandidateDivisionMatcher):
         topk: int = 9,
         prelim_iou_thresh: float = 0.1,
         anchor_scale: float = 8.0,
+        inside_gt: bool = True,
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-3,
     ):
@@ -51,6 +57,7 @@ class PAAMatcher(CandidateDivisionMatcher):
         self.topk = int(topk)
         self.prelim_iou_thresh = float(prelim_iou_thresh)
         self.anchor_scale = float(anchor_scale)
+        self.inside_gt = bool(inside_gt)
         self.gmm_max_iter = int(gmm_max_iter)
         self.gmm_tol = float(gmm_tol)
 
@@ -61,14 +68,18 @@ class PAAMatcher(CandidateDivisionMatcher):
             "topk": paa.TOPK,
             "prelim_iou_thresh": paa.PRELIM_IOU_THRESH,
             "anchor_scale": paa.ANCHOR_SCALE,
+            "inside_gt": paa.INSIDE_GT,
             "gmm_max_iter": paa.GMM_MAX_ITER,
             "gmm_tol": paa.GMM_TOL,
         }
 
     def image_candidates(self, inputs: MatchInputs, image: int):
-        points = match_and_score_points(inputs, image, self.anchor_scale, self.prelim_iou_thresh)
-        keep = torch.ones_like(points.index, dtype=torch.bool)
-        point_gt, scores = points.dense(points.cls + points.reg, keep)
+        matched = match_and_score_points(inputs, image, self.anchor_scale, self.prelim_iou_thresh)
+        if self.inside_gt:
+            keep = is_inside(inputs.points[matched.index], inputs.gt_boxes[image][matched.gt])
+        else:
+            keep = torch.ones_like(matched.index, dtype=torch.bool)
+        point_gt, scores = matched.dense(matched.cls + matched.reg, keep)
         return per_level_candidates(inputs, image, point_gt, scores, self.topk)
 
     def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

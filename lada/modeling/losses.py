@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
+from ..matchers.geometry import clamp_inverted
 from .targets import DenseTargets, centerness_targets, iou_targets
 
 __all__ = ["DenseDetectionLoss", "all_reduce_mean"]
@@ -46,7 +47,8 @@ class DenseDetectionLoss(nn.Module):
     auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
 
     The GIoU loss is torchvision's: the values of fvcore's (detectron2 FCOS) on valid
-    boxes, without its assertion (a host sync) on inverted predicted boxes.
+    boxes, without its assertion (a host sync) on inverted predicted boxes, which are
+    clamped to empty boxes instead (official PAA code), so that the loss stays <= 2.
     """
 
     @configurable
@@ -110,7 +112,7 @@ class DenseDetectionLoss(nn.Module):
         pred_aux (N, R) logits -> named scalar losses (weights applied)."""
         fg = targets.foreground
         normalizer = self._normalizer(fg.sum().float())
-        fg_boxes = pred_boxes[fg].float()
+        fg_boxes = clamp_inverted(pred_boxes[fg].float())
         fg_targets = targets.boxes[fg].float()
         if self.aux_branch == "centerness":
             point_index = fg.nonzero()[:, 1]
