@@ -25,13 +25,16 @@ from .targets import gather_targets
 
 __all__ = ["LadaFCOS"]
 
+SCORE_THRESH_ON = ("combined", "cls")
+
 
 @META_ARCH_REGISTRY.register()
 class LadaFCOS(DenseDetector):
     """FCOS (detectron2's, with one anchor point per location, box deltas in strides)
     whose training targets come from ``matcher`` and whose losses come from ``loss``.
     Inference equals detectron2's FCOS: score sqrt(sigmoid(cls) * sigmoid(aux)),
-    per-level top-k, class-wise NMS."""
+    per-level top-k, class-wise NMS; ``test_score_thresh_on="cls"`` thresholds the class
+    probability instead of that score, as the ATSS and PAA code does."""
 
     @configurable
     def __init__(
@@ -46,6 +49,7 @@ class LadaFCOS(DenseDetector):
         anchor_offset: float = 0.0,
         max_iter: int = 1,
         test_score_thresh: float = 0.2,
+        test_score_thresh_on: str = "combined",
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
         max_detections_per_image: int = 100,
@@ -64,7 +68,12 @@ class LadaFCOS(DenseDetector):
         self.loss = loss
         self.num_classes = num_classes
         self.max_iter = max_iter
+        if test_score_thresh_on not in SCORE_THRESH_ON:
+            raise ValueError(
+                f"MODEL.FCOS.SCORE_THRESH_ON must be one of {SCORE_THRESH_ON}, got '{test_score_thresh_on}'"
+            )
         self.test_score_thresh = test_score_thresh
+        self.test_score_thresh_on = test_score_thresh_on
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
@@ -89,6 +98,7 @@ class LadaFCOS(DenseDetector):
             "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
             "max_iter": cfg.SOLVER.MAX_ITER,
             "test_score_thresh": cfg.MODEL.FCOS.SCORE_THRESH_TEST,
+            "test_score_thresh_on": cfg.MODEL.FCOS.SCORE_THRESH_ON,
             "test_topk_candidates": cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST,
             "test_nms_thresh": cfg.MODEL.FCOS.NMS_THRESH_TEST,
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
@@ -141,17 +151,18 @@ class LadaFCOS(DenseDetector):
         anchors = self.anchor_generator(features)
         results = []
         for image, image_size in enumerate(images.image_sizes):
-            scores = [
-                torch.sqrt(x[image].sigmoid() * y[image].sigmoid()) for x, y in zip(logits, aux)
-            ]
-            detections = self._decode_multi_level_predictions(
-                anchors,
-                scores,
-                [x[image] for x in deltas],
-                self.test_score_thresh,
-                self.test_topk_candidates,
-                image_size,
+            scores, thresh = self._test_scores(
+                [x[image] for x in logits], [x[image] for x in aux]
             )
+            # Per level, not detectron2's _decode_multi_level_predictions: in v0.6 that
+            # one ignores its score_thresh argument for self.test_score_thresh.
+            detections = Instances.cat([
+                self._decode_per_level_predictions(
+                    level_anchors, level_scores, level_deltas[image], thresh,
+                    self.test_topk_candidates, image_size,
+                )
+                for level_anchors, level_scores, level_deltas in zip(anchors, scores, deltas)
+            ])
             keep = batched_nms(
                 detections.pred_boxes.tensor,
                 detections.scores,
@@ -160,6 +171,23 @@ class LadaFCOS(DenseDetector):
             )
             results.append(detections[keep[: self.max_detections_per_image]])
         return results
+
+    def _test_scores(
+        self, logits: List[torch.Tensor], aux: List[torch.Tensor]
+    ) -> Tuple[List[torch.Tensor], float]:
+        """Per level, logits (R_l, C) and aux logits (R_l, 1) of one image -> detection
+        scores sqrt(sigmoid(cls) * sigmoid(aux)) (R_l, C) and the threshold they are
+        compared with. ``combined`` thresholds that score (detectron2's FCOS); ``cls``
+        thresholds the class probability before the product (ATSS, PAA and LADA code):
+        the scores of points below it are set to -inf and every finite score passes."""
+        scores = [torch.sqrt(x.sigmoid() * y.sigmoid()) for x, y in zip(logits, aux)]
+        if self.test_score_thresh_on == "combined":
+            return scores, self.test_score_thresh
+        scores = [
+            score.masked_fill(x.sigmoid() <= self.test_score_thresh, float("-inf"))
+            for score, x in zip(scores, logits)
+        ]
+        return scores, float("-inf")
 
     def _flatten_predictions(
         self, predictions: List[List[torch.Tensor]]

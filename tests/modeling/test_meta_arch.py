@@ -144,3 +144,33 @@ def test_relu_box_activation_never_predicts_inverted_boxes():
     _, deltas, _ = model.head(features)
     assert all((d >= 0).all() for d in deltas)
     assert any((d == 0).any() for d in deltas)  # the negative half was clipped
+
+
+def _constant_head_model(score_thresh_on):
+    """A model whose head outputs sigmoid(cls) = 0.3 and sigmoid(aux) = 0.1 everywhere:
+    detection score sqrt(0.03) = 0.173 below the threshold 0.2, class probability above."""
+    cfg = small_cfg(**{"MODEL.FCOS.SCORE_THRESH_TEST": 0.2,
+                       "MODEL.FCOS.SCORE_THRESH_ON": score_thresh_on})
+    model = build_model(cfg).eval()
+    logit = lambda p: torch.log(torch.tensor(p / (1 - p)))  # noqa: E731
+    for conv, value in ((model.head.cls_score, logit(0.3)), (model.head.aux_pred, logit(0.1))):
+        conv.weight.data.zero_()
+        conv.bias.data.fill_(value)
+    return model
+
+
+@pytest.mark.parametrize("score_thresh_on, detects", [("combined", False), ("cls", True)])
+def test_score_threshold_on_combined_score_or_class_probability(score_thresh_on, detects):
+    model = _constant_head_model(score_thresh_on)
+    batch = [{"image": b["image"], "height": 128, "width": 128} for b in make_batch([0])]
+    with torch.no_grad():
+        (result,) = model(batch)
+    scores = result["instances"].scores
+    assert (len(scores) > 0) == detects
+    if detects:
+        torch.testing.assert_close(scores, torch.full_like(scores, 0.03**0.5))
+
+
+def test_unknown_score_threshold_mode_is_reported():
+    with pytest.raises(ValueError, match="MODEL.FCOS.SCORE_THRESH_ON must be one of"):
+        build_model(small_cfg(**{"MODEL.FCOS.SCORE_THRESH_ON": "aux"}))
