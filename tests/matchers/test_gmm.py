@@ -1,45 +1,14 @@
 """Batched 1-D two-component GMM (EM in torch) and the PAA separation (PAA Fig. 3(c)),
 against hand-computed cases and a per-group scikit-learn reference."""
 import math
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
+from references import gmm_positives as reference_positives
+from references import sklearn_gmm as sklearn_fit
 
 from lada.matchers.gmm import GaussianMixture1D, fit_gmm_1d, paa_separation
-
-
-def sklearn_fit(scores: np.ndarray, max_iter: int = 100) -> GaussianMixture:
-    """scikit-learn's mixture on one GT's (n,) scores, initialised as PAA's code does."""
-    gmm = GaussianMixture(n_components=2, weights_init=[0.5, 0.5],
-                          means_init=[[scores.min()], [scores.max()]],
-                          precisions_init=[[[1.0]], [[1.0]]], max_iter=max_iter, tol=1e-3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return gmm.fit(scores[:, None])
-
-
-def reference_positives(scores: np.ndarray, max_iter: int = 100) -> np.ndarray:
-    """Spec 5 step 4 for one GT, written from its text: sort the scores; the positives
-    are the sorted candidates up to and including the first component-0 member of
-    highest log-likelihood; one candidate or an empty component 0 -> all positive."""
-    order = np.argsort(scores, kind="stable")
-    positive = np.ones(len(scores), dtype=bool)
-    if len(scores) == 1:
-        return positive
-    gmm = sklearn_fit(scores, max_iter)
-    ranked = scores[order][:, None]
-    component, log_lik = gmm.predict(ranked), gmm.score_samples(ranked)
-    if not (component == 0).any():
-        return positive
-    best = max(log_lik[i] for i in range(len(scores)) if component[i] == 0)
-    cutoff = min(i for i in range(len(scores)) if component[i] == 0 and log_lik[i] == best)
-    positive[:] = False
-    positive[order[: cutoff + 1]] = True
-    return positive
 
 
 def random_groups(num_groups=30, width=45, seed=0):
