@@ -26,9 +26,14 @@ class _Payload:
 
 
 def _py2_pickle(weights: dict) -> bytes:
-    """``weights`` (str -> float32 C-order array) pickled as Python 2's cPickle protocol 2
-    wrote the Caffe2 / Detectron model-zoo files (detectron2's ImageNet R-50.pkl): str
-    keys and raw array data as (SHORT_)BINSTRING, numpy's ``_reconstruct`` + BUILD."""
+    """``weights`` (name -> float32 C-order array) pickled as Detectron's
+    ``tools/pickle_caffe_blobs.py`` wrote the ImageNet models detectron2 loads (R-50.pkl):
+    Python 2 cPickle at HIGHEST_PROTOCOL (2) of a flat dict, names unicode
+    (``unicode_literals``: BINUNICODE), array data and dtype codes py2 ``str``
+    ((SHORT_)BINSTRING), arrays through numpy's ``_reconstruct`` + BUILD."""
+
+    def unicode(value: str) -> bytes:
+        return b"X" + struct.pack("<I", len(value.encode())) + value.encode()
 
     def string(value: bytes) -> bytes:
         if len(value) < 256:
@@ -42,7 +47,7 @@ def _py2_pickle(weights: dict) -> bytes:
     for name, array in weights.items():
         assert array.dtype == np.float32 and array.flags.c_contiguous and max(array.shape) < 256
         out += [
-            string(name.encode()),
+            unicode(name),
             b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n",
             small_int(0), b"\x85", string(b"b"), b"\x87R",
             b"(", small_int(1), b"(", *map(small_int, array.shape), b"t",
