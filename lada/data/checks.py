@@ -16,7 +16,7 @@ dataset a run uses, vectorised over all its annotations.
 
 :func:`install_dataset_checks` puts the checks into detectron2's ``DatasetCatalog`` for the
 datasets of ``DATASETS.TRAIN`` and ``DATASETS.TEST`` (lazily: nothing is loaded then), so
-every consumer of the catalog (training loader, test loader, evaluator) sees checked data.
+every consumer of the catalog (the training and test loaders) sees checked data.
 """
 from __future__ import annotations
 
