@@ -6,9 +6,9 @@
     python train_net.py --config-file CONFIG --num-gpus 8
 """
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
-from detectron2.checkpoint import DetectionCheckpointer
-
-from lada.engine import Trainer, build_argument_parser, launch, register_datasets, setup_cfg
+from lada.engine import (
+    LadaCheckpointer, Trainer, build_argument_parser, launch, register_datasets, setup_cfg,
+)
 
 
 def main(args):
@@ -16,9 +16,9 @@ def main(args):
     register_datasets(cfg, args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
+        LadaCheckpointer(
+            model, save_dir=cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE
+        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

@@ -11,10 +11,14 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
   ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given.
 * :func:`create_local_process_group`: the per-machine process group that
   ``comm.get_local_rank()`` reads, created by upstream's helper or, on v0.6, directly.
+* ``MapDataset`` (both versions) documents that a mapper may return None to skip an
+  element and then draws a replacement with ``random.sample`` from a set, which Python
+  3.11 refuses (TypeError): its generator is given a ``sample`` that accepts sets.
 """
 from __future__ import annotations
 
 import importlib.util
+import random
 import types
 
 __all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group"]
@@ -90,4 +94,33 @@ def create_local_process_group(num_workers_per_machine: int) -> None:
             comm._LOCAL_PROCESS_GROUP = group
 
 
+class _SetSamplingRandom(random.Random):
+    """``random.Random`` whose ``sample`` accepts a set (in sorted order, so reproducible),
+    as before Python 3.11."""
+
+    def sample(self, population, k, *, counts=None):
+        if isinstance(population, (set, frozenset)):
+            if not population:
+                raise RuntimeError(
+                    "MapDataset: the mapper returned None (skipped) for every element tried; "
+                    "see the warnings above"
+                )
+            population = sorted(population)
+        return super().sample(population, k, counts=counts)
+
+
+def _patch_map_dataset_fallback() -> None:
+    from detectron2.data.common import MapDataset
+
+    init = MapDataset.__init__
+
+    def __init__(self, dataset, map_func):
+        init(self, dataset, map_func)
+        self._rng = _SetSamplingRandom(42)  # the seed MapDataset uses
+
+    __init__.__doc__ = init.__doc__
+    MapDataset.__init__ = __init__
+
+
 _patch_create_ddp_model()
+_patch_map_dataset_fallback()

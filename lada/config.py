@@ -16,6 +16,7 @@ def add_lada_config(cfg: CN) -> CN:
     _add_fcos_config(cfg)
     _add_matcher_config(cfg)
     _add_data_config(cfg)
+    _add_checkpoint_config(cfg)
     return cfg
 
 
@@ -123,3 +124,32 @@ def _add_data_config(cfg: CN) -> None:
     # relative paths are taken from the working directory. Same as
     # `train_net.py --dataset NAME JSON IMAGE_ROOT`.
     cfg.DATASETS.REGISTER_COCO = []
+    # Checks of every box of a dataset the run uses, once, when it is loaded (README, "Data
+    # checks and failure behaviour"). Per kind of bad box: "error" stops with a message
+    # naming the dataset, the annotation ids and image files; "drop_with_warning" drops
+    # those annotations and logs their count and the first few.
+    cfg.DATASETS.BAD_BOX_POLICY = CN()
+    # NaN or infinite coordinate (detectron2 would drop NaN boxes, clip infinite ones).
+    cfg.DATASETS.BAD_BOX_POLICY.NON_FINITE = "error"
+    # Negative width or height (detectron2's transforms would reflect it into a valid box).
+    cfg.DATASETS.BAD_BOX_POLICY.NEGATIVE_SIZE = "error"
+    # Zero width or height.
+    cfg.DATASETS.BAD_BOX_POLICY.ZERO_SIZE = "drop_with_warning"
+    # No overlap with its image (width, height of the json's image entry).
+    cfg.DATASETS.BAD_BOX_POLICY.OUT_OF_IMAGE = "drop_with_warning"
+    # A training dataset in which no image keeps an annotation (after the box checks) is
+    # refused, since it would train the background class only; True allows it (warning).
+    cfg.DATASETS.ALLOW_UNANNOTATED = False
+    # An image file that cannot be read (missing, truncated, not an image) in training:
+    # "error" stops naming the file and its dataset; "skip_with_warning" logs that and
+    # trains on another image instead. Evaluation always stops (a skipped image would
+    # corrupt the metrics).
+    cfg.DATASETS.IMAGE_READ_POLICY = "error"
+
+
+def _add_checkpoint_config(cfg: CN) -> None:
+    # A ".pkl" MODEL.WEIGHTS is read by a restricted unpickler that accepts only numpy
+    # arrays and plain types (all that detectron2's and Detectron's model-zoo files hold).
+    # True reads it with plain pickle, which runs any code the file contains: only for
+    # files from a source you trust.
+    cfg.MODEL.WEIGHTS_TRUST_PICKLE = False

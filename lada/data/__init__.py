@@ -1,4 +1,18 @@
-"""Datasets: registration, validation and the embedded synthetic dataset."""
+"""Datasets: registration, checks at the dataset boundary, the image mapper and the
+embedded synthetic dataset."""
+from .checks import DatasetChecks, check_dataset, classify_boxes, install_dataset_checks
 from .datasets import register_coco_dataset, register_coco_datasets
+from .errors import DatasetError, ImageReadError
+from .mapper import ReadCheckedDatasetMapper
 
-__all__ = ["register_coco_dataset", "register_coco_datasets"]
+__all__ = [
+    "DatasetChecks",
+    "DatasetError",
+    "ImageReadError",
+    "ReadCheckedDatasetMapper",
+    "check_dataset",
+    "classify_boxes",
+    "install_dataset_checks",
+    "register_coco_dataset",
+    "register_coco_datasets",
+]

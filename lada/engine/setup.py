@@ -6,9 +6,11 @@ import argparse
 import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from ..config import add_lada_config
-from ..data import register_coco_datasets
+from ..data import install_dataset_checks, register_coco_datasets
 
 __all__ = ["build_argument_parser", "register_datasets", "setup_cfg"]
 
@@ -38,13 +40,17 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     cfg.freeze()
     _check_runtime(cfg)
     default_setup(cfg, args)
+    # lada's own loggers (data checks, checkpoints) to the console and OUTPUT_DIR/log.txt
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lada")
     return cfg
 
 
 def register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
-    """Registers the datasets of ``DATASETS.REGISTER_COCO`` and ``--dataset``; runs in
-    every worker process."""
+    """Registers the datasets of ``DATASETS.REGISTER_COCO`` and ``--dataset`` (lazily:
+    nothing is read) and puts the data checks on those the run uses; runs in every worker
+    process."""
     register_coco_datasets(list(cfg.DATASETS.REGISTER_COCO) + list(args.dataset))
+    install_dataset_checks(cfg)
 
 
 def _check_runtime(cfg: CfgNode) -> None:

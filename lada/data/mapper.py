@@ -1,0 +1,105 @@
+"""detectron2's ``DatasetMapper`` whose image-read errors name the file and the dataset."""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional, Sequence
+
+from detectron2.config import CfgNode, configurable
+from detectron2.data import DatasetMapper, MetadataCatalog
+from PIL import Image
+
+from .errors import ImageReadError
+
+__all__ = ["IMAGE_READ_POLICIES", "ReadCheckedDatasetMapper"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_READ_POLICIES = ("error", "skip_with_warning")
+# What PIL raises for a missing, truncated or corrupt file (OSError, including
+# UnidentifiedImageError; SyntaxError for broken PNG chunks) or a decompression bomb.
+_READ_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
+
+
+class ReadCheckedDatasetMapper(DatasetMapper):
+    """``DatasetMapper`` (same augmentations and outputs) that turns an unreadable image
+    into an :class:`ImageReadError` naming the file and its dataset, instead of PIL's
+    message without a file name (e.g. "image file is truncated") at some iteration.
+
+    With ``skip_unreadable`` (``DATASETS.IMAGE_READ_POLICY skip_with_warning``), a training
+    mapper logs that message and returns None: detectron2's ``MapDataset`` then maps
+    another image of the dataset, so a multi-day run survives a broken file. An inference
+    mapper always raises (a skipped image would silently change the evaluation).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        is_train: bool,
+        *,
+        dataset_names: Sequence[str] = (),
+        skip_unreadable: bool = False,
+        **kwargs,
+    ):
+        """
+        Args:
+            is_train, kwargs: as ``DatasetMapper``.
+            dataset_names: the datasets this mapper reads, to name them in errors.
+            skip_unreadable: in training, skip an unreadable image with a warning.
+        """
+        super().__init__(is_train, **kwargs)
+        self.dataset_names = tuple(dataset_names)
+        self.skip_unreadable = skip_unreadable and is_train
+
+    @classmethod
+    def from_config(
+        cls, cfg: CfgNode, is_train: bool = True, dataset_names: Optional[Sequence[str]] = None
+    ) -> dict:
+        policy = cfg.DATASETS.IMAGE_READ_POLICY
+        if policy not in IMAGE_READ_POLICIES:
+            raise ValueError(
+                f"DATASETS.IMAGE_READ_POLICY must be one of {IMAGE_READ_POLICIES}, got '{policy}'"
+            )
+        ret = super().from_config(cfg, is_train)
+        if dataset_names is None:
+            dataset_names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
+        ret["dataset_names"] = tuple(dataset_names)
+        ret["skip_unreadable"] = policy == "skip_with_warning"
+        return ret
+
+    def __call__(self, dataset_dict: dict) -> Optional[dict]:
+        try:
+            return super().__call__(dataset_dict)
+        except _READ_ERRORS as error:
+            file_name = dataset_dict.get("file_name", "?")
+            message = (
+                f"cannot read image {file_name} of {self._dataset_of(str(file_name))}: "
+                f"{type(error).__name__}: {error}"
+            )
+            if self.skip_unreadable:
+                logger.warning("%s; skipped (DATASETS.IMAGE_READ_POLICY skip_with_warning)", message)
+                return None
+            raise ImageReadError(
+                f"{message}. Replace or remove the file; in training, DATASETS.IMAGE_READ_POLICY"
+                " skip_with_warning skips such images."
+            ) from error
+
+    def _dataset_of(self, file_name: str) -> str:
+        """'dataset 'x'' for the dataset whose image folder holds ``file_name``."""
+        holders = [
+            name for name in self.dataset_names
+            if _is_under(file_name, MetadataCatalog.get(name).get("image_root"))
+        ]
+        names = holders if len(holders) == 1 else list(self.dataset_names)
+        if not names:
+            return "its dataset"
+        if len(names) == 1:
+            return f"dataset '{names[0]}'"
+        return "one of the datasets " + ", ".join(f"'{n}'" for n in names)
+
+
+def _is_under(file_name: str, folder: Optional[str]) -> bool:
+    if not folder:
+        return False
+    folder = os.path.abspath(folder)
+    return os.path.commonpath([folder, os.path.abspath(file_name)]) == folder

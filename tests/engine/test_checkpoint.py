@@ -1,0 +1,227 @@
+"""Checkpoints: .pkl weights through a restricted unpickler, clear errors naming the file,
+atomic writes."""
+import logging
+import os
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+
+from lada.engine import CheckpointError, LadaCheckpointer
+from conftest import small_cfg
+
+
+class _Payload:
+    """Unpickling it calls ``call(*args)``: what a crafted checkpoint does."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+def _py2_pickle(weights: dict) -> bytes:
+    """``weights`` (name -> float32 C-order array) pickled as Detectron's
+    ``tools/pickle_caffe_blobs.py`` wrote the ImageNet models detectron2 loads (R-50.pkl):
+    Python 2 cPickle at HIGHEST_PROTOCOL (2) of a flat dict, names unicode
+    (``unicode_literals``: BINUNICODE), array data and dtype codes py2 ``str``
+    ((SHORT_)BINSTRING), arrays through numpy's ``_reconstruct`` + BUILD."""
+
+    def unicode(value: str) -> bytes:
+        return b"X" + struct.pack("<I", len(value.encode())) + value.encode()
+
+    def string(value: bytes) -> bytes:
+        if len(value) < 256:
+            return b"U" + bytes([len(value)]) + value
+        return b"T" + struct.pack("<i", len(value)) + value
+
+    def small_int(value: int) -> bytes:
+        return b"K" + bytes([value])
+
+    out = [b"\x80\x02}("]
+    for name, array in weights.items():
+        assert array.dtype == np.float32 and array.flags.c_contiguous and max(array.shape) < 256
+        out += [
+            unicode(name),
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n",
+            small_int(0), b"\x85", string(b"b"), b"\x87R",
+            b"(", small_int(1), b"(", *map(small_int, array.shape), b"t",
+            b"cnumpy\ndtype\n", string(b"f4"), small_int(0), small_int(1), b"\x87R",
+            b"(", small_int(3), string(b"<"), b"NNN", b"J\xff\xff\xff\xffJ\xff\xff\xff\xff",
+            small_int(0), b"tb",
+            b"\x89", string(array.tobytes()), b"tb",
+        ]
+    return b"".join(out + [b"u."])
+
+
+def _r50_like_weights(model) -> dict:
+    """Caffe2 names of the quick model's stem (ResNet stem: conv1, GN as res_conv1_bn),
+    plus a momentum blob and a classifier that the conversion drops or ignores."""
+    rng = np.random.default_rng(0)
+    stem = model.backbone.bottom_up.stem.conv1
+    return {
+        "conv1_w": rng.standard_normal(stem.weight.shape).astype(np.float32),
+        "conv1_w_momentum": np.zeros(stem.weight.shape, np.float32),
+        "res_conv1_bn_s": rng.standard_normal(stem.weight.shape[:1]).astype(np.float32),
+        "res_conv1_bn_b": rng.standard_normal(stem.weight.shape[:1]).astype(np.float32),
+        "fc1000_b": rng.standard_normal(10).astype(np.float32),
+    }
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build_model(small_cfg())
+
+
+def test_python2_model_zoo_pickle_loads_like_detectron2(model, tmp_path):
+    weights = _r50_like_weights(model)
+    path = tmp_path / "R-50.pkl"
+    path.write_bytes(_py2_pickle(weights))
+    ours = LadaCheckpointer(model)._load_file(str(path))
+    reference = DetectionCheckpointer(model)._load_file(str(path))  # plain pickle
+    assert ours.keys() == reference.keys() and ours["__author__"] == "Caffe2"
+    assert sorted(ours["model"]) == ["conv1_w", "fc1000_b", "res_conv1_bn_b", "res_conv1_bn_s"]
+    for name, array in reference["model"].items():
+        np.testing.assert_array_equal(ours["model"][name], array)
+        np.testing.assert_array_equal(ours["model"][name], weights[name])
+
+    LadaCheckpointer(model).load(str(path))  # name-matching heuristics as detectron2
+    stem = model.backbone.bottom_up.stem.conv1
+    np.testing.assert_array_equal(stem.weight.detach().numpy(), weights["conv1_w"])
+    np.testing.assert_array_equal(stem.norm.weight.detach().numpy(), weights["res_conv1_bn_s"])
+    np.testing.assert_array_equal(stem.norm.bias.detach().numpy(), weights["res_conv1_bn_b"])
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_detectron2_model_zoo_pickle_of_python3_loads(model, tmp_path, protocol):
+    data = {"model": {"a": np.arange(6, dtype=np.float32).reshape(2, 3),
+                      "b": np.array(3, dtype=np.int64)},
+            "__author__": "Detectron2 Model Zoo", "matching_heuristics": True}
+    path = tmp_path / "model_final.pkl"
+    path.write_bytes(pickle.dumps(data, protocol=protocol))
+    loaded = LadaCheckpointer(model)._load_file(str(path))
+    assert loaded.keys() == data.keys() and loaded["__author__"] == "Detectron2 Model Zoo"
+    for name, array in data["model"].items():
+        np.testing.assert_array_equal(loaded["model"][name], array)
+        assert loaded["model"][name].dtype == array.dtype
+
+
+def _payloads(target):
+    return {
+        "open": _Payload(open, str(target), "w"),
+        "os.system": _Payload(os.system, f"touch {target}"),
+        "object array": np.array([_Payload(open, str(target), "w")], dtype=object),
+    }
+
+
+@pytest.mark.parametrize("kind", ["open", "os.system", "object array"])
+def test_malicious_pickle_is_refused_before_it_runs(model, tmp_path, kind):
+    target = tmp_path / "pwned"
+    payload = _payloads(target)[kind]
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"conv1_w": np.zeros(3, np.float32), "x": payload}, protocol=2))
+    with pytest.raises(CheckpointError) as error:
+        LadaCheckpointer(model).load(str(path))
+    assert str(error.value).startswith(f"refused checkpoint {path}: refused ")
+    assert "MODEL.WEIGHTS_TRUST_PICKLE True" in str(error.value)
+    assert not target.exists()
+    # The payload is real: plain pickle (the explicit opt-in) runs it.
+    with pytest.raises(Exception):
+        LadaCheckpointer(model, trust_pickle=True).load(str(path))
+    assert target.exists()
+
+
+def test_pth_with_code_is_refused_by_torch_weights_only(model, tmp_path):
+    target = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {"w": torch.zeros(2)}, "x": _Payload(open, str(target), "w")}, path)
+    with pytest.raises(CheckpointError, match=f"cannot load checkpoint {path}: UnpicklingError: Weights only"):
+        LadaCheckpointer(model).load(str(path))
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("text.pth", b"hello world\n", "cannot load checkpoint"),
+    ("random.pth", bytes(range(256)) * 4, "cannot load checkpoint"),
+    ("text.pkl", b"hello world\n", "not a pickle of weights"),
+    ("empty.pkl", b"", "not a pickle of weights (EOFError"),
+    ("list.pkl", pickle.dumps([1, 2]), "holds a list, not a dict of weights"),
+    ("none.pkl", pickle.dumps({}), "holds no model weights"),
+    ("strings.pkl", pickle.dumps({"conv1_w": "abc"}), "weight 'conv1_w' is a str"),
+])
+def test_not_a_checkpoint_names_the_file(model, tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        LadaCheckpointer(model).load(str(path))
+    assert str(path) in str(error.value) and reason in str(error.value)
+
+
+def test_tensor_file_is_not_a_checkpoint(model, tmp_path):
+    path = tmp_path / "tensor.pth"
+    torch.save(torch.zeros(3), path)
+    with pytest.raises(CheckpointError, match=f"checkpoint {path}"):
+        LadaCheckpointer(model).load(str(path))
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _files(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_save_writes_final_names_only(model, tmp_path):
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    assert _files(tmp_path) == ["last_checkpoint", "model_0000001.pth"]
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert oct((tmp_path / "model_0000001.pth").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert checkpointer.resume_or_load("", resume=True)["iteration"] == 1
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_failed_write_leaves_previous_checkpoint_intact(model, tmp_path, monkeypatch):
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    real_save = torch.save
+
+    def half_then_fail(obj, f, *args, **kwargs):
+        f.write(b"first bytes of a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", half_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        checkpointer.save("model_0000002", iteration=2)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert _files(tmp_path) == ["last_checkpoint", "model_0000001.pth"]
+    assert checkpointer.resume_or_load("", resume=True)["iteration"] == 1
+
+
+def test_resume_ignores_and_reports_unfinished_writes(model, tmp_path):
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    leftover = tmp_path / ".model_0000002.pth.123.abcd.partial"
+    leftover.write_bytes(b"truncated")
+    checkpointer.logger.addHandler(handler)
+    try:
+        assert checkpointer.resume_or_load("", resume=True)["iteration"] == 1
+    finally:
+        checkpointer.logger.removeHandler(handler)
+    assert any(leftover.name in r.getMessage() for r in records)
+    assert leftover.exists()  # not deleted: another process might be writing it
+    assert "model_0000001.pth" in checkpointer.get_all_checkpoint_files()[0]
+    assert len(checkpointer.get_all_checkpoint_files()) == 1

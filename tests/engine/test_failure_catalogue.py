@@ -1,0 +1,424 @@
+"""Catalogue of bad inputs and faults, as a new user meets them: small hand-written COCO
+datasets registered with ``--dataset``, run through ``train_net.main`` (in process, tiny
+configs) or, for the kill, as a subprocess. Each case asserts its documented outcome
+(README, "Data checks and failure behaviour"): the error names the file / key, or the
+warning gives the counts, or the run behaves as stated.
+
+``ISSUE`` cases were silent corruption, unclear crashes or unsafe before issue 11; ``WORKED``
+cases already behaved and must keep doing so."""
+import json
+import logging
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from coco_files import GOOD, write_coco
+from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import SizeMismatchError
+from detectron2.utils import logger as d2_logger
+from PIL import Image
+
+import train_net
+from conftest import REPO
+from lada.data import DatasetError, ImageReadError
+from lada.engine import CheckpointError, build_argument_parser
+
+TINY = {
+    "DATASETS.TEST": "()", "MODEL.FCOS.NUM_CLASSES": "2", "SOLVER.MAX_ITER": "1",
+    "SOLVER.IMS_PER_BATCH": "2", "SOLVER.WARMUP_ITERS": "1", "SOLVER.STEPS": "()",
+    "DATALOADER.NUM_WORKERS": "0", "INPUT.MIN_SIZE_TRAIN": "(64,)", "INPUT.MAX_SIZE_TRAIN": "64",
+    "INPUT.MIN_SIZE_TEST": "64", "INPUT.MAX_SIZE_TEST": "64",
+}
+
+
+class Workspace:
+    """One case: its folder, its datasets, a train_net run and the 'lada' warnings."""
+
+    def __init__(self, root: Path, records: list):
+        self.root, self.records = root, records
+        self.name = root.name  # unique per case: the catalog is process-wide
+        self.datasets = []
+
+    @property
+    def out(self) -> Path:
+        return self.root / "output"
+
+    def dataset(self, images, **kwargs) -> tuple[Path, Path]:
+        json_file, image_dir = write_coco(self.root / "data", images, **kwargs)
+        self.datasets.append((self.name, json_file, image_dir))
+        return json_file, image_dir
+
+    def argv(self, *flags, config="atss", **opts) -> list[str]:
+        """train_net.py's arguments: a quick config, the case's datasets, tiny settings."""
+        argv = ["--config-file", str(REPO / f"configs/quick/{config}.yaml"), *flags]
+        for name, json_file, image_dir in self.datasets:
+            argv += ["--dataset", name, str(json_file), str(image_dir)]
+        opts = {"DATASETS.TRAIN": f"('{self.name}',)", **TINY, "OUTPUT_DIR": str(self.out), **opts}
+        return argv + [str(x) for item in opts.items() for x in item]
+
+    def train(self, *flags, **opts):
+        return train_net.main(build_argument_parser().parse_args(self.argv(*flags, **opts)))
+
+    def logged(self, level: int = logging.INFO) -> str:
+        """Messages of the 'detectron2', 'fvcore' and 'lada' loggers during the case."""
+        return "\n".join(r.getMessage() for r in self.records if r.levelno >= level)
+
+    def warned(self) -> str:
+        return self.logged(logging.WARNING)
+
+    def trained(self) -> bool:
+        return (self.out / "model_final.pth").is_file()
+
+
+# ---------------------------------------------------------------- cases of issue 11
+
+
+def zero_size_box_dropped_with_warning(ws):
+    ws.dataset([GOOD, GOOD + [(1, [10, 10, 0, 5])]])
+    ws.train()
+    assert ws.trained()
+    assert f"dataset '{ws.name}'" in ws.warned() and "dropped 1 of 5 boxes" in ws.warned()
+    assert "ZERO_SIZE drop_with_warning), e.g. annotation id 5 in image img1.png" in ws.warned()
+    assert sum(len(r["annotations"]) for r in DatasetCatalog.get(ws.name)) == 4  # what is counted
+
+
+def out_of_image_box_dropped_with_warning(ws):
+    ws.dataset([GOOD + [(2, [100, 100, 5, 5])], GOOD])
+    ws.train()
+    assert ws.trained()
+    assert "OUT_OF_IMAGE drop_with_warning), e.g. annotation id 3 in image img0.png" in ws.warned()
+
+
+def negative_size_box_is_an_error(ws):
+    json_file, _ = ws.dataset([GOOD, GOOD + [(1, [60, 60, -30, -25])]])
+    with pytest.raises(DatasetError) as error:
+        ws.train()
+    assert f"dataset '{ws.name}' ({json_file})" in str(error.value)
+    assert ("NEGATIVE_SIZE error), e.g. annotation id 5 in image img1.png: [60, 60, -30, -25]"
+            in str(error.value))
+    assert not ws.trained()
+
+
+def negative_size_box_dropped_on_request(ws):
+    ws.dataset([GOOD, GOOD + [(1, [60, 60, -30, -25])]])
+    ws.train(**{"DATASETS.BAD_BOX_POLICY.NEGATIVE_SIZE": "drop_with_warning"})
+    assert ws.trained() and "NEGATIVE_SIZE drop_with_warning), e.g. annotation id 5" in ws.warned()
+
+
+def nan_coordinate_is_an_error(ws):
+    ws.dataset([GOOD, [(1, [10, float("nan"), 5, 5])]])
+    with pytest.raises(DatasetError, match=r"NON_FINITE error\), e.g. annotation id 3 in image img1.png"):
+        ws.train()
+
+
+def infinite_coordinate_is_an_error(ws):
+    ws.dataset([[(1, [10, 10, float("inf"), 5])], GOOD])
+    with pytest.raises(DatasetError, match=r"NON_FINITE error\), e.g. annotation id 1 in image img0.png"):
+        ws.train()
+
+
+def class_beyond_num_classes_is_an_error_at_start_up(ws):
+    json_file, _ = ws.dataset([GOOD, [(3, [5, 5, 20, 20])]], categories=("a", "b", "c"))
+    with pytest.raises(DatasetError) as error:
+        ws.train(config="lada")  # a matcher that crashed inside torch before
+    message = str(error.value)
+    assert f"dataset '{ws.name}' ({json_file})" in message
+    assert "1 of class index 2 (json category id 3, 'c')" in message
+    assert "MODEL.FCOS.NUM_CLASSES is 2" in message and not (ws.out / "metrics.json").exists()
+
+
+def no_annotated_image_is_refused(ws):
+    ws.dataset([[], []])
+    with pytest.raises(DatasetError, match="none of its 2 images has .* DATASETS.ALLOW_UNANNOTATED True"):
+        ws.train(**{"DATALOADER.FILTER_EMPTY_ANNOTATIONS": "False"})
+
+
+def no_annotated_image_trains_when_allowed(ws):
+    ws.dataset([[], []])
+    ws.train(**{"DATALOADER.FILTER_EMPTY_ANNOTATIONS": "False", "DATASETS.ALLOW_UNANNOTATED": "True"})
+    assert ws.trained() and "background class only (DATASETS.ALLOW_UNANNOTATED is True)" in ws.warned()
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def truncated_image_names_file_and_dataset(ws):
+    _, images = ws.dataset([GOOD, GOOD])
+    _truncate(images / "img1.png")
+    with pytest.raises(ImageReadError) as error:
+        ws.train()  # a batch of 2 of the 2 images: each iteration reads both
+    assert (f"cannot read image {images / 'img1.png'} of dataset '{ws.name}': OSError: image file "
+            "is truncated" in str(error.value))
+
+
+def truncated_image_skipped_on_request(ws):
+    _, images = ws.dataset([GOOD, GOOD])
+    _truncate(images / "img1.png")
+    ws.train(**{"DATASETS.IMAGE_READ_POLICY": "skip_with_warning"})
+    assert ws.trained()
+    assert f"cannot read image {images / 'img1.png'} of dataset '{ws.name}'" in ws.warned()
+    assert "skipped (DATASETS.IMAGE_READ_POLICY skip_with_warning)" in ws.warned()
+
+
+def weights_not_a_checkpoint_pth(ws):
+    ws.dataset([GOOD])
+    (ws.root / "notes.pth").write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=f"cannot load checkpoint {ws.root / 'notes.pth'}"):
+        ws.train(**{"MODEL.WEIGHTS": ws.root / "notes.pth"})
+
+
+def weights_not_a_checkpoint_pkl(ws):
+    ws.dataset([GOOD])
+    (ws.root / "notes.pkl").write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match=f"{ws.root / 'notes.pkl'}: not a pickle of weights"):
+        ws.train(**{"MODEL.WEIGHTS": ws.root / "notes.pkl"})
+
+
+def unused_datasets_are_not_checked(ws):
+    # The quick config registers the embedded dataset (relative to the working folder,
+    # where it has not been generated); a run on one's own data does not need it.
+    assert not (Path.cwd() / "datasets/synthetic").exists()
+    ws.dataset([GOOD, GOOD])
+    ws.train()
+    assert ws.trained()
+
+
+class _Payload:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return open, (str(self.target), "w")
+
+
+def malicious_pkl_weights_are_refused(ws):
+    ws.dataset([GOOD])
+    target, weights = ws.root / "pwned", ws.root / "R-50.pkl"
+    weights.write_bytes(pickle.dumps({"conv1_w": np.zeros((32, 3, 7, 7), np.float32),
+                                      "x": _Payload(target)}, protocol=2))
+    with pytest.raises(CheckpointError, match=f"refused checkpoint {weights}: refused to load global"):
+        ws.train(**{"MODEL.WEIGHTS": weights})
+    assert not target.exists()
+
+
+# The slow save: train_net.py with torch.save writing a few bytes, then hanging on the
+# SLOW_AT-th call (touching MARKER first) until the test kills the process.
+_SLOW_SAVE = """
+import runpy, sys, time, torch
+marker, slow_at = sys.argv.pop(1), int(sys.argv.pop(1))
+real_save, calls = torch.save, []
+def save(obj, f, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == slow_at:
+        f.write(b"the first bytes of a checkpoint")
+        f.flush()
+        open(marker, "w").close()
+        time.sleep(600)
+    return real_save(obj, f, *args, **kwargs)
+torch.save = save
+sys.argv[0] = "train_net.py"
+runpy.run_path("train_net.py", run_name="__main__")
+"""
+
+
+def kill_during_checkpoint_save_then_resume(ws):
+    """Also the issue's `kill -9 then --resume` (which worked): the resumed run starts
+    after the last complete checkpoint."""
+    ws.dataset([GOOD, GOOD])
+    schedule = {"SOLVER.MAX_ITER": "3", "SOLVER.CHECKPOINT_PERIOD": "1"}  # saves after each
+    marker = ws.root / "saving"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SAVE, str(marker), "2", *ws.argv(**schedule)], cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the second checkpoint save never started"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGKILL)  # during the save of model_0000001.pth
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+    files = sorted(os.listdir(ws.out))
+    assert "model_0000000.pth" in files and "model_0000001.pth" not in files
+    partial = [f for f in files if f.startswith(".model_0000001.pth.") and f.endswith(".partial")]
+    assert len(partial) == 1 and (ws.out / partial[0]).read_bytes() == b"the first bytes of a checkpoint"
+    assert (ws.out / "last_checkpoint").read_text() == "model_0000000.pth"
+
+    ws.train("--resume", **schedule)
+    assert "Starting training from iteration 1" in ws.logged()
+    assert f"ignoring unfinished checkpoint writes in {ws.out}" in ws.warned()
+    assert partial[0] in ws.warned()
+    final = torch.load(ws.out / "model_final.pth", map_location="cpu", weights_only=True)
+    assert final["iteration"] == 2
+
+
+# ---------------------------------------------------------------- cases that already worked
+
+
+def unknown_category_id(ws):
+    json_file, _ = ws.dataset([GOOD + [(7, [1, 1, 5, 5])]])
+    with pytest.raises(DatasetError, match=f"dataset '{ws.name}': cannot load {json_file}: KeyError:"
+                                           ".*category_id=7"):
+        ws.train()
+
+
+def missing_image_file(ws):
+    _, images = ws.dataset([GOOD, GOOD])
+    (images / "img1.png").unlink()
+    with pytest.raises(ImageReadError, match=f"cannot read image {images / 'img1.png'} of dataset "
+                                             f"'{ws.name}': FileNotFoundError"):
+        ws.train()
+
+
+def invalid_json(ws):
+    json_file, _ = ws.dataset([GOOD])
+    json_file.write_text(json_file.read_text()[:-20])
+    with pytest.raises(DatasetError, match=f"cannot load {json_file}: JSONDecodeError"):
+        ws.train()
+
+
+def unknown_matcher(ws):
+    ws.dataset([GOOD])
+    with pytest.raises(KeyError, match="MODEL.MATCHER.NAME: unknown matcher 'nope'"):
+        ws.train(**{"MODEL.MATCHER.NAME": "nope"})
+
+
+def invalid_hyperparameter(ws):
+    ws.dataset([GOOD])
+    with pytest.raises(ValueError, match="MODEL.MATCHER.ATSS.TOPK must be a positive integer, got 0"):
+        ws.train(**{"MODEL.MATCHER.ATSS.TOPK": "0"})
+
+
+def nan_loss(ws):
+    ws.dataset([GOOD, GOOD])
+    with pytest.raises(FloatingPointError, match="Loss became infinite or NaN at iteration=0"):
+        ws.train(**{"MODEL.PIXEL_STD": "[0.0, 0.0, 0.0]"})
+
+
+def missing_json_of_a_used_dataset(ws):
+    json_file, _ = ws.dataset([GOOD])
+    json_file.unlink()
+    with pytest.raises(FileNotFoundError, match=f"dataset '{ws.name}': annotation file {json_file} "
+                                                "does not exist"):
+        ws.train()
+
+
+def missing_image_folder_of_a_used_dataset(ws):
+    _, images = ws.dataset([GOOD])
+    for path in images.iterdir():
+        path.unlink()
+    images.rmdir()
+    with pytest.raises(FileNotFoundError, match=f"dataset '{ws.name}': image folder {images} "
+                                                "does not exist"):
+        ws.train()
+
+
+def unregistered_dataset_name(ws):
+    with pytest.raises(KeyError, match="Dataset 'nope' is not registered!"):
+        ws.train(**{"DATASETS.TRAIN": "('nope',)"})
+
+
+def image_size_differs_from_json(ws):
+    _, images = ws.dataset([GOOD, GOOD])
+    Image.new("RGB", (48, 48)).save(images / "img1.png")
+    with pytest.raises(SizeMismatchError, match=f"for image {images / 'img1.png'}, got \\(48, 48\\), "
+                                                "expect \\(64, 64\\)"):
+        ws.train()
+
+
+def duplicate_annotation_ids(ws):
+    json_file, _ = ws.dataset([GOOD])
+    coco = json.loads(json_file.read_text())
+    coco["annotations"][1]["id"] = coco["annotations"][0]["id"]
+    json_file.write_text(json.dumps(coco))
+    with pytest.raises(DatasetError, match=f"Annotation ids in '{json_file}' are not unique"):
+        ws.train()
+
+
+def weights_file_missing(ws):
+    ws.dataset([GOOD])
+    with pytest.raises(AssertionError, match=f"Checkpoint {ws.root / 'nope.pth'} not found"):
+        ws.train(**{"MODEL.WEIGHTS": ws.root / "nope.pth"})
+
+
+ISSUE = [
+    zero_size_box_dropped_with_warning, out_of_image_box_dropped_with_warning,
+    negative_size_box_is_an_error, negative_size_box_dropped_on_request,
+    nan_coordinate_is_an_error, infinite_coordinate_is_an_error,
+    class_beyond_num_classes_is_an_error_at_start_up, no_annotated_image_is_refused,
+    no_annotated_image_trains_when_allowed, truncated_image_names_file_and_dataset,
+    truncated_image_skipped_on_request, weights_not_a_checkpoint_pth,
+    weights_not_a_checkpoint_pkl, unused_datasets_are_not_checked,
+    malicious_pkl_weights_are_refused, kill_during_checkpoint_save_then_resume,
+]
+WORKED = [
+    unknown_category_id, missing_image_file, invalid_json, unknown_matcher,
+    invalid_hyperparameter, nan_loss, missing_json_of_a_used_dataset,
+    missing_image_folder_of_a_used_dataset, unregistered_dataset_name,
+    image_size_differs_from_json, duplicate_annotation_ids, weights_file_missing,
+]
+
+
+@pytest.fixture(scope="module")
+def tried(request):
+    """Names of the cases run; their number is printed at the end of the module."""
+    names = []
+    yield names
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(f"\nfailure catalogue: tried {len(names)} cases "
+              f"({sum(n in ISSUE_NAMES for n in names)} of issue 11, "
+              f"{sum(n in WORKED_NAMES for n in names)} that already worked)")
+
+
+@pytest.fixture(scope="module")
+def working_folder(tmp_path_factory):
+    """The working folder of every case: the quick configs register the embedded dataset
+    relative to it (always the same paths), and it has not been generated there."""
+    return tmp_path_factory.mktemp("cwd")
+
+
+ISSUE_NAMES = {case.__name__ for case in ISSUE}
+WORKED_NAMES = {case.__name__ for case in WORKED}
+
+
+@pytest.fixture
+def workspace(tmp_path_factory, monkeypatch, tried, working_folder, request):
+    """A case's own folder. Logger handlers that train_net's setup adds are removed
+    afterwards."""
+    root = tmp_path_factory.mktemp(request.node.callspec.id)
+    monkeypatch.chdir(working_folder)
+    loggers = [logging.getLogger(name) for name in ("detectron2", "fvcore", "lada")]
+    saved = [(lg, list(lg.handlers), lg.propagate, lg.level) for lg in loggers]
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    for lg in loggers:
+        lg.addHandler(handler)
+    yield Workspace(root, records)
+    tried.append(request.node.callspec.id)
+    for lg, handlers, propagate, level in saved:
+        for added in [h for h in lg.handlers if h not in handlers]:
+            lg.removeHandler(added)
+            added.close()
+        lg.propagate, lg.level = propagate, level
+    d2_logger.setup_logger.cache_clear()
+
+
+@pytest.mark.parametrize("case", ISSUE + WORKED, ids=lambda case: case.__name__)
+def test_case(case, workspace):
+    case(workspace)
