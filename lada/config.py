@@ -36,8 +36,13 @@ def _add_fcos_config(cfg: CN) -> None:
     # FCOS; distances may turn negative, i.e. inverted boxes) or "relu" (FCOS with
     # normalised targets: never inverted).
     cfg.MODEL.FCOS.BOX_ACTIVATION = "linear"
-    # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS) or "iou" (predicted
-    # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS).
+    # MMMC's receptive-field adaptor: the RFA_POSITION-th conv (0-based) of both towers
+    # becomes a deformable conv with offsets from a zero-initialised conv (Table 3).
+    cfg.MODEL.FCOS.RFA = False
+    cfg.MODEL.FCOS.RFA_POSITION = 0
+    # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS), "iou" (predicted
+    # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS) or "giou" (max(GIoU, 0) of
+    # the box with its GT: MMMC section 4.1).
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
     cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
@@ -95,6 +100,22 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.PAA.INSIDE_GT = True
     cfg.MODEL.MATCHER.PAA.GMM_MAX_ITER = 100
     cfg.MODEL.MATCHER.PAA.GMM_TOL = 1e-3
+
+    # MMMC's aligned points sampler (Hao et al., section 3.2): per level the TOPK
+    # lowest-loss points inside the GT; the NUM_LEVELS levels of lowest mean loss
+    # (SCALE_CRITERION "comb" = cls + reg, "cls" or "reg": Table 1); positives from a GMM
+    # (GMM_MAX_ITER, GMM_TOL) on S = sqrt(S_f * S_m). SCALE / SPATIAL switch each
+    # procedure off (Table 6), falling back to FCOS's size ranges / centre sampling
+    # (radius CENTER_SAMPLING_RADIUS strides).
+    cfg.MODEL.MATCHER.APS = CN()
+    cfg.MODEL.MATCHER.APS.TOPK = 9
+    cfg.MODEL.MATCHER.APS.NUM_LEVELS = 2
+    cfg.MODEL.MATCHER.APS.SCALE_CRITERION = "comb"
+    cfg.MODEL.MATCHER.APS.SCALE = True
+    cfg.MODEL.MATCHER.APS.SPATIAL = True
+    cfg.MODEL.MATCHER.APS.CENTER_SAMPLING_RADIUS = 1.5
+    cfg.MODEL.MATCHER.APS.GMM_MAX_ITER = 100
+    cfg.MODEL.MATCHER.APS.GMM_TOL = 1e-3
 
     # LADA (Han et al., Sensors 2023), Algorithm 1; each switch reproduces an ablation.
     cfg.MODEL.MATCHER.LADA = CN()

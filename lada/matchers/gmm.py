@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["GaussianMixture1D", "fit_gmm_1d", "paa_separation"]
+__all__ = ["GaussianMixture1D", "fit_gmm_1d", "higher_component", "paa_separation"]
 
 _EPS = torch.finfo(torch.float64).eps
 
@@ -114,6 +114,25 @@ def paa_separation(values: Tensor, valid: Tensor, max_iter: int = 100,
     positive = _separate(sorted_values, sorted_valid, gmm.predict(sorted_values) == 0,
                          gmm.score_samples(sorted_values))
     return torch.zeros_like(valid).scatter(1, order, positive)
+
+
+@torch.no_grad()
+def higher_component(values: Tensor, valid: Tensor, max_iter: int = 100,
+                     tol: float = 1e-3) -> Tensor:
+    """MMMC's spatial division (Eq. 10): (B, K) scores (higher is better), (B, K) bool ->
+    (B, K) bool, the valid candidates whose most probable component is the one of higher
+    mean. Means start at each group's min and max (MMMC section 4.1), weights 0.5,
+    variances 1, as PAA. One candidate or all-equal scores give two identical components:
+    all positive. A group whose higher component wins no candidate keeps its best-scored
+    one, so no group with a valid candidate is left without a positive."""
+    _check_arguments(values, valid, max_iter, tol)
+    x = torch.where(valid, values.to(torch.float64), 0.0)
+    gmm = fit_gmm_1d(x, valid, max_iter, tol)
+    high = gmm.means.argmax(dim=1, keepdim=True)  # (B, 1)
+    positive = valid & (gmm.predict(x) == high)
+    best = torch.where(valid, x, -math.inf).argmax(dim=1, keepdim=True)
+    fallback = torch.zeros_like(valid).scatter(1, best, True) & valid
+    return positive | (fallback & ~positive.any(dim=1, keepdim=True))
 
 
 def _separate(values: Tensor, valid: Tensor, foreground: Tensor, log_lik: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ __all__ = [
     "center_region_prior",
     "center_sampling_prior",
     "fcos_scale_prior",
+    "lowest_cost_per_level",
     "lowest_per_gt_and_level",
     "preliminary_iou_match",
     "topk_closest_per_level",
@@ -126,16 +127,24 @@ def lowest_per_gt_and_level(
     GT (PAA step 3, LADA's C2). point_gt (R,) GT index or ``BACKGROUND``; point_score (R,).
     Returns candidate point indices (G, K) and their validity (G, K), K = sum over levels
     of min(k, points on level); a GT with fewer assigned points has invalid slots."""
+    assigned = point_gt >= 0
+    cost = point_score.new_full((num_gts, len(point_gt)), float("inf"))
+    columns = torch.arange(len(point_gt), device=point_gt.device)
+    cost[point_gt[assigned], columns[assigned]] = point_score[assigned]
+    return lowest_cost_per_level(cost, num_points_per_level, k)
+
+
+def lowest_cost_per_level(
+    cost: torch.Tensor, num_points_per_level: List[int], k: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per GT and level, the ``k`` points of lowest finite cost. cost (G, R), ``inf`` where
+    a point is not eligible -> candidate indices (G, K) and validity (G, K), K = sum over
+    levels of min(k, points on level), grouped by level, ascending within a level."""
     indices, valid = [], []
     start = 0
-    for count in num_points_per_level:
-        level_gt = point_gt[start : start + count]
-        assigned = level_gt >= 0
-        dense = point_score.new_full((num_gts, count), float("inf"))
-        columns = torch.arange(count, device=point_gt.device)
-        dense[level_gt[assigned], columns[assigned]] = point_score[start : start + count][assigned]
-        values, nearest = dense.topk(min(k, count), dim=1, largest=False)
-        indices.append(nearest + start)
+    for level_cost in cost.split(num_points_per_level, dim=1):
+        values, lowest = level_cost.topk(min(k, level_cost.shape[1]), dim=1, largest=False)
+        indices.append(lowest + start)
         valid.append(torch.isfinite(values))
-        start += count
+        start += level_cost.shape[1]
     return torch.cat(indices, dim=1), torch.cat(valid, dim=1)

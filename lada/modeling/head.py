@@ -11,6 +11,8 @@ from detectron2.layers import ShapeSpec, get_norm
 from torch import nn
 from torch.nn import functional as F
 
+from .rfa import DeformableConv3x3
+
 __all__ = ["FCOSHead"]
 
 BOX_ACTIVATIONS = ("linear", "relu")
@@ -32,7 +34,9 @@ class FCOSHead(nn.Module):
     level ``l`` is multiplied by a learnable ``scales[l]`` (FCOS paper), initialised to
     1 so that the head starts as detectron2's. ``box_activation="relu"`` keeps the
     predicted side distances non-negative (FCOS with normalised targets), so that a
-    predicted box is never inverted; "linear" is detectron2's FCOS."""
+    predicted box is never inverted; "linear" is detectron2's FCOS. With ``rfa`` (MMMC's
+    receptive-field adaptor) the ``rfa_position``-th conv of each tower is a deformable
+    conv starting as the plain one (Table 3: positions 0-3)."""
 
     @configurable
     def __init__(
@@ -45,6 +49,8 @@ class FCOSHead(nn.Module):
         prior_prob: float = 0.01,
         use_scale: bool = True,
         box_activation: str = "linear",
+        rfa: bool = False,
+        rfa_position: int = 0,
     ):
         super().__init__()
         if box_activation not in BOX_ACTIVATIONS:
@@ -70,6 +76,14 @@ class FCOSHead(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
                 nn.init.constant_(module.bias, 0)
         nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+        if rfa:
+            if not 0 <= rfa_position < num_convs:
+                raise ValueError(
+                    f"MODEL.FCOS.RFA_POSITION must be in [0, NUM_CONVS = {num_convs}), got {rfa_position}"
+                )
+            for tower in (self.cls_subnet, self.bbox_subnet):
+                index = [i for i, m in enumerate(tower) if isinstance(m, nn.Conv2d)][rfa_position]
+                tower[index] = DeformableConv3x3.from_conv(tower[index])
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
@@ -81,6 +95,8 @@ class FCOSHead(nn.Module):
             "prior_prob": cfg.MODEL.FCOS.PRIOR_PROB,
             "use_scale": cfg.MODEL.FCOS.USE_SCALE,
             "box_activation": cfg.MODEL.FCOS.BOX_ACTIVATION,
+            "rfa": cfg.MODEL.FCOS.RFA,
+            "rfa_position": cfg.MODEL.FCOS.RFA_POSITION,
         }
 
     def forward(

@@ -17,7 +17,7 @@ from .targets import DenseTargets, centerness_targets, iou_targets
 
 __all__ = ["DenseDetectionLoss", "all_reduce_mean"]
 
-AUX_BRANCHES = ("centerness", "iou")
+AUX_BRANCHES = ("centerness", "iou", "giou")
 BOX_WEIGHTINGS = ("none", "aux_target")
 NORMALIZERS = ("ema", "num_pos")
 
@@ -114,12 +114,8 @@ class DenseDetectionLoss(nn.Module):
         normalizer = self._normalizer(fg.sum().float())
         fg_boxes = clamp_inverted(pred_boxes[fg].float())
         fg_targets = targets.boxes[fg].float()
-        if self.aux_branch == "centerness":
-            point_index = fg.nonzero()[:, 1]
-            aux_target = centerness_targets(points[point_index], fg_targets)
-        else:
-            aux_target = iou_targets(fg_boxes, fg_targets)
         box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)
+        aux_target = self._aux_target(points[fg.nonzero()[:, 1]], fg_boxes, fg_targets, box_losses)
         if self.box_weighting == "aux_target":
             box_loss = (box_losses * aux_target).sum() / all_reduce_mean(
                 aux_target.sum().detach()
@@ -134,6 +130,17 @@ class DenseDetectionLoss(nn.Module):
             "loss_box_reg": self.weights["box"] * box_loss,
             f"loss_{self.aux_branch}": self.weights["aux"] * aux_loss / normalizer,
         }
+
+    def _aux_target(
+        self, points: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, giou_losses: torch.Tensor
+    ) -> torch.Tensor:
+        """Target of the auxiliary branch for P positives: points (P, 2), predicted boxes
+        (P, 4), their GT boxes (P, 4), GIoU losses (P,) -> (P,), detached."""
+        if self.aux_branch == "centerness":
+            return centerness_targets(points, gt_boxes)
+        if self.aux_branch == "iou":
+            return iou_targets(boxes, gt_boxes)
+        return (1 - giou_losses.detach()).clamp(min=0)  # max(GIoU, 0): MMMC section 4.1
 
     def _classification(self, pred_logits: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
         one_hot = F.one_hot(targets.labels, self.num_classes + 1)[..., :-1]
