@@ -40,6 +40,16 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
     cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
+    # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
+    # Focal Loss of GFL) or "vfl" (Varifocal Loss of VarifocalNet). QFL and VFL use soft
+    # targets: a positive's MatchResult.cls_target_quality, or, when its matcher gives
+    # none, the detached IoU of its predicted box with its GT (CIoU-ATSS Tables I-II).
+    cfg.MODEL.FCOS.CLS_LOSS = "focal"
+    # QFL's beta (GFL: 2; no alpha).
+    cfg.MODEL.FCOS.QFL_BETA = 2.0
+    # VFL's alpha and gamma on negatives (VarifocalNet: 0.75, 2).
+    cfg.MODEL.FCOS.VFL_ALPHA = 0.75
+    cfg.MODEL.FCOS.VFL_GAMMA = 2.0
     cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0
