@@ -85,6 +85,25 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.ATSS.TOPK = 9
     cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE = 8.0
 
+    # Dynamic CIoU-ATSS (Zhang et al., "Dynamic Label Assignment for Object Detection by
+    # Combining Predicted and Anchor IoUs"): ATSS candidates (TOPK per level, anchor box
+    # ANCHOR_SCALE * stride) scored by the combined IoU
+    # ANCHOR_WEIGHT * anchor-box IoU + PRED_WEIGHT * IoU of the detached predicted box.
+    cfg.MODEL.MATCHER.CIOU_ATSS = CN()
+    cfg.MODEL.MATCHER.CIOU_ATSS.TOPK = 9
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_SCALE = 8.0
+    # Weights of the two IoUs (paper: 1 and 1; Table III: 0.5, 1.5).
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT = 1.0
+    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT = 1.0
+    # Schedule multiplying each weight (Table III): "none", "d_up" (iteration / max_iter)
+    # or "d_down" (1 - iteration / max_iter).
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT_SCHEDULE = "none"
+    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT_SCHEDULE = "none"
+    # Threshold per GT over its candidates: "sum_std" (authors' code: sum of the two
+    # weighted means + sum of the two weighted unbiased stds) or "combined_std" (mean +
+    # std of the combined score).
+    cfg.MODEL.MATCHER.CIOU_ATSS.THRESHOLD = "sum_std"
+
     # PAA (Kim & Lee, ECCV 2020): preliminary match at anchor IoU >= PRELIM_IOU_THRESH,
     # TOPK lowest-loss candidates per level, two-component GMM (EM: GMM_MAX_ITER, GMM_TOL).
     cfg.MODEL.MATCHER.PAA = CN()
