@@ -17,6 +17,7 @@ def add_lada_config(cfg: CN) -> CN:
     _add_matcher_config(cfg)
     _add_data_config(cfg)
     _add_checkpoint_config(cfg)
+    _add_solver_config(cfg)
     return cfg
 
 
@@ -203,3 +204,11 @@ def _add_checkpoint_config(cfg: CN) -> None:
     # True reads it with plain pickle, which runs any code the file contains: only for
     # files from a source you trust.
     cfg.MODEL.WEIGHTS_TRUST_PICKLE = False
+
+
+def _add_solver_config(cfg: CN) -> None:
+    # Autocast dtype of SOLVER.AMP.ENABLED (detectron2's key): "float16" (CUDA only:
+    # detectron2's AMPTrainer, with gradient scaling), "bfloat16" (CPU, or a CUDA device
+    # that supports it: lada's AutocastTrainer, no scaling needed) or "auto" = float16
+    # on CUDA and bfloat16 on the CPU. Matching and losses always run in float32.
+    cfg.SOLVER.AMP.PRECISION = "auto"

@@ -11,6 +11,7 @@ from detectron2.utils.logger import setup_logger
 
 from ..config import add_lada_config
 from ..data import install_dataset_checks, register_coco_datasets
+from .amp import amp_dtype
 
 __all__ = ["build_argument_parser", "register_datasets", "setup_cfg"]
 
@@ -60,5 +61,7 @@ def _check_runtime(cfg: CfgNode) -> None:
             f"MODEL.DEVICE is '{cfg.MODEL.DEVICE}' but no CUDA device is available; "
             "add `MODEL.DEVICE cpu` to the command line."
         )
-    if cfg.SOLVER.AMP.ENABLED and not cfg.MODEL.DEVICE.startswith("cuda"):
-        raise SystemExit("SOLVER.AMP.ENABLED needs MODEL.DEVICE cuda (detectron2's AMPTrainer).")
+    try:
+        amp_dtype(cfg)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error

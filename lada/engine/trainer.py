@@ -1,15 +1,19 @@
-"""detectron2's ``DefaultTrainer`` with the project's evaluator, data mapper and
-checkpointer."""
+"""detectron2's ``DefaultTrainer`` with the project's evaluator, data mapper, checkpointer
+and mixed-precision step."""
 from __future__ import annotations
 
 import os
+import warnings
+from typing import Any, Dict
 
+import torch
 from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.evaluation import COCOEvaluator
 
 from ..compat import HAS_COMPILED_OPS
 from ..data import ReadCheckedDatasetMapper
+from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import LadaCheckpointer
 
 __all__ = ["Trainer"]
@@ -23,13 +27,39 @@ class Trainer(DefaultTrainer):
     * maps images with :class:`ReadCheckedDatasetMapper` (read errors name the file);
     * checkpoints with :class:`LadaCheckpointer` (safe loading, atomic saving);
     * evaluates with ``COCOEvaluator`` (box AP); its compiled fast path is used only when
-      detectron2 has its C++ extension, plain pycocotools otherwise.
+      detectron2 has its C++ extension, plain pycocotools otherwise;
+    * with ``SOLVER.AMP.ENABLED`` (see :mod:`lada.engine.amp`) steps with detectron2's
+      ``AMPTrainer`` in float16 (CUDA) and with :class:`AutocastTrainer` in bfloat16;
+    * checkpoints the optimizer and the grad scaler of its step, as upstream detectron2
+      does (v0.6's ``DefaultTrainer`` saves neither, so ``--resume`` restarted them).
     """
 
     def __init__(self, cfg):
-        super().__init__(cfg)  # loads and checks the training datasets
+        dtype = amp_dtype(cfg)  # refuses a precision the device does not allow
+        with warnings.catch_warnings():
+            if dtype == torch.bfloat16:
+                # DefaultTrainer builds detectron2's AMPTrainer (replaced below), whose
+                # CUDA GradScaler warns on a machine without CUDA.
+                warnings.filterwarnings("ignore", message=".*GradScaler")
+            super().__init__(cfg)  # loads and checks the training datasets
+        if dtype == torch.bfloat16:
+            step = self._trainer
+            self._trainer = AutocastTrainer(
+                step.model, step.data_loader, step.optimizer,
+                device_type=torch.device(cfg.MODEL.DEVICE).type, dtype=dtype,
+            )
         for name in cfg.DATASETS.TEST:
             DatasetCatalog.get(name)
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = TrainerBase.state_dict(self)  # iteration, hooks (LR scheduler)
+        state["_trainer"] = self._trainer.state_dict()  # optimizer, grad scaler
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        TrainerBase.load_state_dict(self, state)
+        if "_trainer" in state:  # absent from checkpoints of v0.6's DefaultTrainer
+            self._trainer.load_state_dict(state["_trainer"])
 
     def build_hooks(self):
         # DefaultTrainer.__init__ hard-codes a DetectionCheckpointer; build_hooks runs

@@ -135,6 +135,7 @@ class DenseDetectionLoss(nn.Module):
         pred_aux (N, R) logits -> named scalar losses (weights applied)."""
         fg = targets.foreground
         normalizer = self._normalizer(fg.sum().float())
+        self.last_normalizer = normalizer.detach()  # logged by LadaFCOS as "normalizer"
         fg_boxes = clamp_inverted(pred_boxes[fg].float())
         fg_targets = targets.boxes[fg].float()
         box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)

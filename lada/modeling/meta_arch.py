@@ -4,6 +4,7 @@ Letters: N images, R anchor points over all levels, C classes.
 """
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Tuple
 
 import torch
@@ -26,6 +27,22 @@ from .targets import gather_targets
 __all__ = ["LadaFCOS"]
 
 SCORE_THRESH_ON = ("combined", "cls")
+
+
+def _in_float32(forward_training):
+    """Runs ``forward_training`` on float32 head outputs with autocast disabled. Under
+    mixed precision (``SOLVER.AMP``) backbone and head run in float16 or bfloat16, while
+    matching (every matcher receives float32 ``MatchInputs``) and the losses (GIoU, IoU
+    targets, focal, BCE: logs, divisions and sums over many points) stay float32;
+    gradients flow back through the casts into the head."""
+
+    @functools.wraps(forward_training)
+    def wrapper(self, images, features, predictions, gt_instances):
+        predictions = [[x.float() for x in per_level] for per_level in predictions]
+        with torch.autocast(images.tensor.device.type, enabled=False):
+            return forward_training(self, images, features, predictions, gt_instances)
+
+    return wrapper
 
 
 @META_ARCH_REGISTRY.register()
@@ -106,6 +123,7 @@ class LadaFCOS(DenseDetector):
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
 
+    @_in_float32
     def forward_training(
         self,
         images: ImageList,
@@ -140,7 +158,9 @@ class LadaFCOS(DenseDetector):
         storage.put_scalars(
             **assignment_statistics(match.gt_index, [len(b) for b in gt_boxes], num_points_per_level)
         )
-        return self.loss(points, logits, pred_boxes, aux, targets)
+        losses = self.loss(points, logits, pred_boxes, aux, targets)
+        storage.put_scalar("normalizer", self.loss.last_normalizer)
+        return losses
 
     def forward_inference(
         self, images: ImageList, features: List[torch.Tensor], predictions: List[List[torch.Tensor]]

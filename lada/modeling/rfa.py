@@ -44,8 +44,12 @@ class DeformableConv3x3(nn.Module):
         return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C_in, H, W) -> (N, C_out, H, W)."""
-        return deform_conv2d(x, self.offset(x), self.weight, self.bias, padding=(1, 1))
+        """(N, C_in, H, W) -> (N, C_out, H, W). In float32 under autocast (SOLVER.AMP), as
+        torchvision's CUDA autocast rule runs it; it has no CPU rule nor bfloat16 kernel."""
+        offset = self.offset(x)
+        with torch.autocast(x.device.type, enabled=False):
+            out = deform_conv2d(x.float(), offset.float(), self.weight, self.bias, padding=(1, 1))
+        return out.to(x.dtype)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         if prefix + "weight" in state_dict and prefix + "offset.weight" not in state_dict:
