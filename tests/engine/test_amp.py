@@ -19,9 +19,8 @@ QUICK_CONFIGS = sorted(
 # bfloat16 keeps 8 significant bits (relative rounding 2**-9, about 0.2 %) in every conv
 # of backbone and head; the losses are sums over all points in float32. Measured: within
 # 0.5 % of float32 for most quick configs; matchers that read the predictions may pick a
-# few other positives (PAA's GMM split moved one loss by 2.6 % after a merge changed
-# nothing on its path but the random state of the tiny data): 5 % covers those flips
-# while a loss computed in bfloat16 (errors of tens of percent on sums) still fails.
+# few other positives (PAA's GMM split moved its IoU loss by 2.6 % in one run of the
+# merged suite): 5 % covers such flips, while a loss computed in bfloat16 would not.
 FIRST_STEP_RTOL = 0.05
 
 
