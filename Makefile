@@ -3,7 +3,7 @@
 PYTHON3 ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-# Quick CPU config of the best matcher available (see README, "Results").
+# Quick CPU config of the project's namesake matcher (see README, "Results").
 DEMO_CONFIG ?= configs/quick/lada.yaml
 
 .PHONY: setup data demo test
