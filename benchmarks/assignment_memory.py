@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-MATCHERS = ("fcos", "atss", "paa", "lada")
+MATCHERS = ("fcos", "atss", "paa", "lada", "ciou_atss")
 
 
 def build_inputs(num_gts: int, device: str, seed: int = 0):

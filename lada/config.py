@@ -47,6 +47,16 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
     cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
+    # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
+    # Focal Loss of GFL) or "vfl" (Varifocal Loss of VarifocalNet). QFL and VFL use soft
+    # targets: a positive's MatchResult.cls_target_quality, or, when its matcher gives
+    # none, the detached IoU of its predicted box with its GT (CIoU-ATSS Tables I-II).
+    cfg.MODEL.FCOS.CLS_LOSS = "focal"
+    # QFL's beta (GFL: 2; no alpha).
+    cfg.MODEL.FCOS.QFL_BETA = 2.0
+    # VFL's alpha and gamma on negatives (VarifocalNet: 0.75, 2).
+    cfg.MODEL.FCOS.VFL_ALPHA = 0.75
+    cfg.MODEL.FCOS.VFL_GAMMA = 2.0
     cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0
@@ -88,6 +98,25 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.ATSS = CN()
     cfg.MODEL.MATCHER.ATSS.TOPK = 9
     cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE = 8.0
+
+    # Dynamic CIoU-ATSS (Zhang et al., "Dynamic Label Assignment for Object Detection by
+    # Combining Predicted and Anchor IoUs"): ATSS candidates (TOPK per level, anchor box
+    # ANCHOR_SCALE * stride) scored by the combined IoU
+    # ANCHOR_WEIGHT * anchor-box IoU + PRED_WEIGHT * IoU of the detached predicted box.
+    cfg.MODEL.MATCHER.CIOU_ATSS = CN()
+    cfg.MODEL.MATCHER.CIOU_ATSS.TOPK = 9
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_SCALE = 8.0
+    # Weights of the two IoUs (paper: 1 and 1; Table III: 0.5, 1.5).
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT = 1.0
+    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT = 1.0
+    # Schedule multiplying each weight (Table III): "none", "d_up" (iteration / max_iter)
+    # or "d_down" (1 - iteration / max_iter).
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT_SCHEDULE = "none"
+    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT_SCHEDULE = "none"
+    # Threshold per GT over its candidates: "sum_std" (authors' code: sum of the two
+    # weighted means + sum of the two weighted unbiased stds) or "combined_std" (mean +
+    # std of the combined score).
+    cfg.MODEL.MATCHER.CIOU_ATSS.THRESHOLD = "sum_std"
 
     # PAA (Kim & Lee, ECCV 2020): preliminary match at anchor IoU >= PRELIM_IOU_THRESH,
     # TOPK lowest-loss candidates per level, two-component GMM (EM: GMM_MAX_ITER, GMM_TOL).

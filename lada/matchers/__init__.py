@@ -2,7 +2,7 @@
 
 Importing this package registers every matcher in ``MATCHER_REGISTRY``.
 """
-from . import aps, atss, fcos, lada, paa  # noqa: F401  (registration)
+from . import aps, atss, ciou_atss, fcos, lada, paa  # noqa: F401  (registration)
 from .contract import BACKGROUND, MatchInputs, MatchResult
 from .registry import MATCHER_REGISTRY, build_matcher
 

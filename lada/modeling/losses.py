@@ -1,5 +1,5 @@
 """Losses of the FCOS-family detector, computed from dense targets (spec section 9):
-focal classification, GIoU box regression, BCE on the auxiliary branch."""
+focal, QFL or VFL classification, GIoU box regression, BCE on the auxiliary branch."""
 from __future__ import annotations
 
 from typing import Dict
@@ -13,6 +13,12 @@ from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
 from ..matchers.geometry import clamp_inverted
+from .classification_losses import (
+    CLS_LOSSES,
+    quality_focal_loss,
+    soft_class_targets,
+    varifocal_loss,
+)
 from .targets import DenseTargets, centerness_targets, iou_targets
 
 __all__ = ["DenseDetectionLoss", "all_reduce_mean"]
@@ -46,6 +52,10 @@ class DenseDetectionLoss(nn.Module):
     With ``box_weighting="aux_target"`` each positive's GIoU loss is weighted by its
     auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
 
+    Classification ``cls_loss``: "focal" (one-hot targets), "qfl" or "vfl" (soft
+    targets: a positive's target is ``DenseTargets.cls_quality`` when its matcher gives
+    one, else the detached IoU of its predicted box with its GT).
+
     The GIoU loss is torchvision's: the values of fvcore's (detectron2 FCOS) on valid
     boxes, without its assertion (a host sync) on inverted predicted boxes, which are
     clamped to empty boxes instead (official PAA code), so that the loss stays <= 2.
@@ -59,6 +69,10 @@ class DenseDetectionLoss(nn.Module):
         aux_branch: str = "centerness",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
+        cls_loss: str = "focal",
+        qfl_beta: float = 2.0,
+        vfl_alpha: float = 0.75,
+        vfl_gamma: float = 2.0,
         cls_weight: float = 1.0,
         box_weight: float = 1.0,
         aux_weight: float = 1.0,
@@ -69,6 +83,7 @@ class DenseDetectionLoss(nn.Module):
     ):
         super().__init__()
         _check_choice("MODEL.FCOS.AUX_BRANCH", aux_branch, AUX_BRANCHES)
+        _check_choice("MODEL.FCOS.CLS_LOSS", cls_loss, CLS_LOSSES)
         _check_choice("MODEL.FCOS.BOX_LOSS_WEIGHTING", box_weighting, BOX_WEIGHTINGS)
         _check_choice("MODEL.FCOS.NORMALIZER", normalizer, NORMALIZERS)
         if not 0 <= ema_momentum < 1:
@@ -77,6 +92,10 @@ class DenseDetectionLoss(nn.Module):
         self.aux_branch = aux_branch
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
+        self.cls_loss = cls_loss
+        self.qfl_beta = qfl_beta
+        self.vfl_alpha = vfl_alpha
+        self.vfl_gamma = vfl_gamma
         self.weights = {"cls": cls_weight, "box": box_weight, "aux": aux_weight}
         self.box_weighting = box_weighting
         self.normalizer = normalizer
@@ -91,6 +110,10 @@ class DenseDetectionLoss(nn.Module):
             "aux_branch": fcos.AUX_BRANCH,
             "focal_alpha": fcos.FOCAL_LOSS_ALPHA,
             "focal_gamma": fcos.FOCAL_LOSS_GAMMA,
+            "cls_loss": fcos.CLS_LOSS,
+            "qfl_beta": fcos.QFL_BETA,
+            "vfl_alpha": fcos.VFL_ALPHA,
+            "vfl_gamma": fcos.VFL_GAMMA,
             "cls_weight": fcos.CLS_LOSS_WEIGHT,
             "box_weight": fcos.BOX_LOSS_WEIGHT,
             "aux_weight": fcos.AUX_LOSS_WEIGHT,
@@ -127,7 +150,9 @@ class DenseDetectionLoss(nn.Module):
             pred_aux[fg].float(), aux_target, reduction="sum"
         )
         return {
-            "loss_cls": self.weights["cls"] * self._classification(pred_logits, targets) / normalizer,
+            "loss_cls": self.weights["cls"]
+            * self._classification(pred_logits, pred_boxes, targets)
+            / normalizer,
             "loss_box_reg": self.weights["box"] * box_loss,
             f"loss_{self.aux_branch}": self.weights["aux"] * aux_loss / normalizer,
         }
@@ -143,15 +168,27 @@ class DenseDetectionLoss(nn.Module):
             return iou_targets(boxes, gt_boxes)
         return (1 - giou_losses.detach()).clamp(min=0)  # max(GIoU, 0): MMMC section 4.1
 
-    def _classification(self, pred_logits: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
-        one_hot = F.one_hot(targets.labels, self.num_classes + 1)[..., :-1]
-        return sigmoid_focal_loss_jit(
-            pred_logits.float(),
-            one_hot.float(),
-            alpha=self.focal_alpha,
-            gamma=self.focal_gamma,
-            reduction="sum",
-        )
+    def _classification(
+        self, pred_logits: torch.Tensor, pred_boxes: torch.Tensor, targets: DenseTargets
+    ) -> torch.Tensor:
+        if self.cls_loss == "focal":
+            one_hot = F.one_hot(targets.labels, self.num_classes + 1)[..., :-1]
+            return sigmoid_focal_loss_jit(
+                pred_logits.float(),
+                one_hot.float(),
+                alpha=self.focal_alpha,
+                gamma=self.focal_gamma,
+                reduction="sum",
+            )
+        fg = targets.foreground
+        if targets.cls_quality is not None:
+            quality = targets.cls_quality[fg]
+        else:
+            quality = iou_targets(pred_boxes[fg].float(), targets.boxes[fg].float())
+        soft = soft_class_targets(targets.labels, fg, quality, self.num_classes)
+        if self.cls_loss == "qfl":
+            return quality_focal_loss(pred_logits, soft, beta=self.qfl_beta).sum()
+        return varifocal_loss(pred_logits, soft, alpha=self.vfl_alpha, gamma=self.vfl_gamma).sum()
 
     def _normalizer(self, num_pos: torch.Tensor) -> torch.Tensor:
         if self.normalizer == "num_pos":

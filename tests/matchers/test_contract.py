@@ -15,7 +15,7 @@ def _with_predictions(inputs):
 
 
 def test_registry_names_and_paper_defaults():
-    assert {"fcos", "atss", "paa", "lada"} <= {name for name, _ in MATCHER_REGISTRY}
+    assert {"fcos", "atss", "paa", "lada", "ciou_atss"} <= {name for name, _ in MATCHER_REGISTRY}
     cfg = small_cfg()
     assert cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS == 1.5
     assert cfg.MODEL.MATCHER.ATSS.TOPK == 9
@@ -46,7 +46,7 @@ def test_inconsistent_inputs_are_rejected(change, message):
         MatchInputs(**fields)
 
 
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada"])
+@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss"])
 def test_batched_matching_equals_per_image_matching(name):
     cfg = small_cfg(**{"MODEL.MATCHER.NAME": name})
     matcher = build_matcher(cfg)
@@ -63,7 +63,7 @@ def test_batched_matching_equals_per_image_matching(name):
     assert (batched[1] == BACKGROUND).all() and (batched[0] >= 0).any()
 
 
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada"])
+@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss"])
 def test_assignment_does_not_depend_on_gt_order(name):
     matcher = build_matcher(small_cfg(**{"MODEL.MATCHER.NAME": name}))
     levels = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]

@@ -1,0 +1,156 @@
+"""``ciou_atss``: dynamic label assignment with combined IoUs (Zhang et al., "Dynamic
+Label Assignment for Object Detection by Combining Predicted and Anchor IoUs"; spec
+section 4). "CIoU" is the *combined* IoU = anchor-box IoU + predicted-box IoU, not
+Complete-IoU."""
+from __future__ import annotations
+
+import torch
+from detectron2.config import configurable
+
+from .base import PerImageMatcher
+from .contract import MatchInputs, MatchResult
+from .divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
+from .geometry import anchor_boxes, is_inside, paired_iou
+from .priors import topk_closest_per_level
+from .registry import register_matcher
+
+__all__ = ["CIoUATSSMatcher", "matched_pred_iou", "scheduled_weight"]
+
+SCHEDULES = ("none", "d_up", "d_down")
+THRESHOLDS = ("sum_std", "combined_std")
+
+
+def scheduled_weight(weight: float, schedule: str, iteration: int, max_iter: int) -> float:
+    """Table III's dynamic weights: ``weight`` times 1 ("none"), ``D_up = iteration /
+    max_iter`` ("d_up") or ``D_down = 1 - iteration / max_iter`` ("d_down")."""
+    if schedule == "none":
+        return weight
+    if max_iter < 1 or not 0 <= iteration <= max_iter:
+        raise ValueError(
+            f"ciou_atss weight schedule '{schedule}' needs 0 <= iteration <= max_iter and "
+            f"max_iter >= 1, got iteration {iteration}, max_iter {max_iter}"
+        )
+    progress = iteration / max_iter
+    return weight * (progress if schedule == "d_up" else 1.0 - progress)
+
+
+def matched_pred_iou(inputs: MatchInputs, gt_index: torch.Tensor) -> torch.Tensor:
+    """IoU of each positive's detached predicted box with its assigned GT, 0 for
+    background: gt_index (N, R) -> (N, R) float32. One step per image, none per GT."""
+    quality = torch.zeros(gt_index.shape, dtype=torch.float32, device=gt_index.device)
+    for image, boxes in enumerate(inputs.gt_boxes):
+        if len(boxes):
+            own = boxes.float()[gt_index[image].clamp(min=0)]  # (R, 4)
+            iou = paired_iou(inputs.pred_boxes[image].float(), own)
+            quality[image] = torch.where(gt_index[image] >= 0, iou, torch.zeros_like(iou))
+    return quality
+
+
+@register_matcher("ciou_atss")
+class CIoUATSSMatcher(PerImageMatcher):
+    """Dynamic CIoU-ATSS (paper section III-B and Fig. 1, as the authors' code):
+
+    1. candidates: as ATSS, per level the ``topk`` points closest to the GT centre;
+    2. scores: AIoU = IoU of the candidate's anchor box (side ``anchor_scale * stride``)
+       with the GT, PIoU = IoU of its detached decoded predicted box with the GT;
+       combined = ``a * AIoU + p * PIoU``, ``a`` and ``p`` the anchor and predicted
+       weights, each times its schedule (Table III);
+    3. threshold per GT over its candidates (unbiased stds):
+       ``"sum_std"`` (authors' code) = ``(mean(a AIoU) + mean(p PIoU)) + (std(a AIoU) +
+       std(p PIoU))`` = ``a (mean + std)(AIoU) + p (mean + std)(PIoU)`` for ``a, p >= 0``
+       **[reading: the weights scale each IoU before its statistics; the code has weight
+       1]**; ``"combined_std"`` = mean + std of the combined score;
+    4. positive: combined >= threshold and the point inside the GT;
+    5. a point positive for several GTs goes to its largest combined score (the code's
+       argmax over the combined IoUs);
+    6. ``cls_target_quality`` = each positive's PIoU with its GT (QFL/VFL target).
+
+    With ``p = 0`` this is ATSS. Early in training predicted boxes are poor, so the
+    assignment starts close to ATSS (section III-B).
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        topk: int = 9,
+        anchor_scale: float = 8.0,
+        anchor_weight: float = 1.0,
+        pred_weight: float = 1.0,
+        anchor_weight_schedule: str = "none",
+        pred_weight_schedule: str = "none",
+        threshold: str = "sum_std",
+    ):
+        key = "MODEL.MATCHER.CIOU_ATSS"
+        if int(topk) != topk or topk < 1:
+            raise ValueError(f"{key}.TOPK must be a positive integer, got {topk}")
+        if not anchor_scale > 0:
+            raise ValueError(f"{key}.ANCHOR_SCALE must be > 0, got {anchor_scale}")
+        for name, weight in (("ANCHOR_WEIGHT", anchor_weight), ("PRED_WEIGHT", pred_weight)):
+            if not weight >= 0:
+                raise ValueError(f"{key}.{name} must be >= 0, got {weight}")
+        for name, schedule in (
+            ("ANCHOR_WEIGHT_SCHEDULE", anchor_weight_schedule),
+            ("PRED_WEIGHT_SCHEDULE", pred_weight_schedule),
+        ):
+            if schedule not in SCHEDULES:
+                raise ValueError(f"{key}.{name} must be one of {SCHEDULES}, got '{schedule}'")
+        if threshold not in THRESHOLDS:
+            raise ValueError(f"{key}.THRESHOLD must be one of {THRESHOLDS}, got '{threshold}'")
+        self.topk = int(topk)
+        self.anchor_scale = float(anchor_scale)
+        self.anchor_weight = float(anchor_weight)
+        self.pred_weight = float(pred_weight)
+        self.anchor_weight_schedule = anchor_weight_schedule
+        self.pred_weight_schedule = pred_weight_schedule
+        self.threshold = threshold
+
+    @classmethod
+    def from_config(cls, cfg):
+        ciou = cfg.MODEL.MATCHER.CIOU_ATSS
+        return {
+            "topk": ciou.TOPK,
+            "anchor_scale": ciou.ANCHOR_SCALE,
+            "anchor_weight": ciou.ANCHOR_WEIGHT,
+            "pred_weight": ciou.PRED_WEIGHT,
+            "anchor_weight_schedule": ciou.ANCHOR_WEIGHT_SCHEDULE,
+            "pred_weight_schedule": ciou.PRED_WEIGHT_SCHEDULE,
+            "threshold": ciou.THRESHOLD,
+        }
+
+    def weights(self, iteration: int, max_iter: int) -> tuple[float, float]:
+        """The anchor and predicted weights at ``iteration`` of ``max_iter``."""
+        return (
+            scheduled_weight(self.anchor_weight, self.anchor_weight_schedule, iteration, max_iter),
+            scheduled_weight(self.pred_weight, self.pred_weight_schedule, iteration, max_iter),
+        )
+
+    @torch.no_grad()
+    def __call__(self, inputs: MatchInputs) -> MatchResult:
+        gt_index = super().__call__(inputs).gt_index
+        return MatchResult(gt_index=gt_index, cls_target_quality=matched_pred_iou(inputs, gt_index))
+
+    def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
+        points, gt_boxes = inputs.points, inputs.gt_boxes[image].float()
+        anchor_weight, pred_weight = self.weights(inputs.iteration, inputs.max_iter)
+        candidates = topk_closest_per_level(
+            points, inputs.num_points_per_level, gt_boxes, self.topk
+        )  # (G, K)
+        anchors = anchor_boxes(points, inputs.strides, self.anchor_scale)
+        anchor_iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (G, K)
+        pred_boxes = inputs.pred_boxes[image].float()
+        pred_iou = paired_iou(pred_boxes[candidates], gt_boxes[:, None])  # (G, K)
+        combined = anchor_weight * anchor_iou + pred_weight * pred_iou
+        if self.threshold == "sum_std":
+            threshold = anchor_weight * mean_plus_std_threshold(anchor_iou) + (
+                pred_weight * mean_plus_std_threshold(pred_iou)
+            )  # (G, 1)
+        else:
+            threshold = mean_plus_std_threshold(combined)
+        positive = combined >= threshold
+        positive &= is_inside(points[candidates], gt_boxes[:, None])
+        num_points = inputs.num_points
+        return assign_to_best_gt(
+            scatter_candidates(candidates, combined, num_points, fill=0.0),
+            scatter_candidates(candidates, positive, num_points, fill=False),
+        )
