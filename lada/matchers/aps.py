@@ -3,13 +3,13 @@ Minimal Cost in One-Stage and Anchor-Free Object Detection", section 3.2; spec s
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
 
 from .contract import BACKGROUND, MatchInputs, MatchResult
-from .divisions import assign_to_best_gt
+from .divisions import assign_to_best_gt, scatter_candidates
 from .geometry import is_inside
 from .gmm import higher_component
 from .priors import center_sampling_prior, fcos_scale_prior, lowest_cost_per_level
@@ -112,20 +112,22 @@ class APSMatcher:
             index, valid, score = (torch.cat(p) for p in zip(*(part[2] for part in parts)))
             positive = higher_component(score, valid, self.gmm_max_iter, self.gmm_tol)
             rows = [len(inputs.gt_boxes[i]) for i in images]
-            for part, image_index, image_positive in zip(
-                parts, index.split(rows), positive.split(rows)
-            ):
-                part[1].zero_().scatter_(1, image_index, image_positive)
-        for image, (cost, positive, _) in zip(images, parts):
+            positives = [
+                scatter_candidates(i, p, inputs.num_points, fill=False)
+                for i, p in zip(index.split(rows), positive.split(rows))
+            ]
+        else:
+            positives = [part[1] for part in parts]
+        for image, (cost, _, _), positive in zip(images, parts, positives):
             gt_index[image] = assign_to_best_gt(-cost, positive)
         return MatchResult(gt_index=gt_index)
 
     def _image_candidates(
         self, inputs: MatchInputs, image: int
-    ) -> Tuple[torch.Tensor, torch.Tensor, Tuple[torch.Tensor, ...]]:
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[torch.Tensor, ...]]:
         """Steps 1-2 of one image with G >= 1 GT boxes. Returns the (G, R) cost
         ``cls + reg`` (``inf`` where a point is not eligible), the (G, R) positives when
-        ``spatial`` is off (a buffer to fill otherwise), and the spatial step's inputs:
+        ``spatial`` is off (else None), and the spatial step's inputs (empty when off):
         candidate indices (G, K), their validity (G, K) and scores S (G, K)."""
         points, strides = inputs.points, inputs.strides
         levels = inputs.num_points_per_level
@@ -160,7 +162,7 @@ class APSMatcher:
             return cost, positive, ()
         valid &= chosen[:, slot_level]
         score = _spatial_score(cls_cost.gather(1, index), reg_cost.gather(1, index), valid)
-        return cost, torch.zeros_like(eligible), (index, valid, score)
+        return cost, None, (index, valid, score)
 
     def _scale_assignment(
         self, criterion: torch.Tensor, valid: torch.Tensor, slot_level: torch.Tensor, num_levels: int
