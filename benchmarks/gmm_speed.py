@@ -17,7 +17,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from lada.matchers.gmm import paa_separation
+from lada.matchers.stages.gmm import paa_separation
 
 
 def sklearn_fit(scores: np.ndarray, max_iter: int = 100) -> GaussianMixture:

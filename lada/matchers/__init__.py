@@ -1,8 +1,15 @@
-"""Label assignment: the matcher contract, its registry and the matchers.
+"""Label assignment behind one contract.
 
-Importing this package registers every matcher in ``MATCHER_REGISTRY``.
+- ``contract.py``: what a matcher receives (``MatchInputs``) and returns (``MatchResult``).
+- ``registry.py``: ``MATCHER_REGISTRY`` and ``build_matcher`` (``MODEL.MATCHER.NAME``).
+- ``base.py``: the two matcher skeletons (per image; per-GT candidates then a batched
+  division).
+- ``stages/``: the shared building blocks the methods are made of.
+- ``methods/``: one file per assignment method, each registered under its config name.
+
+Importing this package registers every method.
 """
-from . import aps, atss, ciou_atss, fcos, lada, paa  # noqa: F401  (registration)
+from . import methods  # noqa: F401  (registration)
 from .contract import BACKGROUND, MatchInputs, MatchResult
 from .registry import MATCHER_REGISTRY, build_matcher
 

@@ -20,9 +20,8 @@ from torch import nn
 
 from ..matchers import MatchInputs, build_matcher
 from .head import FCOSHead
-from .losses import DenseDetectionLoss
+from .losses import DenseDetectionLoss, gather_targets
 from .statistics import assignment_statistics
-from .targets import gather_targets
 
 __all__ = ["LadaFCOS"]
 

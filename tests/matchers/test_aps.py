@@ -8,9 +8,9 @@ from conftest import small_cfg
 from helpers import crowded_scene, grid, scene
 
 from lada.matchers import BACKGROUND, build_matcher
-from lada.matchers.aps import APSMatcher, _spatial_score
-from lada.matchers.gmm import higher_component
-from lada.matchers.priors import lowest_cost_per_level
+from lada.matchers.methods.aps import APSMatcher, _spatial_score
+from lada.matchers.stages.gmm import higher_component
+from lada.matchers.stages.priors import lowest_cost_per_level
 
 INF = float("inf")
 

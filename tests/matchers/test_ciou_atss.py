@@ -12,8 +12,8 @@ from torchvision.ops import box_iou
 
 from lada.config import add_lada_config
 from lada.matchers import BACKGROUND, build_matcher
-from lada.matchers.atss import ATSSMatcher
-from lada.matchers.ciou_atss import CIoUATSSMatcher, scheduled_weight
+from lada.matchers.methods.atss import ATSSMatcher
+from lada.matchers.methods.ciou_atss import CIoUATSSMatcher, scheduled_weight
 
 # A row of six points (stride 10, 20x20 anchors: scale 2) under the GT [0, 0, 60, 20],
 # and one far point; with k = 6 the six row points are the candidates. Anchor IoUs:

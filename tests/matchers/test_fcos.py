@@ -7,8 +7,8 @@ from conftest import small_cfg
 from helpers import scene
 
 from lada.matchers import BACKGROUND, build_matcher
-from lada.matchers.fcos import FCOSMatcher
-from lada.matchers.priors import center_sampling_prior
+from lada.matchers.methods.fcos import FCOSMatcher
+from lada.matchers.stages.priors import center_sampling_prior
 
 # GT 80 x 20 centred at (100, 100); stride 8, radius 1.5: the square reaches 12 px each
 # way; EPCP reaches 12 * sqrt(80 / 20) = 24 px along x and 12 * sqrt(20 / 80) = 6 px

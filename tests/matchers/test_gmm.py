@@ -8,7 +8,7 @@ import torch
 from references import gmm_positives as reference_positives
 from references import sklearn_gmm as sklearn_fit
 
-from lada.matchers.gmm import GaussianMixture1D, fit_gmm_1d, paa_separation
+from lada.matchers.stages.gmm import GaussianMixture1D, fit_gmm_1d, paa_separation
 
 
 def random_groups(num_groups=30, width=45, seed=0):

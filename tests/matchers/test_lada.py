@@ -6,10 +6,10 @@ from helpers import crowded_scene, grid, positives_per_gt, scene
 from references import lada_positives
 
 from lada.matchers import BACKGROUND, build_matcher
-from lada.matchers.divisions import dynamic_loss_threshold, lowest_n_division
-from lada.matchers.lada import LADAMatcher
-from lada.matchers.priors import center_region_prior, lowest_per_gt_and_level, preliminary_iou_match
-from lada.matchers.scores import deviation_loss
+from lada.matchers.stages.divisions import dynamic_loss_threshold, lowest_n_division
+from lada.matchers.methods.lada import LADAMatcher
+from lada.matchers.stages.priors import center_region_prior, lowest_per_gt_and_level, preliminary_iou_match
+from lada.matchers.stages.scores import deviation_loss
 
 INF = float("inf")
 

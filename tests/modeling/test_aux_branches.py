@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lada.modeling.losses import DenseDetectionLoss
-from lada.modeling.targets import DenseTargets
+from lada.modeling.losses.targets import DenseTargets
 
 GT = [0.0, 0.0, 10.0, 20.0]
 

@@ -8,13 +8,13 @@ from conftest import make_batch, small_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from lada.modeling.classification_losses import (
+from lada.modeling.losses.classification import (
     quality_focal_loss,
     soft_class_targets,
     varifocal_loss,
 )
 from lada.modeling.losses import DenseDetectionLoss
-from lada.modeling.targets import DenseTargets
+from lada.modeling.losses.targets import DenseTargets
 
 
 def _sigmoid(x):

@@ -3,10 +3,10 @@ as empty boxes at their (x0, y0) corner, as the official PAA code clamps them: I
 GIoU loss of at most 2, in the anchor scores and in the training losses."""
 import torch
 
-from lada.matchers.geometry import clamp_inverted, paired_iou
-from lada.matchers.scores import anchor_losses
+from lada.matchers.stages.geometry import clamp_inverted, paired_iou
+from lada.matchers.stages.scores import anchor_losses
 from lada.modeling.losses import DenseDetectionLoss
-from lada.modeling.targets import DenseTargets
+from lada.modeling.losses.targets import DenseTargets
 
 GT = torch.tensor([[20.0, 20.0, 40.0, 40.0]])
 # Inverted in both axes: clamped to the empty box at (10, 10). The enclosing box of it and

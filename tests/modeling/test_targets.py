@@ -2,7 +2,7 @@
 import torch
 
 from lada.matchers import MatchResult
-from lada.modeling.targets import centerness_targets, gather_targets, iou_targets
+from lada.modeling.losses.targets import centerness_targets, gather_targets, iou_targets
 
 
 def test_gather_targets_across_images_and_an_empty_one():

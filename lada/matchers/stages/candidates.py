@@ -7,7 +7,7 @@ from typing import Tuple
 
 import torch
 
-from .contract import BACKGROUND, MatchInputs
+from ..contract import BACKGROUND, MatchInputs
 from .geometry import anchor_boxes, paired_iou
 from .priors import lowest_per_gt_and_level, preliminary_iou_match
 from .scores import anchor_losses

@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
-from .base import PerImageMatcher
-from .contract import MatchInputs
-from .divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
-from .geometry import anchor_boxes, is_inside, paired_iou
-from .priors import topk_closest_per_level
-from .registry import register_matcher
+from ..base import PerImageMatcher
+from ..contract import MatchInputs
+from ..registry import register_matcher
+from ..stages.divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
+from ..stages.geometry import anchor_boxes, is_inside, paired_iou
+from ..stages.priors import topk_closest_per_level
 
 __all__ = ["ATSSMatcher"]
 

@@ -12,8 +12,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
-from ..matchers.geometry import clamp_inverted
-from .classification_losses import (
+from ...matchers.stages.geometry import clamp_inverted
+from .classification import (
     CLS_LOSSES,
     quality_focal_loss,
     soft_class_targets,

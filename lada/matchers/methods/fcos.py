@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
-from .base import PerImageMatcher
-from .contract import MatchInputs
-from .divisions import assign_to_best_gt
-from .geometry import box_areas, is_inside
-from .priors import center_sampling_prior, fcos_scale_prior
-from .registry import register_matcher
+from ..base import PerImageMatcher
+from ..contract import MatchInputs
+from ..registry import register_matcher
+from ..stages.divisions import assign_to_best_gt
+from ..stages.geometry import box_areas, is_inside
+from ..stages.priors import center_sampling_prior, fcos_scale_prior
 
 __all__ = ["FCOSMatcher"]
 

@@ -8,13 +8,13 @@ from typing import List, Optional, Tuple
 import torch
 from detectron2.config import configurable
 
-from .contract import BACKGROUND, MatchInputs, MatchResult
-from .divisions import assign_to_best_gt, scatter_candidates
-from .geometry import is_inside
-from .gmm import higher_component
-from .priors import center_sampling_prior, fcos_scale_prior, lowest_cost_per_level
-from .registry import register_matcher
-from .scores import anchor_losses
+from ..contract import BACKGROUND, MatchInputs, MatchResult
+from ..registry import register_matcher
+from ..stages.divisions import assign_to_best_gt, scatter_candidates
+from ..stages.geometry import is_inside
+from ..stages.gmm import higher_component
+from ..stages.priors import center_sampling_prior, fcos_scale_prior, lowest_cost_per_level
+from ..stages.scores import anchor_losses
 
 __all__ = ["APSMatcher"]
 

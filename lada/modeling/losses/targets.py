@@ -7,8 +7,8 @@ from typing import List
 
 import torch
 
-from ..matchers import MatchResult
-from ..matchers.geometry import paired_iou, side_distances
+from ...matchers import MatchResult
+from ...matchers.stages.geometry import paired_iou, side_distances
 
 __all__ = ["DenseTargets", "centerness_targets", "gather_targets", "iou_targets"]
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .contract import BACKGROUND
+from ..contract import BACKGROUND
 
 __all__ = [
     "assign_to_best_gt",

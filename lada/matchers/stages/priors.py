@@ -9,7 +9,7 @@ from typing import List, Tuple
 
 import torch
 
-from .contract import BACKGROUND
+from ..contract import BACKGROUND
 from .geometry import box_centers, paired_iou, side_distances
 
 __all__ = [

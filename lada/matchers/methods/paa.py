@@ -4,12 +4,12 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
-from .base import CandidateDivisionMatcher
-from .candidates import match_and_score_points, per_level_candidates
-from .contract import MatchInputs
-from .geometry import is_inside
-from .gmm import paa_separation
-from .registry import register_matcher
+from ..base import CandidateDivisionMatcher
+from ..contract import MatchInputs
+from ..registry import register_matcher
+from ..stages.candidates import match_and_score_points, per_level_candidates
+from ..stages.geometry import is_inside
+from ..stages.gmm import paa_separation
 
 __all__ = ["PAAMatcher"]
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
-from .base import CandidateDivisionMatcher
-from .candidates import REG_LOSSES, match_and_score_points, per_level_candidates
-from .contract import MatchInputs
-from .divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
-from .geometry import is_inside
-from .gmm import paa_separation
-from .priors import center_region_prior
-from .registry import register_matcher
-from .scores import deviation_loss
+from ..base import CandidateDivisionMatcher
+from ..contract import MatchInputs
+from ..registry import register_matcher
+from ..stages.candidates import REG_LOSSES, match_and_score_points, per_level_candidates
+from ..stages.divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
+from ..stages.geometry import is_inside
+from ..stages.gmm import paa_separation
+from ..stages.priors import center_region_prior
+from ..stages.scores import deviation_loss
 
 __all__ = ["LADAMatcher"]
 
