@@ -37,6 +37,12 @@ def _add_fcos_config(cfg: CN) -> None:
     # FCOS; distances may turn negative, i.e. inverted boxes) or "relu" (FCOS with
     # normalised targets: never inverted).
     cfg.MODEL.FCOS.BOX_ACTIVATION = "linear"
+    # Initial bias of the box output, i.e. every side distance in strides at the start:
+    # 0.0 (detectron2's FCOS: predicted boxes start as points) or 4.0 (they start as the
+    # 8-stride square anchor box an anchor-based ATSS detector starts from; the authors'
+    # DW code uses 4.0). Matchers that read predicted-box IoUs from the first step
+    # (ciou_atss) need boxes that overlap their GT at initialisation.
+    cfg.MODEL.FCOS.BOX_BIAS_INIT = 0.0
     # MMMC's receptive-field adaptor: the RFA_POSITION-th conv (0-based) of both towers
     # becomes a deformable conv with offsets from a zero-initialised conv (Table 3).
     cfg.MODEL.FCOS.RFA = False

@@ -36,7 +36,9 @@ class FCOSHead(nn.Module):
     predicted side distances non-negative (FCOS with normalised targets), so that a
     predicted box is never inverted; "linear" is detectron2's FCOS. With ``rfa`` (MMMC's
     receptive-field adaptor) the ``rfa_position``-th conv of each tower is a deformable
-    conv starting as the plain one (Table 3: positions 0-3)."""
+    conv starting as the plain one (Table 3: positions 0-3). ``box_bias_init`` is the
+    initial side distance in strides: 0 (detectron2) starts every predicted box at its
+    point, 4 starts it as the 8-stride square anchor box of ATSS-style detectors."""
 
     @configurable
     def __init__(
@@ -51,6 +53,7 @@ class FCOSHead(nn.Module):
         box_activation: str = "linear",
         rfa: bool = False,
         rfa_position: int = 0,
+        box_bias_init: float = 0.0,
     ):
         super().__init__()
         if box_activation not in BOX_ACTIVATIONS:
@@ -76,6 +79,9 @@ class FCOSHead(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
                 nn.init.constant_(module.bias, 0)
         nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+        if not math.isfinite(box_bias_init):
+            raise ValueError(f"MODEL.FCOS.BOX_BIAS_INIT must be finite, got {box_bias_init}")
+        nn.init.constant_(self.bbox_pred.bias, box_bias_init)
         if rfa:
             if not 0 <= rfa_position < num_convs:
                 raise ValueError(
@@ -97,6 +103,7 @@ class FCOSHead(nn.Module):
             "box_activation": cfg.MODEL.FCOS.BOX_ACTIVATION,
             "rfa": cfg.MODEL.FCOS.RFA,
             "rfa_position": cfg.MODEL.FCOS.RFA_POSITION,
+            "box_bias_init": cfg.MODEL.FCOS.BOX_BIAS_INIT,
         }
 
     def forward(
