@@ -7,7 +7,7 @@ from detectron2.config import get_cfg
 
 from lada.config import add_lada_config
 from lada.matchers import build_matcher
-from lada.modeling import DenseDetectionLoss
+from lada.modeling.losses import build_loss
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALL = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-"))
@@ -33,7 +33,7 @@ def flat(cfg, prefix=""):
 def test_config_builds_its_matcher_and_loss(path):
     cfg = load(path)
     build_matcher(cfg)
-    DenseDetectionLoss(cfg)
+    build_loss(cfg)
     assert cfg.OUTPUT_DIR.startswith("output/")
 
 
