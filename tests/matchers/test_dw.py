@@ -11,6 +11,7 @@ from helpers import crowded_scene, scene
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.dw import DWMatcher
 from lada.matchers.stages.soft import best_gt_per_point
+from lada.modeling.losses import PairwiseWeightedLoss
 
 A, B, C = [0.0, 0.0, 32.0, 32.0], [16.0, 0.0, 48.0, 32.0], [0.0, 40.0, 16.0, 56.0]
 STRIDE8 = [(12, 12), (20, 16), (28, 12), (40, 16), (8, 48), (4, 44), (60, 60), (12, 52)]
@@ -269,3 +270,30 @@ def test_paper_defaults():
         "official", 5.0, 5.0, 3.0, 2.0)
     assert matcher.prior_sigma == 1.11
     assert _matcher("paper").outside_neg_weight == 0.75
+
+
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_three_loss_values_of_the_scene(variant):
+    """Matcher and weighted_pairs loss together against the reference loop's weights and
+    the loss of spec 7 term by term (official factors 0.25, 1.25, 1; the paper's 1, 5, 1)."""
+    inputs = hand_scene()
+    factors = {"official": (0.25, 1.25), "paper": (1.0, 5.0)}[variant]
+    loss = PairwiseWeightedLoss(pos_cls_weight=factors[0], box_weight=factors[1])
+    match = _matcher(variant)(inputs)
+    losses = loss(inputs.points, inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality,
+                  loss.targets(match, inputs.gt_boxes, inputs.gt_classes))
+
+    weight, _, neg, outside, _ = reference_dw(inputs, variant)
+    logits, ctr = inputs.pred_logits[0].tolist(), inputs.pred_quality[0].tolist()
+    boxes, classes = inputs.gt_boxes[0].tolist(), inputs.gt_classes[0].tolist()
+    pred = inputs.pred_boxes[0].tolist()
+    score = [[_sigmoid(x) * _sigmoid(ctr[r]) for x in logits[r]] for r in range(9)]
+    pos = sum(w * -math.log(score[r][classes[g]]) for (g, r), w in weight.items())
+    box = sum(w * (1 - _iou_giou(pred[r], boxes[g])[1]) for (g, r), w in weight.items())
+    negative = sum(neg.get((r, c), outside) * score[r][c] ** 2 * -math.log(1 - score[r][c])
+                   for r in range(9) for c in range(NUM_CLASSES))
+    neg_normalizer = max(sum(1 - v for v in neg.values()), 1.0)
+    expected = {"loss_cls_pos": factors[0] * pos / 3, "loss_box_reg": factors[1] * box / 3,
+                "loss_cls_neg": negative / neg_normalizer}
+    for name, value in expected.items():
+        assert losses[name].item() == pytest.approx(value, rel=1e-5), name

@@ -176,6 +176,22 @@ def test_score_threshold_on_combined_score_or_class_probability(score_thresh_on,
         torch.testing.assert_close(scores, torch.full_like(scores, 0.03**0.5))
 
 
+def test_product_test_score_has_no_square_root():
+    """DW's score sigmoid(cls) * sigmoid(aux) = 0.3 * 0.1, thresholded as it is."""
+    model = _constant_head_model("combined")
+    model.test_score, model.test_score_thresh = "product", 0.02
+    batch = [{"image": b["image"], "height": 128, "width": 128} for b in make_batch([0])]
+    with torch.no_grad():
+        (result,) = model(batch)
+    scores = result["instances"].scores
+    assert len(scores) > 0
+    torch.testing.assert_close(scores, torch.full_like(scores, 0.03))
+    model.test_score_thresh = 0.031
+    with torch.no_grad():
+        (result,) = model(batch)
+    assert len(result["instances"]) == 0
+
+
 def test_unknown_score_threshold_mode_is_reported():
     with pytest.raises(ValueError, match="MODEL.FCOS.SCORE_THRESH_ON must be one of"):
         build_model(small_cfg(**{"MODEL.FCOS.SCORE_THRESH_ON": "aux"}))
