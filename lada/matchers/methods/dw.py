@@ -134,7 +134,7 @@ class DWMatcher:
             )
             in_bag = torch.isfinite(slots)
             neg_weight[image] = torch.where(in_bag, slots, neg_weight[image])
-            neg_normalizer += (1 - slots[in_bag]).sum()
+            neg_normalizer += torch.where(in_bag, 1 - slots, torch.zeros_like(slots)).sum()
             pairs.append(torch.stack([torch.full_like(cols, image), cols, gts], dim=1))
             weights.append(weight)
         num_gts = sum(len(b) for b in inputs.gt_boxes)
