@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 
-MATCHERS = ("fcos", "atss", "paa", "lada", "ciou_atss")
+MATCHERS = ("fcos", "atss", "paa", "lada", "ciou_atss", "dw")
 
 
 def build_inputs(num_gts: int, device: str, seed: int = 0):
@@ -48,6 +48,7 @@ def build_inputs(num_gts: int, device: str, seed: int = 0):
         gt_classes=[torch.randint(0, 80, (num_gts,), generator=generator).to(device)],
         pred_logits=torch.randn(1, len(points), 80, generator=generator).to(device) - 4,
         pred_boxes=pred[None].to(device),
+        pred_quality=torch.randn(1, len(points), generator=generator).to(device),
     )
 
 

@@ -47,10 +47,31 @@ def _add_fcos_config(cfg: CN) -> None:
     # becomes a deformable conv with offsets from a zero-initialised conv (Table 3).
     cfg.MODEL.FCOS.RFA = False
     cfg.MODEL.FCOS.RFA_POSITION = 0
+    # DW's box refinement (section 3.4, as the authors' code): an 8-channel conv on the box
+    # tower offsets one sampling point near each side of the coarse box; each side is
+    # re-read there from the coarse box map by bilinear sampling (zeros outside the map).
+    # Used in training and inference.
+    cfg.MODEL.FCOS.BOX_REFINE = False
     # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS), "iou" (predicted
     # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS) or "giou" (max(GIoU, 0) of
     # the box with its GT: MMMC section 4.1).
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
+    # Loss module: "dense" (per-point targets from MatchResult.gt_index: classification,
+    # box and auxiliary-branch losses below; every hard matcher) or "weighted_pairs" (the
+    # soft fields of MatchResult, DW: per (point, GT) pair a positive classification and
+    # a GIoU term, per (point, class) a negative term, on the joint score
+    # sigmoid(cls) * sigmoid(aux); the auxiliary branch has no loss of its own).
+    cfg.MODEL.FCOS.LOSS = "dense"
+    # Factors of the "weighted_pairs" loss (defaults: the authors' DW code). Positive
+    # classification POS_CLS_WEIGHT * w * -ln(s) and box BOX_WEIGHT * w * GIoU loss per
+    # pair, both divided by the positive normaliser; negative NEG_WEIGHT * w_neg *
+    # s^NEG_POWER * -ln(1 - s) per (point, class), divided by the negative normaliser.
+    # The DW paper's text: 1.0, 5.0 (Eq. 11's beta), 1.0, NEG_POWER = gamma2 = 2.
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS = CN()
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.POS_CLS_WEIGHT = 0.25
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.BOX_WEIGHT = 1.25
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.NEG_WEIGHT = 1.0
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.NEG_POWER = 2.0
     cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
     # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
@@ -78,10 +99,14 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.NORMALIZER_EMA_MOMENTUM = 0.9
     # Inference, as detectron2's FCOS; detections per image: TEST.DETECTIONS_PER_IMAGE.
     cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
-    # What SCORE_THRESH_TEST is compared with: "combined" = sqrt(sigmoid(cls) *
-    # sigmoid(aux)) (detectron2's FCOS) or "cls" = the class probability, before the
+    # What SCORE_THRESH_TEST is compared with: "combined" = the detection score of
+    # TEST_SCORE (detectron2's FCOS) or "cls" = the class probability, before the
     # product with the auxiliary score (the official ATSS and PAA code, LADA 4.2.2).
     cfg.MODEL.FCOS.SCORE_THRESH_ON = "combined"
+    # Detection score from the class and auxiliary probabilities: "geometric_mean" =
+    # sqrt(sigmoid(cls) * sigmoid(aux)) (detectron2's FCOS, ATSS, PAA) or "product" =
+    # sigmoid(cls) * sigmoid(aux) (the authors' DW code: the joint score it trains).
+    cfg.MODEL.FCOS.TEST_SCORE = "geometric_mean"
     cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
 
@@ -152,6 +177,24 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.APS.CENTER_SAMPLING_RADIUS = 1.5
     cfg.MODEL.MATCHER.APS.GMM_MAX_ITER = 100
     cfg.MODEL.MATCHER.APS.GMM_TOL = 1e-3
+
+    # DW (Li et al., CVPR 2022), spec section 7; a soft matcher: train it with
+    # MODEL.FCOS.LOSS "weighted_pairs". VARIANT "official" (the authors' code, which gave
+    # the paper's numbers) or "paper" (section 3's text).
+    cfg.MODEL.MATCHER.DW = CN()
+    cfg.MODEL.MATCHER.DW.VARIANT = "official"
+    # Sigma, in strides, of the Gaussian centre prior weighting each point of a GT's bag
+    # (the code's 1.11; Table 4's exp(-r^2) is 0.7071).
+    cfg.MODEL.MATCHER.DW.PRIOR_SIGMA = 1.11
+    # beta of Eq. 3 (t = s * IoU^beta; official: s * exp(-beta * GIoU loss)) and mu of
+    # Eq. 4 (w_pos = exp(mu t) t); Table 2: 5 and 5.
+    cfg.MODEL.MATCHER.DW.BETA = 5.0
+    cfg.MODEL.MATCHER.DW.MU = 5.0
+    # Official only: the exponent in the sum normalising w_pos over the bag
+    # (exp(MU_NORM t) t; the code's 3, so a GT's weights sum to between 1 and e^2).
+    cfg.MODEL.MATCHER.DW.MU_NORM = 3.0
+    # gamma1 of Eq. 6, the power of IoU in P_neg (Table 3: 2).
+    cfg.MODEL.MATCHER.DW.GAMMA1 = 2.0
 
     # LADA (Han et al., Sensors 2023), Algorithm 1; each switch reproduces an ablation.
     cfg.MODEL.MATCHER.LADA = CN()

@@ -7,7 +7,7 @@ from detectron2.config import get_cfg
 
 from lada.config import add_lada_config
 from lada.matchers import build_matcher
-from lada.modeling import DenseDetectionLoss
+from lada.modeling.losses import build_loss
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALL = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("Base-"))
@@ -33,7 +33,7 @@ def flat(cfg, prefix=""):
 def test_config_builds_its_matcher_and_loss(path):
     cfg = load(path)
     build_matcher(cfg)
-    DenseDetectionLoss(cfg)
+    build_loss(cfg)
     assert cfg.OUTPUT_DIR.startswith("output/")
 
 
@@ -55,3 +55,25 @@ def test_paper_configs_keep_their_own_solver():
         assert (cfg.SOLVER.WARMUP_METHOD, cfg.SOLVER.WARMUP_ITERS) == ("constant", 500)
         assert cfg.SOLVER.WARMUP_FACTOR == pytest.approx(1 / 3)
         assert (cfg.SOLVER.BIAS_LR_FACTOR, cfg.SOLVER.WEIGHT_DECAY_BIAS) == (2.0, 0.0)
+
+
+def test_dw_configs_have_the_authors_1x_schedule_and_variants():
+    """DW section 4 and the authors' configs: batch 16, lr 0.01, 90k iterations, steps
+    60k / 80k, linear warm-up over 1k iterations, 800 / 1333; official variant with and
+    without box refinement, and the paper variant with Eq. 11's factors."""
+    names = {"dw_R_50_FPN_1x.yaml": ("official", True), "DW/dw_no_refine.yaml": ("official", False),
+             "DW/dw_paper_variant.yaml": ("paper", False)}
+    for name, (variant, refine) in names.items():
+        cfg = load(CONFIGS / "COCO-Detection" / name)
+        solver = cfg.SOLVER
+        assert (solver.IMS_PER_BATCH, solver.BASE_LR, solver.MAX_ITER) == (16, 0.01, 90000)
+        assert (tuple(solver.STEPS), solver.WARMUP_ITERS, solver.WARMUP_METHOD) == ((60000, 80000), 1000, "linear")
+        assert solver.WARMUP_FACTOR == 0.001  # the authors' warmup_ratio
+        assert (cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN) == ((800,), 1333)
+        assert (cfg.MODEL.MATCHER.NAME, cfg.MODEL.MATCHER.DW.VARIANT) == ("dw", variant)
+        fcos = cfg.MODEL.FCOS
+        assert (fcos.LOSS, fcos.BOX_REFINE, fcos.TEST_SCORE, fcos.NMS_THRESH_TEST) == (
+            "weighted_pairs", refine, "product", 0.6)
+        assert (fcos.PRIOR_PROB, fcos.BOX_BIAS_INIT, fcos.SCORE_THRESH_TEST) == (0.02, 4.0, 0.05)
+        factors = (fcos.WEIGHTED_PAIRS.POS_CLS_WEIGHT, fcos.WEIGHTED_PAIRS.BOX_WEIGHT)
+        assert factors == ((0.25, 1.25) if variant == "official" else (1.0, 5.0))

@@ -11,6 +11,7 @@ from detectron2.layers import ShapeSpec, get_norm
 from torch import nn
 from torch.nn import functional as F
 
+from .box_refine import BoxRefinement
 from .rfa import DeformableConv3x3
 
 __all__ = ["FCOSHead"]
@@ -38,7 +39,10 @@ class FCOSHead(nn.Module):
     receptive-field adaptor) the ``rfa_position``-th conv of each tower is a deformable
     conv starting as the plain one (Table 3: positions 0-3). ``box_bias_init`` is the
     initial side distance in strides: 0 (detectron2) starts every predicted box at its
-    point, 4 starts it as the 8-stride square anchor box of ATSS-style detectors."""
+    point, 4 starts it as the 8-stride square anchor box of ATSS-style detectors. With
+    ``box_refine`` (DW section 3.4) the side distances are refined by
+    :class:`BoxRefinement` from the box tower, then take the box activation again (the
+    authors' code: ReLU before and after)."""
 
     @configurable
     def __init__(
@@ -54,6 +58,8 @@ class FCOSHead(nn.Module):
         rfa: bool = False,
         rfa_position: int = 0,
         box_bias_init: float = 0.0,
+        box_refine: bool = False,
+        anchor_offset: float = 0.5,
     ):
         super().__init__()
         if box_activation not in BOX_ACTIVATIONS:
@@ -82,6 +88,7 @@ class FCOSHead(nn.Module):
         if not math.isfinite(box_bias_init):
             raise ValueError(f"MODEL.FCOS.BOX_BIAS_INIT must be finite, got {box_bias_init}")
         nn.init.constant_(self.bbox_pred.bias, box_bias_init)
+        self.box_refine = BoxRefinement(in_channels, anchor_offset) if box_refine else None
         if rfa:
             if not 0 <= rfa_position < num_convs:
                 raise ValueError(
@@ -104,6 +111,8 @@ class FCOSHead(nn.Module):
             "rfa": cfg.MODEL.FCOS.RFA,
             "rfa_position": cfg.MODEL.FCOS.RFA_POSITION,
             "box_bias_init": cfg.MODEL.FCOS.BOX_BIAS_INIT,
+            "box_refine": cfg.MODEL.FCOS.BOX_REFINE,
+            "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
         }
 
     def forward(
@@ -118,6 +127,12 @@ class FCOSHead(nn.Module):
             delta = self.bbox_pred(box_feature)
             if self.scales is not None:
                 delta = delta * self.scales[level]
-            deltas.append(F.relu(delta) if self.box_activation == "relu" else delta)
+            delta = self._activate(delta)
+            if self.box_refine is not None:
+                delta = self._activate(self.box_refine(box_feature, delta))
+            deltas.append(delta)
             aux.append(self.aux_pred(box_feature))
         return logits, deltas, aux
+
+    def _activate(self, delta: torch.Tensor) -> torch.Tensor:
+        return F.relu(delta) if self.box_activation == "relu" else delta

@@ -20,12 +20,13 @@ from torch import nn
 
 from ..matchers import MatchInputs, build_matcher
 from .head import FCOSHead
-from .losses import DenseDetectionLoss, gather_targets
+from .losses import build_loss
 from .statistics import assignment_statistics
 
 __all__ = ["LadaFCOS"]
 
 SCORE_THRESH_ON = ("combined", "cls")
+TEST_SCORES = ("geometric_mean", "product")
 
 
 def _in_float32(forward_training):
@@ -47,10 +48,13 @@ def _in_float32(forward_training):
 @META_ARCH_REGISTRY.register()
 class LadaFCOS(DenseDetector):
     """FCOS (detectron2's, with one anchor point per location, box deltas in strides)
-    whose training targets come from ``matcher`` and whose losses come from ``loss``.
+    whose training targets come from ``matcher`` and whose losses come from ``loss``
+    (``DenseDetectionLoss`` or ``PairwiseWeightedLoss``, through its ``targets``).
     Inference equals detectron2's FCOS: score sqrt(sigmoid(cls) * sigmoid(aux)),
-    per-level top-k, class-wise NMS; ``test_score_thresh_on="cls"`` thresholds the class
-    probability instead of that score, as the ATSS and PAA code does."""
+    per-level top-k, class-wise NMS; ``test_score="product"`` scores
+    sigmoid(cls) * sigmoid(aux) instead (the DW code); ``test_score_thresh_on="cls"``
+    thresholds the class probability instead of the score, as the ATSS and PAA code
+    does."""
 
     @configurable
     def __init__(
@@ -60,12 +64,13 @@ class LadaFCOS(DenseDetector):
         head: nn.Module,
         head_in_features: List[str],
         matcher,
-        loss: DenseDetectionLoss,
+        loss: nn.Module,
         num_classes: int,
         anchor_offset: float = 0.0,
         max_iter: int = 1,
         test_score_thresh: float = 0.2,
         test_score_thresh_on: str = "combined",
+        test_score: str = "geometric_mean",
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
         max_detections_per_image: int = 100,
@@ -88,7 +93,10 @@ class LadaFCOS(DenseDetector):
             raise ValueError(
                 f"MODEL.FCOS.SCORE_THRESH_ON must be one of {SCORE_THRESH_ON}, got '{test_score_thresh_on}'"
             )
+        if test_score not in TEST_SCORES:
+            raise ValueError(f"MODEL.FCOS.TEST_SCORE must be one of {TEST_SCORES}, got '{test_score}'")
         self.test_score_thresh = test_score_thresh
+        self.test_score = test_score
         self.test_score_thresh_on = test_score_thresh_on
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
@@ -109,12 +117,13 @@ class LadaFCOS(DenseDetector):
             "head": FCOSHead(cfg, [shapes[f] for f in in_features]),
             "head_in_features": in_features,
             "matcher": build_matcher(cfg),
-            "loss": DenseDetectionLoss(cfg),
+            "loss": build_loss(cfg),
             "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
             "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
             "max_iter": cfg.SOLVER.MAX_ITER,
             "test_score_thresh": cfg.MODEL.FCOS.SCORE_THRESH_TEST,
             "test_score_thresh_on": cfg.MODEL.FCOS.SCORE_THRESH_ON,
+            "test_score": cfg.MODEL.FCOS.TEST_SCORE,
             "test_topk_candidates": cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST,
             "test_nms_thresh": cfg.MODEL.FCOS.NMS_THRESH_TEST,
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
@@ -153,12 +162,12 @@ class LadaFCOS(DenseDetector):
                 max_iter=self.max_iter,
             )
         )
-        targets = gather_targets(match, gt_boxes, gt_classes, self.num_classes)
+        targets = self.loss.targets(match, gt_boxes, gt_classes)
         storage.put_scalars(
             **assignment_statistics(match.gt_index, [len(b) for b in gt_boxes], num_points_per_level)
         )
         losses = self.loss(points, logits, pred_boxes, aux, targets)
-        storage.put_scalar("normalizer", self.loss.last_normalizer)
+        storage.put_scalars(**self.loss.logged_normalizers)
         return losses
 
     def forward_inference(
@@ -195,11 +204,15 @@ class LadaFCOS(DenseDetector):
         self, logits: List[torch.Tensor], aux: List[torch.Tensor]
     ) -> Tuple[List[torch.Tensor], float]:
         """Per level, logits (R_l, C) and aux logits (R_l, 1) of one image -> detection
-        scores sqrt(sigmoid(cls) * sigmoid(aux)) (R_l, C) and the threshold they are
-        compared with. ``combined`` thresholds that score (detectron2's FCOS); ``cls``
-        thresholds the class probability before the product (ATSS, PAA and LADA code):
-        the scores of points below it are set to -inf and every finite score passes."""
-        scores = [torch.sqrt(x.sigmoid() * y.sigmoid()) for x, y in zip(logits, aux)]
+        scores (R_l, C), ``geometric_mean`` sqrt(sigmoid(cls) * sigmoid(aux)) or
+        ``product`` sigmoid(cls) * sigmoid(aux), and the threshold they are compared
+        with. ``combined`` thresholds that score (detectron2's FCOS, the DW code);
+        ``cls`` thresholds the class probability before the product (ATSS, PAA and LADA
+        code): the scores of points below it are set to -inf and every finite score
+        passes."""
+        scores = [x.sigmoid() * y.sigmoid() for x, y in zip(logits, aux)]
+        if self.test_score == "geometric_mean":
+            scores = [torch.sqrt(score) for score in scores]
         if self.test_score_thresh_on == "combined":
             return scores, self.test_score_thresh
         scores = [

@@ -11,6 +11,7 @@ def _with_predictions(inputs):
     inputs.pred_logits = torch.randn(inputs.pred_logits.shape)
     inputs.pred_boxes = torch.cat([inputs.points - 12, inputs.points + 12], dim=1).expand(
         inputs.num_images, -1, -1) + torch.randn(inputs.pred_boxes.shape)
+    inputs.pred_quality = torch.randn(inputs.num_images, inputs.num_points)
     return inputs
 
 
@@ -46,7 +47,7 @@ def test_inconsistent_inputs_are_rejected(change, message):
         MatchInputs(**fields)
 
 
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss"])
+@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss", "dw"])
 def test_batched_matching_equals_per_image_matching(name):
     cfg = small_cfg(**{"MODEL.MATCHER.NAME": name})
     matcher = build_matcher(cfg)
@@ -58,12 +59,13 @@ def test_batched_matching_equals_per_image_matching(name):
         alone = scene(levels, [boxes], num_classes=5)
         alone.pred_logits = inputs.pred_logits[index : index + 1]
         alone.pred_boxes = inputs.pred_boxes[index : index + 1]
+        alone.pred_quality = inputs.pred_quality[index : index + 1]
         alone = matcher(alone).gt_index[0]
         assert torch.equal(batched[index], alone)
     assert (batched[1] == BACKGROUND).all() and (batched[0] >= 0).any()
 
 
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss"])
+@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss", "dw"])
 def test_assignment_does_not_depend_on_gt_order(name):
     matcher = build_matcher(small_cfg(**{"MODEL.MATCHER.NAME": name}))
     levels = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]

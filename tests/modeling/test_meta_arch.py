@@ -98,11 +98,13 @@ def test_matcher_sees_detached_predictions_only():
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("MODEL.MATCHER.NAME", "hungarian", "unknown matcher 'hungarian'; registered: aps, atss, ciou_atss, fcos, lada, paa"),
+        ("MODEL.MATCHER.NAME", "hungarian", "unknown matcher 'hungarian'; registered: aps, atss, ciou_atss, dw, fcos, lada, paa"),
         ("MODEL.FCOS.AUX_BRANCH", "ctr", "MODEL.FCOS.AUX_BRANCH must be one of"),
         ("MODEL.FCOS.NORMALIZER", "batch", "MODEL.FCOS.NORMALIZER must be one of"),
         ("MODEL.FCOS.CLS_LOSS", "bce", "MODEL.FCOS.CLS_LOSS must be one of"),
         ("MODEL.FCOS.BOX_ACTIVATION", "exp", "MODEL.FCOS.BOX_ACTIVATION must be one of"),
+        ("MODEL.FCOS.LOSS", "soft", "MODEL.FCOS.LOSS must be one of"),
+        ("MODEL.FCOS.TEST_SCORE", "sqrt", "MODEL.FCOS.TEST_SCORE must be one of"),
         ("MODEL.MATCHER.ATSS.TOPK", 0, "TOPK must be a positive integer"),
         ("MODEL.FCOS.IN_FEATURES", ["p3", "p9"], r"\['p9'\] not produced by the backbone"),
     ],
@@ -126,7 +128,7 @@ def test_inference_output_format():
     assert instances.pred_classes.max() < 5
 
 
-@pytest.mark.parametrize("matcher", ["fcos", "atss", "paa", "lada", "ciou_atss", "aps"])
+@pytest.mark.parametrize("matcher", ["fcos", "atss", "paa", "lada", "ciou_atss", "aps", "dw"])
 def test_quick_config_of_every_matcher_trains_a_step(matcher):
     cfg = small_cfg()
     cfg.merge_from_file(str(REPO / f"configs/quick/{matcher}.yaml"))
@@ -172,6 +174,22 @@ def test_score_threshold_on_combined_score_or_class_probability(score_thresh_on,
     assert (len(scores) > 0) == detects
     if detects:
         torch.testing.assert_close(scores, torch.full_like(scores, 0.03**0.5))
+
+
+def test_product_test_score_has_no_square_root():
+    """DW's score sigmoid(cls) * sigmoid(aux) = 0.3 * 0.1, thresholded as it is."""
+    model = _constant_head_model("combined")
+    model.test_score, model.test_score_thresh = "product", 0.02
+    batch = [{"image": b["image"], "height": 128, "width": 128} for b in make_batch([0])]
+    with torch.no_grad():
+        (result,) = model(batch)
+    scores = result["instances"].scores
+    assert len(scores) > 0
+    torch.testing.assert_close(scores, torch.full_like(scores, 0.03))
+    model.test_score_thresh = 0.031
+    with torch.no_grad():
+        (result,) = model(batch)
+    assert len(result["instances"]) == 0
 
 
 def test_unknown_score_threshold_mode_is_reported():

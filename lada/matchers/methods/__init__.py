@@ -7,5 +7,6 @@ name ``MODEL.MATCHER.NAME`` selects:
 - ``lada``: LADA, EPCP + combined loss of anchor + dynamic loss threshold.
 - ``ciou_atss``: dynamic combined-IoU ATSS.
 - ``aps``: MMMC's aligned points sampler.
+- ``dw``: Dual Weighting, soft pairwise positive and negative weights.
 """
-from . import aps, atss, ciou_atss, fcos, lada, paa  # noqa: F401  (registration)
+from . import aps, atss, ciou_atss, dw, fcos, lada, paa  # noqa: F401  (registration)

@@ -16,6 +16,7 @@ __all__ = [
     "center_region_prior",
     "center_sampling_prior",
     "fcos_scale_prior",
+    "gaussian_center_prior",
     "lowest_cost_per_level",
     "lowest_per_gt_and_level",
     "preliminary_iou_match",
@@ -148,3 +149,14 @@ def lowest_cost_per_level(
         valid.append(torch.isfinite(values))
         start += level_cost.shape[1]
     return torch.cat(indices, dim=1), torch.cat(valid, dim=1)
+
+
+def gaussian_center_prior(
+    points: torch.Tensor, strides: torch.Tensor, boxes: torch.Tensor, sigma: float
+) -> torch.Tensor:
+    """DW's fixed soft centre prior (spec 7; DW paper Table 4, "soft center prior"):
+    ``exp(-||(p - c) / s||^2 / (2 sigma^2))`` with c the box centre and s the point's
+    stride, the product of one Gaussian per axis. Broadcasts points (..., 2), strides
+    (...), boxes (..., 4) -> (...). It does not zero points outside the box."""
+    offsets = (points - box_centers(boxes)) / strides[..., None]
+    return torch.exp(-(offsets**2).sum(dim=-1) / (2 * sigma**2))

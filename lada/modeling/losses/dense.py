@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
+from ...matchers import MatchResult
 from ...matchers.stages.geometry import clamp_inverted
 from .classification import (
     CLS_LOSSES,
@@ -19,7 +20,7 @@ from .classification import (
     soft_class_targets,
     varifocal_loss,
 )
-from .targets import DenseTargets, centerness_targets, iou_targets
+from .targets import DenseTargets, centerness_targets, gather_targets, iou_targets
 
 __all__ = ["DenseDetectionLoss", "all_reduce_mean"]
 
@@ -122,6 +123,21 @@ class DenseDetectionLoss(nn.Module):
             "ema_init": fcos.NORMALIZER_EMA_INIT,
             "ema_momentum": fcos.NORMALIZER_EMA_MOMENTUM,
         }
+
+    def targets(self, match: MatchResult, gt_boxes, gt_classes) -> DenseTargets:
+        """The dense targets of a hard ``match``; a soft one (pairwise weights) is refused,
+        since reducing it to ``gt_index`` would silently train another method."""
+        if match.is_soft:
+            raise ValueError(
+                "MODEL.FCOS.LOSS dense: the matcher gave soft pairwise weights (e.g. "
+                "MODEL.MATCHER.NAME dw); train it with MODEL.FCOS.LOSS weighted_pairs"
+            )
+        return gather_targets(match, gt_boxes, gt_classes, self.num_classes)
+
+    @property
+    def logged_normalizers(self) -> Dict[str, torch.Tensor]:
+        """The normaliser of the last step, logged by LadaFCOS."""
+        return {"normalizer": self.last_normalizer}
 
     def forward(
         self,

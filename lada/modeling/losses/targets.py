@@ -1,5 +1,6 @@
-"""Dense per-point training targets built from a ``MatchResult``; the losses read
-these and never which matcher produced them."""
+"""Training targets built from a ``MatchResult``: dense per-point targets of hard
+assignments, pairwise targets of soft ones. The losses read these and never which
+matcher produced them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,7 +11,14 @@ import torch
 from ...matchers import MatchResult
 from ...matchers.stages.geometry import paired_iou, side_distances
 
-__all__ = ["DenseTargets", "centerness_targets", "gather_targets", "iou_targets"]
+__all__ = [
+    "DenseTargets",
+    "PairTargets",
+    "centerness_targets",
+    "gather_pair_targets",
+    "gather_targets",
+    "iou_targets",
+]
 
 
 @dataclass
@@ -47,6 +55,54 @@ def gather_targets(
         boxes=all_boxes[flat],
         foreground=match.foreground,
         cls_quality=match.cls_target_quality,
+    )
+
+
+@dataclass
+class PairTargets:
+    """Targets of a soft assignment; P positive (point, GT) pairs over the batch.
+
+    Attributes:
+    image, point: (P,) long, the image and the point of each pair.
+    labels: (P,) long, the class of the pair's GT.
+    boxes: (P, 4) the pair's GT box.
+    weight: (P,) detached weight of the pair's positive terms.
+    neg_weight: (N, R, C) detached weight of each (point, class) negative term.
+    pos_normalizer, neg_normalizer: () this worker's normalisers.
+    """
+
+    image: torch.Tensor
+    point: torch.Tensor
+    labels: torch.Tensor
+    boxes: torch.Tensor
+    weight: torch.Tensor
+    neg_weight: torch.Tensor
+    pos_normalizer: torch.Tensor
+    neg_normalizer: torch.Tensor
+
+
+def gather_pair_targets(
+    match: MatchResult, gt_boxes: List[torch.Tensor], gt_classes: List[torch.Tensor]
+) -> PairTargets:
+    """Looks up the GT box and class of every pair of a soft ``MatchResult``."""
+    if not match.is_soft:
+        raise ValueError(
+            "MODEL.FCOS.LOSS weighted_pairs needs a soft matcher (MatchResult pair fields, "
+            "e.g. MODEL.MATCHER.NAME dw); this matcher gave hard targets only: use "
+            "MODEL.FCOS.LOSS dense"
+        )
+    image, point, gt = match.pair_index.unbind(dim=1)
+    counts = torch.tensor([len(b) for b in gt_boxes], device=image.device)
+    flat = (torch.cumsum(counts, dim=0) - counts)[image] + gt
+    return PairTargets(
+        image=image,
+        point=point,
+        labels=torch.cat(gt_classes)[flat],
+        boxes=torch.cat(gt_boxes)[flat],
+        weight=match.pair_weight.detach(),
+        neg_weight=match.neg_weight.detach(),
+        pos_normalizer=match.pos_normalizer.detach(),
+        neg_normalizer=match.neg_normalizer.detach(),
     )
 
 

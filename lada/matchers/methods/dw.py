@@ -1,0 +1,193 @@
+"""``dw``: Dual Weighting (Li et al., "A Dual Weighting Label Assignment Scheme for Object
+Detection", CVPR 2022; spec section 7). A soft assignment: every (point, GT) pair of a
+GT's bag gets a positive weight, every (point, class) slot a negative weight."""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+from detectron2.config import configurable
+from torchvision.ops import generalized_box_iou_loss
+
+from ..contract import BACKGROUND, MatchInputs, MatchResult
+from ..registry import register_matcher
+from ..stages.geometry import box_areas, clamp_inverted, is_inside, paired_iou
+from ..stages.priors import gaussian_center_prior
+from ..stages.soft import best_gt_per_point, min_max_per_gt, min_per_point_class, normalise_per_gt
+
+__all__ = ["DWMatcher", "VARIANTS"]
+
+VARIANTS = ("official", "paper")
+EPS = 1e-12
+"""The official code's guard in its normalisations."""
+
+
+@register_matcher("dw")
+class DWMatcher:
+    """Dual Weighting, vectorised over the GT boxes of an image; both variants of spec 7.
+
+    For a GT of class c and a point p of its bag, with
+    ``s = sigmoid(cls logit of c) * sigmoid(centerness logit)`` (the joint score,
+    section 3.5) and ``IoU`` of p's detached predicted box with the GT:
+
+    * bag: the points strictly inside the GT on every level, each weighted by the fixed
+      Gaussian centre prior ``exp(-||(p - centre) / stride||^2 / (2 prior_sigma^2))``
+      (Table 4's soft centre prior; the official ``CenterPrior`` with sigma 1.11);
+    * consistency ``t`` (Eq. 3): ``paper`` ``s * IoU^beta``; ``official``
+      ``s * exp(-beta * GIoU_loss)`` (the code's stand-in for ``IoU^beta``);
+    * positive weight (Eq. 4): ``paper`` ``exp(mu t) t prior`` normalised to sum 1 over
+      the bag; ``official`` ``exp(mu t) t prior / sum_bag exp(mu_norm t) t prior``
+      (mu 5 vs mu_norm 3 in the code: a GT's weights sum to between 1 and e^2);
+    * probability of being negative (Eq. 5-6): ``paper`` the line
+      ``(0.95^g - IoU^g) / (0.95^g - 0.5^g)``, ``g = gamma1``, through (0.5, 1) and
+      (0.95, 0), clipped to [0, 1]; ``official`` ``(1 - IoU^g) / (1 - 0.5^g)`` (through
+      (0.5, 1) and (1, 0)) min-max rescaled within the bag, ``(x - min + eps) /
+      (min(1, max) - min + eps)``, so the bag's best-IoU point gets 0, then 1 wherever
+      ``IoU < 0.5``.
+
+    ``P_neg`` is written to the (point, c) slot; **[reading]** a point in the bags of
+    several GT boxes of class c keeps the smallest (the official code keeps whichever
+    GT it writes last). Slots outside every bag of their class: ``official`` 1 (the
+    term ``s^2 BCE(s, 0)``); ``paper`` ``1 - focal_alpha`` (Eq. 12's ``FL(s, 0)`` with
+    FL's alpha 0.25 and gamma 2 is ``(1 - alpha) s^2 BCE(s, 0)``; **[reading]** the
+    classes of an in-bag point other than its GT's are "outside the bag" too). The
+    importance ``I_neg = s^gamma2`` (Eq. 7) carries gradient, so the loss applies it
+    (``MODEL.FCOS.WEIGHTED_PAIRS.NEG_POWER``).
+
+    Normalisers (the official code's for both variants; **[reading]** the paper states
+    none): positives by the number of GT boxes, negatives by the sum of ``1 - P_neg``
+    over the in-bag (point, class) slots; the loss averages both over all workers.
+    ``gt_index`` is each point's highest-weighted GT (equal weights: the smaller box),
+    ``BACKGROUND`` outside every bag.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        variant: str = "official",
+        prior_sigma: float = 1.11,
+        beta: float = 5.0,
+        mu: float = 5.0,
+        mu_norm: float = 3.0,
+        gamma1: float = 2.0,
+        focal_alpha: float = 0.25,
+    ):
+        checks = [
+            (variant in VARIANTS, f"VARIANT must be one of {VARIANTS}", variant),
+            (prior_sigma > 0, "PRIOR_SIGMA must be > 0", prior_sigma),
+            (beta > 0, "BETA must be > 0", beta),
+            (mu >= 0, "MU must be >= 0", mu),
+            (mu_norm >= 0, "MU_NORM must be >= 0", mu_norm),
+            (gamma1 > 0, "GAMMA1 must be > 0", gamma1),
+        ]
+        for ok, message, value in checks:
+            if not ok:
+                raise ValueError(f"MODEL.MATCHER.DW.{message}, got {value}")
+        if not 0 <= focal_alpha <= 1:
+            raise ValueError(f"MODEL.FCOS.FOCAL_LOSS_ALPHA must be in [0, 1], got {focal_alpha}")
+        self.variant = variant
+        self.prior_sigma = float(prior_sigma)
+        self.beta = float(beta)
+        self.mu = float(mu)
+        self.mu_norm = float(mu_norm)
+        self.gamma1 = float(gamma1)
+        self.outside_neg_weight = 1.0 if variant == "official" else 1.0 - focal_alpha
+
+    @classmethod
+    def from_config(cls, cfg):
+        dw = cfg.MODEL.MATCHER.DW
+        return {
+            "variant": dw.VARIANT,
+            "prior_sigma": dw.PRIOR_SIGMA,
+            "beta": dw.BETA,
+            "mu": dw.MU,
+            "mu_norm": dw.MU_NORM,
+            "gamma1": dw.GAMMA1,
+            "focal_alpha": cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA,
+        }
+
+    @torch.no_grad()
+    def __call__(self, inputs: MatchInputs) -> MatchResult:
+        if inputs.pred_quality is None:
+            raise ValueError(
+                "MODEL.MATCHER.NAME dw: the joint score needs the auxiliary (centerness) "
+                "logits, MatchInputs.pred_quality is None"
+            )
+        num_images, num_points, num_classes = inputs.pred_logits.shape
+        device = inputs.points.device
+        gt_index = torch.full((num_images, num_points), BACKGROUND, dtype=torch.long, device=device)
+        neg_weight = torch.full(
+            (num_images, num_points, num_classes), self.outside_neg_weight, device=device
+        )
+        neg_normalizer = torch.zeros((), device=device)
+        pairs: List[torch.Tensor] = [torch.zeros((0, 3), dtype=torch.long, device=device)]
+        weights: List[torch.Tensor] = [torch.zeros(0, device=device)]
+        for image in range(num_images):
+            if not len(inputs.gt_boxes[image]):
+                continue
+            gts, cols, weight, p_neg = self.pair_weights(inputs, image)
+            boxes = inputs.gt_boxes[image].float()
+            gt_index[image] = best_gt_per_point(weight, cols, gts, box_areas(boxes), num_points)
+            slots = min_per_point_class(
+                p_neg, cols, inputs.gt_classes[image][gts], num_points, num_classes
+            )
+            in_bag = torch.isfinite(slots)
+            neg_weight[image] = torch.where(in_bag, slots, neg_weight[image])
+            neg_normalizer += torch.where(in_bag, 1 - slots, torch.zeros_like(slots)).sum()
+            pairs.append(torch.stack([torch.full_like(cols, image), cols, gts], dim=1))
+            weights.append(weight)
+        num_gts = sum(len(b) for b in inputs.gt_boxes)
+        return MatchResult(
+            gt_index=gt_index,
+            pair_index=torch.cat(pairs),
+            pair_weight=torch.cat(weights),
+            neg_weight=neg_weight,
+            pos_normalizer=torch.tensor(float(num_gts), device=device),
+            neg_normalizer=neg_normalizer,
+        )
+
+    def pair_weights(
+        self, inputs: MatchInputs, image: int
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bag pairs of image ``image`` (G >= 1 GT boxes): their GT indices (P,) and
+        point indices (P,), positive weights (P,) and ``P_neg`` (P,)."""
+        boxes = inputs.gt_boxes[image].float()
+        classes = inputs.gt_classes[image]
+        gts, cols = is_inside(inputs.points[None], boxes[:, None]).nonzero(as_tuple=True)
+        pair_boxes = boxes[gts]
+        prior = gaussian_center_prior(
+            inputs.points[cols], inputs.strides[cols], pair_boxes, self.prior_sigma
+        )
+        score = (
+            inputs.pred_logits[image, cols, classes[gts]].float().sigmoid()
+            * inputs.pred_quality[image, cols].float().sigmoid()
+        )
+        predicted = inputs.pred_boxes[image, cols].float()
+        iou = paired_iou(predicted, pair_boxes)
+        if self.variant == "official":
+            giou_loss = generalized_box_iou_loss(clamp_inverted(predicted), pair_boxes)
+            t = score * torch.exp(-self.beta * giou_loss)
+        else:
+            t = score * iou.pow(self.beta)
+        numerator = torch.exp(self.mu * t) * t * prior
+        if self.variant == "official":
+            denominator = torch.exp(self.mu_norm * t) * t * prior
+        else:
+            denominator = numerator
+        weight = normalise_per_gt(numerator, denominator, gts, len(boxes), eps=EPS)
+        return gts, cols, weight, self.negative_probability(iou, gts, len(boxes))
+
+    def negative_probability(self, iou: torch.Tensor, gts: torch.Tensor, num_gts: int) -> torch.Tensor:
+        """``P_neg`` of the pairs (Eq. 5-6) from their IoUs (P,) and GTs (P,) -> (P,)."""
+        power = iou.pow(self.gamma1)
+        half = 0.5**self.gamma1
+        if self.variant == "paper":
+            top = 0.95**self.gamma1
+            return ((top - power) / (top - half)).clamp(min=0, max=1)
+        raw = (1 - power) / (1 - half)
+        low, high = min_max_per_gt(raw, gts, num_gts)
+        low, high = low[gts], high.clamp(max=1)[gts]
+        rescaled = (raw - low + EPS) / (high - low + EPS)
+        return torch.where(iou < 0.5, torch.ones_like(rescaled), rescaled)
+
