@@ -26,7 +26,6 @@ training sizes are derived from; your ``SOLVER.MAX_ITER`` sets where the steps f
 """
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Collection, Optional, Sequence
@@ -44,8 +43,6 @@ __all__ = [
     "choose_recipe",
     "dataset_stats",
 ]
-
-logger = logging.getLogger(__name__)
 
 RECIPE_AUGMENTATIONS = ("horizontal_flip", "vertical_flip", "color_jitter", "multi_scale")
 # Config keys the recipe may set.
@@ -88,6 +85,27 @@ class Recipe:
     lines: list[str] = field(default_factory=list)
 
 
+class _Chooser:
+    """Fills a :class:`Recipe`: a key the user set is kept, any other takes the recipe's
+    value; either way the value in force is returned, for the keys derived from it."""
+
+    def __init__(self, cfg: CfgNode, user_keys: Collection[str]):
+        self.cfg, self.user_keys, self.recipe = cfg, set(user_keys), Recipe()
+
+    def __call__(self, key: str, value: Any) -> Any:
+        if key in self.user_keys:
+            self.recipe.kept[key] = _get(self.cfg, key)
+            return self.recipe.kept[key]
+        self.recipe.values[key] = value
+        return value
+
+    def yours(self, key: str) -> bool:
+        return key in self.user_keys
+
+    def say(self, line: str) -> None:
+        self.recipe.lines.append(line)
+
+
 def dataset_stats(dicts: Sequence[dict], num_classes: Optional[int] = None) -> DatasetStats:
     """Statistics of detectron2 dataset dicts (each with ``height``, ``width`` and
     ``annotations`` holding ``bbox`` / ``bbox_mode``)."""
@@ -122,72 +140,78 @@ def choose_recipe(
     statistics, the keys the user set (kept) and ``base``, the config before the command
     line's overrides (default ``cfg``), whose ``SOLVER`` gives the batch the learning rate
     is scaled from and the schedule's shape (steps and warm-up as fractions of MAX_ITER)."""
-    r = cfg.RECIPE
-    base = cfg if base is None else base
-    _check_recipe_config(r)
-    recipe = Recipe()
+    _check_recipe_config(cfg.RECIPE)
+    choose = _Chooser(cfg, user_keys)
+    objects = (f"{stats.object_size:.0f} px (square root of the box area)" if stats.object_size
+               else "unknown (no boxes)")
+    classes = (f", {stats.num_classes} categor{'y' if stats.num_classes == 1 else 'ies'}"
+               if stats.num_classes else "")
+    choose.say(f"own-data recipe (RECIPE.ENABLED): {stats.num_images} training images, median "
+               f"{stats.short_side:.0f} x {stats.long_side:.0f} px, median object {objects}{classes}")
+    size, sides, max_train = _choose_sizes(choose, cfg.RECIPE, stats)
+    _choose_augmentations(choose, cfg, multi_scale=len(sides) > 1)
+    _choose_schedule(choose, cfg.RECIPE, base if base is not None else cfg, stats,
+                     pixels=float(np.mean([s * min(s * stats.aspect, max_train) for s in sides])))
+    if stats.num_classes:
+        count = choose(CLASS_KEY, stats.num_classes)
+        choose.say(f"  classes: {count} (MODEL.FCOS.NUM_CLASSES, "
+                   + ("yours)" if choose.yours(CLASS_KEY) else "the training set's categories)"))
+    if choose.recipe.kept:
+        choose.say("  kept as you set them: " + ", ".join(
+            f"{key} {value}" for key, value in choose.recipe.kept.items()))
+    if stats.object_size and stats.object_size * size / stats.short_side < 8:
+        choose.say(
+            f"  warning: the median object is {stats.object_size * size / stats.short_side:.1f} "
+            "px at this size, below the finest stride (8 px): raise INPUT.MIN_SIZE_TEST / "
+            "MIN_SIZE_TRAIN (or RECIPE.MAX_SIZE), or cut the images into tiles")
+    return choose.recipe
 
-    def choose(key: str, value: Any) -> Any:
-        """Sets ``key`` unless the user did; returns the value in force."""
-        if key in user_keys:
-            recipe.kept[key] = _get(cfg, key)
-            return recipe.kept[key]
-        recipe.values[key] = value
-        return value
 
-    augmentations = list(r.AUGMENTATIONS)
-    recipe.lines.append(
-        f"own-data recipe (RECIPE.ENABLED): {stats.num_images} training images, median "
-        f"{stats.short_side:.0f} x {stats.long_side:.0f} px, median object "
-        + (f"{stats.object_size:.0f} px (square root of the box area)" if stats.object_size
-           else "unknown (no boxes)")
-        + (f", {stats.num_classes} categor{'y' if stats.num_classes == 1 else 'ies'}"
-           if stats.num_classes else "")
-    )
-
-    # Size.
+def _choose_sizes(choose: _Chooser, r: CfgNode, stats: DatasetStats) -> tuple[int, tuple, int]:
+    """Test size, training sizes, long-side caps; returns (size, training sides, MAX_SIZE_TRAIN)."""
     upper = min(stats.short_side, r.MAX_SIZE)
     wanted = stats.short_side * r.OBJECT_SIZE / stats.object_size if stats.object_size else upper
     size = choose("INPUT.MIN_SIZE_TEST", int(round(min(upper, max(r.MIN_SIZE, wanted)))))
-    recipe.lines.append(f"  size: short side {size} px (INPUT.MIN_SIZE_TEST): " + (
-        "yours" if "INPUT.MIN_SIZE_TEST" in user_keys
-        else _size_reason(stats, r, wanted, upper)))
+    choose.say(f"  size: short side {size} px (INPUT.MIN_SIZE_TEST): " + (
+        "yours" if choose.yours("INPUT.MIN_SIZE_TEST") else _size_reason(stats, r, wanted, upper)))
 
     sampling = choose("INPUT.MIN_SIZE_TRAIN_SAMPLING", "choice")
-    if "multi_scale" in augmentations:
-        sides = sorted({int(round(size * scale)) for scale in r.SCALES})
-        sides = (sides[0], sides[-1]) if sampling == "range" else tuple(sides)
-    else:
-        sides = (size,)
+    sides = (size,)
+    if "multi_scale" in r.AUGMENTATIONS:
+        scaled = sorted({int(round(size * scale)) for scale in r.SCALES})
+        sides = (scaled[0], scaled[-1]) if sampling == "range" else tuple(scaled)
     sides = tuple(choose("INPUT.MIN_SIZE_TRAIN", sides))
     max_train = choose("INPUT.MAX_SIZE_TRAIN", int(math.ceil(max(sides) * stats.aspect)))
     max_test = choose("INPUT.MAX_SIZE_TEST", int(math.ceil(size * stats.aspect)))
-    if "INPUT.MIN_SIZE_TRAIN" in user_keys:
+    if choose.yours("INPUT.MIN_SIZE_TRAIN"):
         origin = "yours"
     else:
         origin = "multi_scale: the size x RECIPE.SCALES" if len(sides) > 1 else "the size"
-    recipe.lines.append(
+    choose.say(
         f"  training sizes: short side {_sides_text(sides, sampling)} (INPUT.MIN_SIZE_TRAIN, "
         f"{origin}); long side at most {max_train} px in training, {max_test} px in testing "
-        f"(INPUT.MAX_SIZE_TRAIN / TEST, median aspect ratio {stats.aspect:.2f})"
-    )
+        f"(INPUT.MAX_SIZE_TRAIN / TEST, median aspect ratio {stats.aspect:.2f})")
+    return size, sides, max_train
 
-    # Flips and colour jitter.
-    flip = choose("INPUT.RANDOM_FLIP", "horizontal" if "horizontal_flip" in augmentations else "none")
-    extra = choose("INPUT.EXTRA_AUGMENTATIONS",
-                   [name for name in ("vertical_flip", "color_jitter") if name in augmentations])
-    used = (["horizontal_flip"] if flip == "horizontal" else []) + (
-        ["vertical_flip"] if flip == "vertical" else []) + list(extra) + (
-        ["multi_scale"] if len(sides) > 1 else [])
+
+def _choose_augmentations(choose: _Chooser, cfg: CfgNode, multi_scale: bool) -> None:
+    wanted = cfg.RECIPE.AUGMENTATIONS
+    flip = choose("INPUT.RANDOM_FLIP", "horizontal" if "horizontal_flip" in wanted else "none")
+    extra = list(choose("INPUT.EXTRA_AUGMENTATIONS",
+                        [name for name in ("vertical_flip", "color_jitter") if name in wanted]))
+    used = [f"{flip}_flip"] * (flip != "none") + extra + ["multi_scale"] * multi_scale
     jitter = (f"; colour factors in 1 +- {cfg.INPUT.COLOR_JITTER:g}, INPUT.COLOR_JITTER"
               if "color_jitter" in extra else "")
-    recipe.lines.append(f"  augmentations: {', '.join(used) or 'none'} (RECIPE.AUGMENTATIONS{jitter})")
+    choose.say(f"  augmentations: {', '.join(used) or 'none'} (RECIPE.AUGMENTATIONS{jitter})")
 
-    # Schedule.
-    config_batch, config_iter = base.SOLVER.IMS_PER_BATCH, base.SOLVER.MAX_ITER
+
+def _choose_schedule(
+    choose: _Chooser, r: CfgNode, base: CfgNode, stats: DatasetStats, pixels: float
+) -> None:
+    """Batch, lr, iterations (``pixels``: mean training pixels per image), steps, warm-up."""
+    config_batch, config_iter = base.SOLVER.IMS_PER_BATCH, max(1, base.SOLVER.MAX_ITER)
     batch = choose("SOLVER.IMS_PER_BATCH", int(r.IMS_PER_BATCH))
     lr = choose("SOLVER.BASE_LR", base.SOLVER.BASE_LR * batch / config_batch)
-    pixels = float(np.mean([side * min(side * stats.aspect, max_train) for side in sides]))
     epoch_iters = int(math.ceil(r.EPOCHS * stats.num_images / batch))
     budget_iters = max(1, int(r.BUDGET_MEGAPIXELS * 1e6 // (batch * pixels)))
     max_iter = choose("SOLVER.MAX_ITER", min(epoch_iters, budget_iters))
@@ -196,7 +220,7 @@ def choose_recipe(
     steps = choose("SOLVER.STEPS", tuple(sorted(
         {min(max(1, round(s * scale)), max_iter - 1) for s in base.SOLVER.STEPS} - {0})))
     warmup = choose("SOLVER.WARMUP_ITERS", int(round(base.SOLVER.WARMUP_ITERS * scale)))
-    if "SOLVER.MAX_ITER" in user_keys:
+    if choose.yours("SOLVER.MAX_ITER"):
         why = "yours"
     elif epoch_iters <= budget_iters:
         why = f"RECIPE.EPOCHS {r.EPOCHS:g}, within the budget ({budget_iters} iterations)"
@@ -204,28 +228,12 @@ def choose_recipe(
         why = (f"the CPU budget RECIPE.BUDGET_MEGAPIXELS {r.BUDGET_MEGAPIXELS:g} at "
                f"{pixels / 1e6:.3f} megapixels per image; RECIPE.EPOCHS {r.EPOCHS:g} would take "
                f"{epoch_iters}")
-    lr_why = ("yours" if "SOLVER.BASE_LR" in user_keys
+    lr_why = ("yours" if choose.yours("SOLVER.BASE_LR")
               else f"{base.SOLVER.BASE_LR:g} x {batch} / {config_batch}, linear scaling")
-    recipe.lines.append(
+    choose.say(
         f"  schedule: {max_iter} iterations of {batch} images (SOLVER.MAX_ITER, IMS_PER_BATCH) = "
         f"{max_iter * batch / stats.num_images:.1f} epochs: {why}; lr {lr:g} (SOLVER.BASE_LR: "
-        f"{lr_why}), steps {tuple(steps)}, warm-up {warmup} (the config's fractions of MAX_ITER)"
-    )
-
-    if stats.num_classes:
-        classes = choose(CLASS_KEY, stats.num_classes)
-        recipe.lines.append(
-            f"  classes: {classes} (MODEL.FCOS.NUM_CLASSES, "
-            + ("yours)" if CLASS_KEY in user_keys else "the training set's categories)"))
-    if recipe.kept:
-        recipe.lines.append("  kept as you set them: " + ", ".join(
-            f"{key} {value}" for key, value in recipe.kept.items()))
-    if stats.object_size and stats.object_size * size / stats.short_side < 8:
-        recipe.lines.append(
-            f"  warning: the median object is {stats.object_size * size / stats.short_side:.1f} px "
-            "at this size, below the finest stride (8 px): raise INPUT.MIN_SIZE_TEST / "
-            "MIN_SIZE_TRAIN (or RECIPE.MAX_SIZE), or cut the images into tiles")
-    return recipe
+        f"{lr_why}), steps {tuple(steps)}, warm-up {warmup} (the config's fractions of MAX_ITER)")
 
 
 def apply_recipe(
