@@ -10,6 +10,7 @@ import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
+from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_lada_config
@@ -72,7 +73,7 @@ def user_set_keys(config_file: str, opts: Iterable[str]) -> set[str]:
     opts = list(opts)
     keys = set(opts[0::2])
     if config_file:
-        with open(config_file) as f:
+        with PathManager.open(config_file) as f:  # as CfgNode.merge_from_file
             keys |= set(_flat_keys(yaml.safe_load(f) or {}))
     keys.discard("_BASE_")
     return keys
