@@ -18,6 +18,8 @@ def add_lada_config(cfg: CN) -> CN:
     _add_data_config(cfg)
     _add_checkpoint_config(cfg)
     _add_solver_config(cfg)
+    _add_input_config(cfg)
+    _add_recipe_config(cfg)
     return cfg
 
 
@@ -261,3 +263,43 @@ def _add_solver_config(cfg: CN) -> None:
     # that supports it: lada's AutocastTrainer, no scaling needed) or "auto" = float16
     # on CUDA and bfloat16 on the CPU. Matching and losses always run in float32.
     cfg.SOLVER.AMP.PRECISION = "auto"
+
+
+def _add_input_config(cfg: CN) -> None:
+    # Training augmentations added after detectron2's (ResizeShortestEdge over
+    # INPUT.MIN_SIZE_TRAIN, then INPUT.RANDOM_FLIP), from detectron2.data.transforms:
+    # "vertical_flip" (RandomFlip(vertical=True), p = 0.5) and "color_jitter"
+    # (RandomBrightness, RandomContrast, RandomSaturation). Empty: detectron2's only.
+    cfg.INPUT.EXTRA_AUGMENTATIONS = []
+    # Strength x of "color_jitter": each factor is drawn uniformly from [1 - x, 1 + x].
+    cfg.INPUT.COLOR_JITTER = 0.2
+
+
+def _add_recipe_config(cfg: CN) -> None:
+    # The own-data recipe (lada/data/recipe.py, README "Train on your own data"): at start-up
+    # it reads the training datasets and sets the INPUT size and augmentation keys, the
+    # SOLVER schedule and MODEL.FCOS.NUM_CLASSES from them, except the keys you set
+    # yourself (on the command line or in a config file of your own); what it chose and
+    # why is logged. configs/quick/own_data.yaml turns it on.
+    cfg.RECIPE = CN()
+    cfg.RECIPE.ENABLED = False
+    # Input size: the short side that keeps the median object (square root of its box
+    # area) at OBJECT_SIZE px, never above the training images' median short side (no
+    # upsampling) nor MAX_SIZE (CPU speed), never below MIN_SIZE (unless the images are
+    # smaller). 32 px = 4 strides of P3, the finest level.
+    cfg.RECIPE.OBJECT_SIZE = 32
+    cfg.RECIPE.MIN_SIZE = 128
+    cfg.RECIPE.MAX_SIZE = 512
+    # Augmentations to use, any of "horizontal_flip" (INPUT.RANDOM_FLIP horizontal),
+    # "vertical_flip", "color_jitter" (INPUT.EXTRA_AUGMENTATIONS) and "multi_scale"
+    # (INPUT.MIN_SIZE_TRAIN = the size times each of SCALES, one drawn per image).
+    cfg.RECIPE.AUGMENTATIONS = ["horizontal_flip", "vertical_flip", "color_jitter", "multi_scale"]
+    cfg.RECIPE.SCALES = (0.8, 0.9, 1.0, 1.1, 1.2)
+    # Schedule: images per iteration (BASE_LR scaled linearly from the config's batch)
+    # and the iterations for EPOCHS passes over the training images, at most what
+    # BUDGET_MEGAPIXELS of training images (at the chosen sizes) allow. 184 megapixels is
+    # what a quick config trains on (700 x 16 images of 128 x 128 px): about 4 minutes on
+    # 2 idle CPU cores. STEPS and WARMUP_ITERS keep the config's fractions of MAX_ITER.
+    cfg.RECIPE.IMS_PER_BATCH = 8
+    cfg.RECIPE.EPOCHS = 100
+    cfg.RECIPE.BUDGET_MEGAPIXELS = 184.0

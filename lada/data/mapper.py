@@ -9,6 +9,7 @@ from detectron2.config import CfgNode, configurable
 from detectron2.data import DatasetMapper, MetadataCatalog
 from PIL import Image
 
+from .augmentations import build_extra_augmentations
 from .errors import ImageReadError
 
 __all__ = ["IMAGE_READ_POLICIES", "ReadCheckedDatasetMapper"]
@@ -22,9 +23,11 @@ _READ_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
 
 
 class ReadCheckedDatasetMapper(DatasetMapper):
-    """``DatasetMapper`` (same augmentations and outputs) that turns an unreadable image
-    into an :class:`ImageReadError` naming the file and its dataset, instead of PIL's
-    message without a file name (e.g. "image file is truncated") at some iteration.
+    """``DatasetMapper`` (same outputs; in training, detectron2's augmentations followed by
+    those of ``INPUT.EXTRA_AUGMENTATIONS``, see :mod:`lada.data.augmentations`) that turns
+    an unreadable image into an :class:`ImageReadError` naming the file and its dataset,
+    instead of PIL's message without a file name (e.g. "image file is truncated") at some
+    iteration.
 
     With ``skip_unreadable`` (``DATASETS.IMAGE_READ_POLICY skip_with_warning``), a training
     mapper logs that message and returns None: detectron2's ``MapDataset`` then maps
@@ -61,6 +64,8 @@ class ReadCheckedDatasetMapper(DatasetMapper):
                 f"DATASETS.IMAGE_READ_POLICY must be one of {IMAGE_READ_POLICIES}, got '{policy}'"
             )
         ret = super().from_config(cfg, is_train)
+        if is_train:
+            ret["augmentations"] = list(ret["augmentations"]) + build_extra_augmentations(cfg)
         if dataset_names is None:
             dataset_names = cfg.DATASETS.TRAIN if is_train else cfg.DATASETS.TEST
         ret["dataset_names"] = tuple(dataset_names)

@@ -4,6 +4,13 @@
   types only) unless ``trust_pickle``; ``.pth`` files are read by ``torch.load``, whose
   weights-only default (torch >= 2.6) refuses anything but tensors and plain types. Any
   failure is a :class:`CheckpointError` naming the file and what is wrong with it.
+* Class head: a checkpoint whose class count differs from the model's (e.g. the
+  embedded-data checkpoint of ``make demo``, 5 classes, as ``MODEL.WEIGHTS`` of a 1-class
+  dataset) loads everything but the class head; detectron2 skips the mismatched
+  ``cls_score`` weight and bias with a generic warning, and a log line says the class head
+  was re-initialised, from how many to how many classes. The skipped parameters keep the
+  model's initialisation (weights N(0, 0.01), bias the prior ``-log((1 - p) / p)``,
+  ``MODEL.FCOS.PRIOR_PROB``).
 * Saving: every file the checkpointer writes (``model_*.pth``, ``last_checkpoint``) is
   written to a temporary ``.<name>.<pid>.<random>.partial`` beside it and renamed over the
   final name once complete (POSIX rename is atomic), so a kill never leaves a truncated
@@ -28,6 +35,7 @@ from .safe_pickle import UnsafePickleError, load_weights_pickle
 __all__ = ["CheckpointError", "LadaCheckpointer"]
 
 PARTIAL_SUFFIX = ".partial"
+CLASS_HEAD = "cls_score"  # name of the class-logit conv of the FCOS-style heads
 
 
 class CheckpointError(RuntimeError):
@@ -59,6 +67,23 @@ class LadaCheckpointer(DetectionCheckpointer):
                     f"run?): {', '.join(unfinished)}; delete them to free the space"
                 )
         return super().resume_or_load(path, resume=resume)
+
+    def _load_model(self, checkpoint: dict[str, Any]):
+        incompatible = super()._load_model(checkpoint)
+        heads = {
+            key: (shape_checkpoint, shape_model)
+            for key, shape_checkpoint, shape_model in incompatible.incorrect_shapes
+            if key.split(".")[-2:] == [CLASS_HEAD, "bias"]
+        }
+        for key, (shape_checkpoint, shape_model) in heads.items():
+            module = key[: -len(".bias")]
+            self.logger.info(
+                f"class head re-initialised: {module} predicts {shape_checkpoint[0]} classes in "
+                f"the checkpoint and {shape_model[0]} in the model (MODEL.FCOS.NUM_CLASSES); its "
+                "weight and bias keep their initialisation (bias from MODEL.FCOS.PRIOR_PROB), "
+                "every other matching parameter is loaded"
+            )
+        return incompatible
 
     def _load_file(self, filename: str) -> dict[str, Any]:
         if filename.endswith(".pkl") and not self.trust_pickle:

@@ -225,3 +225,41 @@ def test_resume_ignores_and_reports_unfinished_writes(model, tmp_path):
     assert leftover.exists()  # not deleted: another process might be writing it
     assert "model_0000001.pth" in checkpointer.get_all_checkpoint_files()[0]
     assert len(checkpointer.get_all_checkpoint_files()) == 1
+
+
+def test_checkpoint_of_another_class_count_reinitialises_the_class_head(tmp_path, caplog):
+    """The embedded-data checkpoint (5 classes) as MODEL.WEIGHTS of a 1-class model: all
+    but the class head loads; the head keeps its initialisation, with the focal-loss
+    prior bias -log((1 - 0.01) / 0.01) (RetinaNet section 4.1), and a line says so."""
+    source = build_model(small_cfg())
+    with torch.no_grad():
+        for parameter in source.parameters():
+            parameter.add_(1.0)  # every saved value differs from a fresh model's
+    DetectionCheckpointer(source, save_dir=str(tmp_path)).save("five_classes")
+
+    torch.manual_seed(1)
+    target = build_model(small_cfg(**{"MODEL.FCOS.NUM_CLASSES": "1"}))
+    fresh_weight = target.head.cls_score.weight.detach().clone()
+    with caplog.at_level(logging.INFO, logger="fvcore.common.checkpoint"):
+        LadaCheckpointer(target).load(str(tmp_path / "five_classes.pth"))
+
+    lines = [r.getMessage() for r in caplog.records if "class head re-initialised" in r.getMessage()]
+    assert lines == [
+        "class head re-initialised: head.cls_score predicts 5 classes in the checkpoint and 1 "
+        "in the model (MODEL.FCOS.NUM_CLASSES); its weight and bias keep their initialisation "
+        "(bias from MODEL.FCOS.PRIOR_PROB), every other matching parameter is loaded"
+    ]
+    assert target.head.cls_score.weight.shape == (1, 64, 3, 3)
+    torch.testing.assert_close(target.head.cls_score.weight, fresh_weight, rtol=0, atol=0)
+    torch.testing.assert_close(target.head.cls_score.bias, torch.tensor([-4.59511985]))
+    saved = source.state_dict()
+    for name, value in target.state_dict().items():
+        if not name.startswith("head.cls_score."):
+            torch.testing.assert_close(value, saved[name], rtol=0, atol=0, msg=name)
+
+
+def test_checkpoint_of_the_same_class_count_logs_no_reinitialisation(model, tmp_path, caplog):
+    DetectionCheckpointer(model, save_dir=str(tmp_path)).save("same")
+    with caplog.at_level(logging.INFO, logger="fvcore.common.checkpoint"):
+        LadaCheckpointer(model).load(str(tmp_path / "same.pth"))
+    assert not any("re-initialised" in r.getMessage() for r in caplog.records)
