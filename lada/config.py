@@ -18,6 +18,7 @@ def add_lada_config(cfg: CN) -> CN:
     _add_data_config(cfg)
     _add_checkpoint_config(cfg)
     _add_solver_config(cfg)
+    _add_test_config(cfg)
     return cfg
 
 
@@ -212,3 +213,11 @@ def _add_solver_config(cfg: CN) -> None:
     # that supports it: lada's AutocastTrainer, no scaling needed) or "auto" = float16
     # on CUDA and bfloat16 on the CPU. Matching and losses always run in float32.
     cfg.SOLVER.AMP.PRECISION = "auto"
+
+
+def _add_test_config(cfg: CN) -> None:
+    # Slender-object AP (LADA Table 4, by aspect ratio instead of hand-picked classes):
+    # edges of the bands of GT aspect ratio (long side / short side) in which the COCO
+    # box-AP table is computed beside the usual one, COCO's way (GT boxes of other bands
+    # ignored, not deleted). [3.0]: bands [1, 3) and [3, inf); [] turns it off.
+    cfg.TEST.ASPECT_RATIO_EDGES = [3.0]
