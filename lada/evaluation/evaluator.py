@@ -21,11 +21,15 @@ class SlenderCOCOEvaluator(COCOEvaluator):
     metrics.json and TensorBoard) and are logged as two tables. ``aspect_ratio_edges``
     ``[]`` gives plain ``COCOEvaluator`` results."""
 
-    def __init__(self, dataset_name: str, *, aspect_ratio_edges: Sequence[float] = (3.0,), **kwargs):
+    def __init__(
+        self, dataset_name: str, *, aspect_ratio_edges: Sequence[float] = (3.0,), **kwargs
+    ):
         super().__init__(dataset_name, **kwargs)
         self._bands = aspect_ratio_bands(aspect_ratio_edges)
 
-    def _derive_coco_results(self, coco_eval, iou_type: str, class_names: Optional[Sequence[str]] = None):
+    def _derive_coco_results(
+        self, coco_eval, iou_type: str, class_names: Optional[Sequence[str]] = None
+    ):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
         if iou_type != "bbox" or not self._bands:
             return results
@@ -43,7 +47,9 @@ class SlenderCOCOEvaluator(COCOEvaluator):
         return results
 
     def _log_tables(self, band_results, class_names: Optional[Sequence[str]]) -> None:
-        rows = [[b.label] + [band_results[f"{m}@{b.label}"] for m in BAND_METRICS] for b in self._bands]
+        rows = [
+            [b.label] + [band_results[f"{m}@{b.label}"] for m in BAND_METRICS] for b in self._bands
+        ]
         logger.info(
             "Evaluation results for bbox by aspect ratio (long / short side; GT boxes of "
             "other bands ignored):\n"

@@ -71,7 +71,9 @@ class AspectRatioBand:
         return f"{self.low:g}<=ar<{self.high:g}"
 
 
-def aspect_ratio_bands(edges: Sequence[float], key: str = "TEST.ASPECT_RATIO_EDGES") -> List[AspectRatioBand]:
+def aspect_ratio_bands(
+    edges: Sequence[float], key: str = "TEST.ASPECT_RATIO_EDGES"
+) -> List[AspectRatioBand]:
     """Bands ``[1, e1), [e1, e2), ..., [ek, inf)`` from edges ``e1 < ... < ek``; no edge,
     no band (the option is off). Raises ValueError naming ``key`` on edges that are not
     finite, not above 1 (every ratio is >= 1) or not strictly increasing."""
