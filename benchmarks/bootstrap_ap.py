@@ -12,6 +12,7 @@ per-image results of the drawn images, so a sample costs a fraction of an evalua
         atss=output/quick/atss/inference/synthetic_val/coco_instances_results.json \
         paa=output/quick/paa/inference/synthetic_val/coco_instances_results.json
 
+``--band 3 inf`` restricts the AP to the slender boxes (README, "Slender-object AP").
 Prints each detector's AP with its bootstrap standard deviation and, for each pair, the
 difference with its standard deviation and the share of samples where it changes sign.
 This is the evaluation's sampling noise only; another training seed adds its own.
@@ -22,17 +23,21 @@ import argparse
 import contextlib
 import io
 import itertools
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from lada.evaluation import AspectRatioBand, AspectRatioCOCOeval
 
-def matched_eval(gt: COCO, detections: str) -> COCOeval:
-    """COCOeval after ``evaluate`` (per-image matching) on all images of ``gt``."""
+
+def matched_eval(gt: COCO, detections: str, band: Optional[AspectRatioBand] = None) -> COCOeval:
+    """COCOeval after ``evaluate`` (per-image matching) on all images of ``gt``; with
+    ``band``, the slender-object evaluation of that aspect-ratio band."""
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_eval = COCOeval(gt, gt.loadRes(detections), "bbox")
+        dt = gt.loadRes(detections)
+        coco_eval = COCOeval(gt, dt, "bbox") if band is None else AspectRatioCOCOeval(gt, dt, band)
         coco_eval.evaluate()
     return coco_eval
 
@@ -62,13 +67,16 @@ def main() -> None:
     parser.add_argument("detections", nargs="+", help="NAME=coco_instances_results.json")
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--band", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                        help="AP of the aspect-ratio band [LOW, HIGH) only (HIGH may be inf)")
     args = parser.parse_args()
+    band = AspectRatioBand(*args.band) if args.band else None
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(args.ground_truth)
     evals = {}
     for item in args.detections:
         name, path = item.split("=", 1)
-        evals[name] = matched_eval(gt, path)
+        evals[name] = matched_eval(gt, path, band)
     num_images = len(gt.getImgIds())
     full = {name: resampled_ap(e, np.arange(num_images)) for name, e in evals.items()}
     rng = np.random.default_rng(args.seed)
@@ -77,7 +85,8 @@ def main() -> None:
         draw = rng.integers(0, num_images, num_images)
         for name, e in evals.items():
             samples[name].append(resampled_ap(e, draw))
-    print(f"{num_images} images, {args.samples} paired bootstrap samples")
+    what = f"band {band.label}" if band else "all boxes"
+    print(f"{num_images} images, {args.samples} paired bootstrap samples, AP of {what}")
     for name in evals:
         print(f"{name}: AP {full[name]:.2f} (bootstrap std {np.std(samples[name], ddof=1):.2f})")
     for a, b in itertools.combinations(evals, 2):
