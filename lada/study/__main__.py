@@ -95,14 +95,20 @@ def main(argv: Sequence[str] | None = None) -> Path:
         if run in done:
             continue
         progress.set_description(f"{run.name} seed {run.seed}")
-        def show(iteration: int, run: StudyRun = run) -> None:
-            progress.set_postfix_str(f"iter {min(iteration, run.max_iter)}/{run.max_iter}")
-
-        run_study_run(run, args.python, show)
+        run_study_run(run, args.python, _show_iteration(progress, run))
         progress.update(1)
         write_reports(runs, output, command, opts)
     progress.close()
     return write_reports(runs, output, command, opts)
+
+
+def _show_iteration(progress: tqdm, run: StudyRun):
+    """Callback of run_study_run: the run's iteration beside the progress bar."""
+
+    def show(iteration: int) -> None:
+        progress.set_postfix_str(f"iter {min(iteration, run.max_iter)}/{run.max_iter}")
+
+    return show
 
 
 def write_reports(
