@@ -20,6 +20,7 @@ def add_lada_config(cfg: CN) -> CN:
     _add_solver_config(cfg)
     _add_input_config(cfg)
     _add_recipe_config(cfg)
+    _add_test_config(cfg)
     return cfg
 
 
@@ -303,3 +304,11 @@ def _add_recipe_config(cfg: CN) -> None:
     cfg.RECIPE.IMS_PER_BATCH = 8
     cfg.RECIPE.EPOCHS = 100
     cfg.RECIPE.BUDGET_MEGAPIXELS = 184.0
+
+
+def _add_test_config(cfg: CN) -> None:
+    # Slender-object AP (LADA Table 4, by aspect ratio instead of hand-picked classes):
+    # edges of the bands of GT aspect ratio (long side / short side) in which the COCO
+    # box-AP table is computed beside the usual one, COCO's way (GT boxes of other bands
+    # ignored, not deleted). [3.0]: bands [1, 3) and [3, inf); [] turns it off.
+    cfg.TEST.ASPECT_RATIO_EDGES = [3.0]

@@ -9,10 +9,10 @@ from typing import Any, Dict
 import torch
 from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer, TrainerBase
-from detectron2.evaluation import COCOEvaluator
 
 from ..compat import HAS_COMPILED_OPS
 from ..data import ReadCheckedDatasetMapper
+from ..evaluation import SlenderCOCOEvaluator, aspect_ratio_bands
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import LadaCheckpointer
 
@@ -26,8 +26,9 @@ class Trainer(DefaultTrainer):
       that a bad evaluation set stops the run before training rather than after it;
     * maps images with :class:`ReadCheckedDatasetMapper` (read errors name the file);
     * checkpoints with :class:`LadaCheckpointer` (safe loading, atomic saving);
-    * evaluates with ``COCOEvaluator`` (box AP); its compiled fast path is used only when
-      detectron2 has its C++ extension, plain pycocotools otherwise;
+    * evaluates with ``COCOEvaluator`` (box AP; its compiled fast path is used only when
+      detectron2 has its C++ extension, plain pycocotools otherwise), plus the AP per
+      aspect-ratio band of ``TEST.ASPECT_RATIO_EDGES`` (:class:`SlenderCOCOEvaluator`);
     * with ``SOLVER.AMP.ENABLED`` (see :mod:`lada.engine.amp`) steps with detectron2's
       ``AMPTrainer`` in float16 (CUDA) and with :class:`AutocastTrainer` in bfloat16;
     * checkpoints the optimizer and the grad scaler of its step, as upstream detectron2
@@ -36,6 +37,7 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg):
         dtype = amp_dtype(cfg)  # refuses a precision the device does not allow
+        aspect_ratio_bands(cfg.TEST.ASPECT_RATIO_EDGES)  # bad edges stop before training
         with warnings.catch_warnings():
             if dtype == torch.bfloat16:
                 # DefaultTrainer builds detectron2's AMPTrainer (replaced below), whose
@@ -83,6 +85,7 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str, output_folder: str | None = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(
-            dataset_name, tasks=("bbox",), output_dir=output_folder, use_fast_impl=HAS_COMPILED_OPS
+        return SlenderCOCOEvaluator(
+            dataset_name, tasks=("bbox",), output_dir=output_folder,
+            use_fast_impl=HAS_COMPILED_OPS, aspect_ratio_edges=cfg.TEST.ASPECT_RATIO_EDGES,
         )

@@ -48,10 +48,17 @@ def test_train_then_eval_only_reproduces_then_resume_continues(tiny, tmp_path):
     assert "Evaluation results for bbox" in log
     trained = _detections(out)
     assert len(trained) > 0
+    # slender-object AP beside the usual table: log, metrics.json, TensorBoard
+    assert "Evaluation results for bbox by aspect ratio" in log
+    last = json.loads((out / "metrics.json").read_text().splitlines()[-1])
+    assert {"bbox/AP", "bbox/AP@ar<3", "bbox/AP@ar>=3", "bbox/AP-bar@ar>=3"} <= set(last)
+    events = b"".join(p.read_bytes() for p in out.glob("events.out.tfevents.*"))
+    assert b"bbox/AP@ar>=3" in events
 
     eval_dir = tmp_path / "eval"
-    _train_net(tiny, eval_dir, "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"))
+    log = _train_net(tiny, eval_dir, "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"))
     assert _detections(eval_dir) == trained
+    assert "Evaluation results for bbox by aspect ratio" in log
 
     checkpoint = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["iteration"] == 3

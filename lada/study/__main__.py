@@ -1,0 +1,166 @@
+"""``python -m lada.study``: train configs for several seeds on one schedule, through
+``train_net.py``, and compare them (README, "Comparison study").
+
+    python -m lada.study                                  # every configs/quick/*.yaml, seeds 0 1 2
+    python -m lada.study --configs configs/quick/paa.yaml configs/quick/atss.yaml
+    python -m lada.study SOLVER.MAX_ITER 1400 SOLVER.STEPS "(1100, 1300)"   # for every run
+    python -m lada.study --quick --output-dir /tmp/smoke  # smoke test: tiny data and schedule
+
+Writes ``<output-dir>/<config>/seed<s>/`` (each a train_net.py OUTPUT_DIR), and after each
+run ``study.md`` (mean ± std table, pairwise Welch t-tests), ``study.png`` (bar chart with
+error bars) and ``study.json`` (every run's metrics). Run it again to resume.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+from tqdm import tqdm
+
+from ..data.synthetic import SyntheticSpec, generate
+from .report import bar_chart, markdown_report, summarize, table_metrics
+from .runs import StudyRun, plan_runs, run_study_run
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK_CONFIGS = REPO / "configs" / "quick"
+#: --quick: a tiny synthetic dataset and schedule, to check the whole path in seconds per
+#: run; the numbers mean nothing (score threshold 0 so that an untrained model detects).
+QUICK_DATA = SyntheticSpec(num_train=8, num_val=4)
+QUICK_OPTS = (
+    "DATASETS.REGISTER_COCO", "[]",
+    "DATASETS.TRAIN", "('study_quick_train',)",
+    "DATASETS.TEST", "('study_quick_val',)",
+    "DATALOADER.NUM_WORKERS", "0",
+    "SOLVER.IMS_PER_BATCH", "2",
+    "SOLVER.MAX_ITER", "3",
+    "SOLVER.STEPS", "(2,)",
+    "SOLVER.WARMUP_ITERS", "1",
+    "SOLVER.CHECKPOINT_PERIOD", "1000",
+    "MODEL.FCOS.SCORE_THRESH_TEST", "0.0",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lada.study", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--configs", nargs="+", type=Path, default=None,
+                        help="config files (default: every configs/quick/*.yaml but Base-*)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="detectron2 SEED of each run (default: 0 1 2; --quick: 0 1)")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="default: output/study (--quick: output/study_quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: tiny synthetic dataset, 3 iterations of 2 images")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter that runs train_net.py (default: this one)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE config overrides applied to every run (the schedule)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    """Runs the study; returns the path of its markdown report."""
+    args = build_parser().parse_args(argv)
+    configs = args.configs or sorted(
+        p for p in QUICK_CONFIGS.glob("*.yaml") if not p.name.startswith("Base-")
+    )
+    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
+    output = args.output_dir or Path("output/study_quick" if args.quick else "output/study")
+    dataset_args: List[str] = []
+    opts = list(args.opts)
+    if args.quick:
+        data = generate(output / "data", QUICK_DATA)
+        dataset_args = [
+            "--dataset", "study_quick_train", str(data["train"]), str(data["train_images"]),
+            "--dataset", "study_quick_val", str(data["val"]), str(data["val_images"]),
+        ]
+        opts = [*QUICK_OPTS, *opts]
+    runs = plan_runs(configs, seeds, output, dataset_args, opts)
+    done = {run for run in runs if run.is_done()}  # is_done refuses changed settings
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m lada.study " + " ".join(shlex.quote(a) for a in argv)
+    print(f"{len(runs)} runs ({len(configs)} configs x {len(seeds)} seeds), "
+          f"{len(done)} already done; output in {output}", flush=True)
+    progress = tqdm(total=len(runs), initial=len(done), unit="run", dynamic_ncols=True)
+    for run in runs:
+        if run in done:
+            continue
+        progress.set_description(f"{run.name} seed {run.seed}")
+        run_study_run(run, args.python, _show_iteration(progress, run))
+        progress.update(1)
+        write_reports(runs, output, command, opts)
+    progress.close()
+    return write_reports(runs, output, command, opts)
+
+
+def _show_iteration(progress: tqdm, run: StudyRun):
+    """Callback of run_study_run: the run's iteration beside the progress bar."""
+
+    def show(iteration: int) -> None:
+        progress.set_postfix_str(f"iter {min(iteration, run.max_iter)}/{run.max_iter}")
+
+    return show
+
+
+def write_reports(
+    runs: Sequence[StudyRun], output: Path, command: str, opts: Sequence[str]
+) -> Path:
+    """study.json, study.md and study.png from the runs done so far."""
+    records = []
+    for run in runs:
+        record = run.load_record()
+        if record and record.get("status") == "done":
+            records.append({"name": run.name, "seed": run.seed, **record})
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "study.json").write_text(json.dumps({"command": command, "runs": records}, indent=1))
+    if not records:
+        return output / "study.md"
+    summaries = summarize(records)
+    metrics = table_metrics(list(records[0]["metrics"]))
+    seeds = sorted({r["seed"] for r in records})
+    header = "\n".join([
+        f"Comparison study, {len(records)} of {len(runs)} runs done; seeds {seeds}; "
+        "mean ± sample standard deviation over seeds.",
+        "",
+        f"- command: `{command}`",
+        f"- schedule overrides for every run: `{' '.join(opts) or 'none (each config as it is)'}`",
+        f"- machine: {machine_description()}; load average at the start of the runs "
+        f"{min(r['load_average_at_start'] for r in records):.1f} to "
+        f"{max(r['load_average_at_start'] for r in records):.1f}; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        f"- finished: {max(r['finished'] for r in records)}; total train + eval wall time "
+        f"{sum(r['wall_seconds'] for r in records) / 3600:.2f} h",
+        "- `AP@<band>`: box AP on the GT boxes whose long / short side ratio lies in the band "
+        "(others ignored, COCO's way; `TEST.ASPECT_RATIO_EDGES`)",
+    ])
+    report = output / "study.md"
+    report.write_text(markdown_report(summaries, metrics, header))
+    bar_chart(summaries, metrics, output / "study.png",
+              f"mean ± std over seeds {seeds} ({len(records)} runs)")
+    return report
+
+
+def machine_description() -> str:
+    """CPU model and cores, torch version: what the study's times depend on."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+if __name__ == "__main__":
+    print(main())

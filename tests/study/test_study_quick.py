@@ -1,0 +1,76 @@
+"""``python -m lada.study --quick`` end to end: two configs x two seeds through
+train_net.py, the table's numbers against the runs' own metrics.json, the PNG, resuming
+and refusing a directory trained with other settings."""
+import json
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+
+from lada.study import StudyError
+from lada.study.__main__ import main as study_main
+
+CONFIGS = ["configs/quick/fcos.yaml", "configs/quick/paa.yaml"]
+
+
+def study(output_dir):
+    command = [sys.executable, "-m", "lada.study", "--quick", "--configs", *CONFIGS,
+               "--output-dir", str(output_dir)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def last_evaluation(run_dir):
+    lines = (run_dir / "metrics.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if "bbox/AP" in line][-1]
+
+
+def cell(values):
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def test_quick_study_table_chart_and_resume(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "study"
+    done = study(out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 runs (2 configs x 2 seeds), 0 already done" in done.stdout
+
+    table = (out / "study.md").read_text().splitlines()
+    header = next(line for line in table if line.startswith("| config |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:8] == ["config", "seeds", "AP", "AP50", "AP75", "APs", "APm", "APl"]
+    assert columns[8:] == ["AP@ar<3", "AP@ar>=3", "train min / run"]
+    for name in ("fcos", "paa"):
+        row = next(line for line in table if line.startswith(f"| `{name}` | 2 |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        runs = [last_evaluation(out / name / f"seed{seed}") for seed in (0, 1)]
+        for column in ("AP", "AP50", "AP@ar>=3"):
+            assert cells[columns.index(column)] == cell([r[f"bbox/{column}"] for r in runs])
+        assert cells[columns.index("APl")] == "n/a"  # no large object in the tiny data
+    assert any(line.startswith("AP@ar>=3: difference of the means") for line in table)
+    assert "- command: `python -m lada.study --quick" in "\n".join(table)
+
+    image = np.asarray(Image.open(out / "study.png").convert("RGB"))
+    # one bar group per metric defined for every run; the figure is 1.5 in per group + 2
+    # (at least 6) wide, 4 in high, at 100 dpi
+    runs = [last_evaluation(p) for p in sorted(out.glob("*/seed*"))]
+    groups = sum(all(np.isfinite(r[f"bbox/{c}"]) for r in runs) for c in columns[2:-1])
+    assert groups >= 3  # AP, AP50, AP75 at least
+    assert image.shape == (400, int(max(6, 1.5 * groups + 2) * 100), 3)
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # drawn, not blank
+    records = json.loads((out / "study.json").read_text())["runs"]
+    assert sorted((r["name"], r["seed"]) for r in records) == [
+        ("fcos", 0), ("fcos", 1), ("paa", 0), ("paa", 1)]
+
+    # Resuming and refusing run in this process (no training starts: no process to wait for).
+    stamps = {p: p.stat().st_mtime for p in out.glob("*/seed*/metrics.json")}
+    arguments = ["--quick", "--configs", *CONFIGS, "--output-dir", str(out)]
+    monkeypatch.chdir(REPO)
+    study_main(arguments)
+    assert "4 already done" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime for p in out.glob("*/seed*/metrics.json")} == stamps
+    with pytest.raises(StudyError, match="holds a run with other settings"):
+        study_main([*arguments, "SOLVER.MAX_ITER", "4"])
