@@ -10,11 +10,17 @@ from detectron2.config import configurable
 
 from ..contract import BACKGROUND, MatchInputs, MatchResult
 from ..registry import register_matcher
-from ..stages.divisions import assign_to_best_gt, scatter_candidates
+from ..stages.divisions import BestGT, assign_candidates_to_best_gt
 from ..stages.geometry import is_inside
 from ..stages.gmm import higher_component
-from ..stages.priors import center_sampling_prior, fcos_scale_prior, lowest_cost_per_level
-from ..stages.scores import anchor_losses
+from ..stages.pairs import WindowIndex, widen
+from ..stages.priors import (
+    fcos_size_ranges,
+    in_center_sampling_region,
+    in_fcos_size_range,
+    lowest_pairs_per_gt_and_level,
+)
+from ..stages.scores import anchor_losses_of_pairs
 
 __all__ = ["APSMatcher"]
 
@@ -109,60 +115,67 @@ class APSMatcher:
             return MatchResult(gt_index=gt_index)
         parts = [self._image_candidates(inputs, image) for image in images]
         if self.spatial:
-            index, valid, score = (torch.cat(p) for p in zip(*(part[2] for part in parts)))
+            index, valid, score = (torch.cat(p) for p in zip(*(part[1][:3] for part in parts)))
             positive = higher_component(score, valid, self.gmm_max_iter, self.gmm_tol)
             rows = [len(inputs.gt_boxes[i]) for i in images]
-            positives = [
-                scatter_candidates(i, p, inputs.num_points, fill=False)
-                for i, p in zip(index.split(rows), positive.split(rows))
-            ]
-        else:
-            positives = [part[1] for part in parts]
-        for image, (cost, _, _), positive in zip(images, parts, positives):
-            gt_index[image] = assign_to_best_gt(-cost, positive)
+            for image, part, chosen in zip(images, parts, positive.split(rows)):
+                index, _, _, cost = part[1]
+                gt_index[image] = assign_candidates_to_best_gt(
+                    index, -cost, chosen, inputs.num_points
+                )
+            return MatchResult(gt_index=gt_index)
+        for image, ((gt, point, cost), positive) in zip(images, parts):
+            best = BestGT(inputs.num_points, cost.dtype, cost.device)
+            best.add(gt[positive], point[positive], -cost[positive])
+            gt_index[image] = best.gt_index()
         return MatchResult(gt_index=gt_index)
 
     def _image_candidates(
         self, inputs: MatchInputs, image: int
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[torch.Tensor, ...]]:
-        """Steps 1-2 of one image with G >= 1 GT boxes. Returns the (G, R) cost
-        ``cls + reg`` (``inf`` where a point is not eligible), the (G, R) positives when
-        ``spatial`` is off (else None), and the spatial step's inputs (empty when off):
-        candidate indices (G, K), their validity (G, K) and scores S (G, K)."""
+    ) -> Tuple[Tuple[torch.Tensor, ...], ...]:
+        """Steps 1-2 of one image with G >= 1 GT boxes, on its P eligible (GT, point)
+        pairs (points inside the GT, found by ``WindowIndex``; with ``scale`` off, in the
+        level's FCOS size range too). Returns the pairs ``(gt, point, cost)`` (P,) with
+        cost ``cls + reg``, and either the spatial step's inputs (``spatial`` on):
+        candidate point indices (G, K), their validity (G, K), scores S (G, K) and costs
+        (G, K); or (``spatial`` off) the (P,) bool positive pairs."""
         points, strides = inputs.points, inputs.strides
         levels = inputs.num_points_per_level
         boxes = inputs.gt_boxes[image].float()
-        eligible = is_inside(points[None], boxes[:, None])  # (G, R)
-        if not self.scale:
-            eligible &= fcos_scale_prior(points, strides, levels, boxes)
-        gts, cols = eligible.nonzero(as_tuple=True)
-        cls, reg = anchor_losses(
-            inputs.pred_logits[image, cols].float(),
-            inputs.pred_boxes[image, cols].float(),
-            boxes[gts],
-            inputs.gt_classes[image][gts],
+        windows = widen(boxes[:, None].expand(-1, len(levels), -1))  # (G, L, 4)
+        lower, upper = fcos_size_ranges(strides, levels)
+        gts, cols = [], []
+        for gt, point in WindowIndex(points, levels).pairs(windows):
+            eligible = is_inside(points[point], boxes[gt])
+            if not self.scale:
+                eligible &= in_fcos_size_range(points[point], boxes[gt], lower[point], upper[point])
+            gts.append(gt[eligible])
+            cols.append(point[eligible])
+        gt = torch.cat(gts) if gts else points.new_zeros((0,), dtype=torch.long)
+        point = torch.cat(cols) if cols else torch.zeros_like(gt)
+        cls, reg = anchor_losses_of_pairs(
+            inputs.pred_logits[image], inputs.pred_boxes[image], point, boxes[gt],
+            inputs.gt_classes[image][gt],
         )
-        dense = [eligible.new_full(eligible.shape, float("inf"), dtype=cls.dtype) for _ in range(3)]
-        for values, target in zip((cls + reg, cls, reg), dense):
-            target[gts, cols] = values
-        cost, cls_cost, reg_cost = dense
-        index, valid = lowest_cost_per_level(cost, levels, self.topk)  # (G, K)
-        slot_level = _slot_levels(levels, self.topk, index.device)
+        cost = cls + reg
+        pair, valid = lowest_pairs_per_gt_and_level(gt, point, cost, len(boxes), levels, self.topk)
+        slot_level = _slot_levels(levels, self.topk, pair.device)
+        criterion = {"comb": cost, "cls": cls, "reg": reg}[self.scale_criterion]
         chosen = self._scale_assignment(
-            {"comb": cost, "cls": cls_cost, "reg": reg_cost}[self.scale_criterion].gather(1, index),
-            valid, slot_level, len(levels),
+            _at(criterion, pair), valid, slot_level, len(levels)
         )  # (G, L)
         if not self.spatial:
+            device = pair.device
             point_level = torch.repeat_interleave(
-                torch.arange(len(levels), device=index.device), torch.tensor(levels, device=index.device)
+                torch.arange(len(levels), device=device), torch.tensor(levels, device=device)
             )
-            positive = eligible & chosen[:, point_level] & center_sampling_prior(
-                points, strides, boxes, self.center_sampling_radius
+            positive = chosen[gt, point_level[point]] & in_center_sampling_region(
+                points[point], strides[point], boxes[gt], self.center_sampling_radius
             )
-            return cost, positive, ()
+            return (gt, point, cost), positive
         valid &= chosen[:, slot_level]
-        score = _spatial_score(cls_cost.gather(1, index), reg_cost.gather(1, index), valid)
-        return cost, None, (index, valid, score)
+        score = _spatial_score(_at(cls, pair), _at(reg, pair), valid)
+        return (gt, point, cost), (_at(point, pair), valid, score, _at(cost, pair))
 
     def _scale_assignment(
         self, criterion: torch.Tensor, valid: torch.Tensor, slot_level: torch.Tensor, num_levels: int
@@ -180,6 +193,12 @@ class APSMatcher:
         lowest = mean.topk(min(self.num_levels, num_levels), dim=1, largest=False)
         chosen = torch.zeros_like(has_candidates).scatter_(1, lowest.indices, True)
         return chosen & has_candidates
+
+
+def _at(values: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """Per-pair values (P,) at candidate slots (G, K) of pair indices; zeros when P = 0
+    (every slot is then invalid)."""
+    return values[pair] if len(values) else torch.zeros_like(pair, dtype=values.dtype)
 
 
 def _slot_levels(num_points_per_level: List[int], k: int, device: torch.device) -> torch.Tensor:

@@ -7,7 +7,7 @@ from detectron2.config import configurable
 from ..base import PerImageMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
-from ..stages.divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
+from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_threshold
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
 from ..stages.priors import topk_closest_per_level
 
@@ -49,8 +49,4 @@ class ATSSMatcher(PerImageMatcher):
         iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (G, K)
         positive = iou >= mean_plus_std_threshold(iou)
         positive &= is_inside(points[candidates], gt_boxes[:, None])
-        num_points = inputs.num_points
-        return assign_to_best_gt(
-            scatter_candidates(candidates, iou, num_points, fill=0.0),
-            scatter_candidates(candidates, positive, num_points, fill=False),
-        )
+        return assign_candidates_to_best_gt(candidates, iou, positive, inputs.num_points)

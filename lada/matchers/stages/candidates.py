@@ -61,7 +61,9 @@ def match_and_score_points(
     LADA Table 7)."""
     gt_boxes = inputs.gt_boxes[image].float()
     anchors = anchor_boxes(inputs.points, inputs.strides, anchor_scale)
-    point_gt = preliminary_iou_match(anchors, gt_boxes, prelim_iou_thresh)
+    point_gt = preliminary_iou_match(
+        anchors, gt_boxes, prelim_iou_thresh, inputs.num_points_per_level
+    )
     index = (point_gt >= 0).nonzero().squeeze(1)
     own_boxes = gt_boxes[point_gt[index]]
     cls, reg = anchor_losses(

@@ -21,6 +21,7 @@ from torch import Tensor
 __all__ = ["GaussianMixture1D", "fit_gmm_1d", "higher_component", "paa_separation"]
 
 _EPS = torch.finfo(torch.float64).eps
+_MIN_LOG_RESP = -300.0
 
 
 @dataclass
@@ -35,17 +36,20 @@ class GaussianMixture1D:
 
     def log_prob(self, values: Tensor) -> Tensor:
         """(B, K) values -> (B, K, 2) ``log(w_c N(x | mu_c, var_c))``."""
-        x = values.to(device=self.means.device, dtype=torch.float64)
-        return _weighted_log_prob(x, self.means, self.variances, self.weights)
+        return self._log_prob(values).transpose(1, 2)
 
     def predict(self, values: Tensor) -> Tensor:
         """(B, K) values -> (B, K) long index of the most probable component (ties -> 0)."""
-        log_prob = self.log_prob(values)
-        return (log_prob[..., 1] > log_prob[..., 0]).long()
+        return _most_probable(self._log_prob(values))
 
     def score_samples(self, values: Tensor) -> Tensor:
         """(B, K) values -> (B, K) mixture log-likelihood ``log sum_c w_c N(x | mu_c, var_c)``."""
-        return self.log_prob(values).logsumexp(dim=-1)
+        return _log_likelihood(self._log_prob(values))
+
+    def _log_prob(self, values: Tensor) -> Tensor:
+        """(B, K) values -> (B, 2, K) weighted component log-densities."""
+        x = values.to(device=self.means.device, dtype=torch.float64)
+        return _weighted_log_prob(x, self.means, self.variances, self.weights)
 
 
 @torch.no_grad()
@@ -59,33 +63,76 @@ def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 
     converged. A group whose valid values are all equal gets two identical components. A
     single valid value is fitted too (sklearn requires two). Parameters are float64 on the
     input's device. ``reg_covar`` must be > 0 so that no variance is 0.
+
+    Cost: EM runs on a working set holding only the groups still iterating, their valid
+    values moved first (stable) and the columns no group uses dropped; a group leaves it
+    when it converges, so the late iterations, which a few slow groups need, cost little.
+    One host synchronisation per iteration (to shrink the set), none per group.
     """
     _check_arguments(values, valid, max_iter, tol)
     if not reg_covar > 0:
         raise ValueError(f"reg_covar must be > 0, got {reg_covar}")
-    weight = valid.to(torch.float64)  # (B, K) 1 for valid entries, 0 for padding
     x = torch.where(valid, values.to(torch.float64), 0.0)
-    count = weight.sum(dim=1)
-    means, variances, weights = _initial_parameters(x, valid, count)
+    count = valid.sum(dim=1).to(torch.float64)
+    means, variances, weights = _initial_parameters(x, valid, count)  # (B, 2) each
     converged = count == 0
     num_iter = torch.zeros_like(count, dtype=torch.long)
-    previous_bound = torch.full_like(count, -math.inf)
+    rows = (~converged).nonzero().squeeze(1)  # the working set
+    if len(rows) == 0:
+        return GaussianMixture1D(means, variances, weights, num_iter, converged)
+    take = (~valid[rows]).to(torch.uint8).argsort(dim=1, stable=True)[:, : int(count.max())]
+    work = _WorkingSet(rows, x[rows].gather(1, take), valid[rows].gather(1, take), count[rows],
+                       (means[rows], variances[rows], weights[rows]))
     for _ in range(max_iter):
-        active = ~converged
-        if not bool(active.any()):  # one host sync per iteration: stop once all converged
-            break
-        log_prob = _weighted_log_prob(x, means, variances, weights)  # E-step
-        log_norm = log_prob.logsumexp(dim=-1)  # (B, K)
-        bound = (log_norm * weight).sum(dim=1) / count.clamp(min=1)  # mean log-likelihood
-        resp = (log_prob - log_norm[..., None]).exp() * weight[..., None]  # (B, K, 2)
-        new = _m_step(x, resp, reg_covar)
-        keep = active[:, None]
-        means, variances, weights = (torch.where(keep, n, o)
-                                     for n, o in zip(new, (means, variances, weights)))
-        num_iter += active.long()
-        converged = converged | (active & ((bound - previous_bound).abs() < tol))
-        previous_bound = bound
+        work.step(reg_covar, tol, num_iter)
+        still = int(work.active.sum())  # the iteration's one host synchronisation
+        if still < len(work.rows):  # drop finished groups
+            work.store(means, variances, weights, converged)
+            if still == 0:
+                break
+            work = work.subset(work.active)
+    work.store(means, variances, weights, converged)
     return GaussianMixture1D(means, variances, weights, num_iter, converged)
+
+
+class _WorkingSet:
+    """The groups EM still iterates: n rows of the batch, their values (n, K) with the
+    valid ones first and no all-padding column, and their parameters (n, 2).
+    ``active`` (n,) marks the groups not converged yet; the others keep their
+    parameters until :meth:`subset` drops them."""
+
+    def __init__(self, rows: Tensor, x: Tensor, valid: Tensor, count: Tensor,
+                 params: tuple[Tensor, Tensor, Tensor], previous_bound: Tensor | None = None,
+                 active: Tensor | None = None):
+        self.rows, self.x, self.valid, self.count, self.params = rows, x, valid, count, params
+        self.weight = valid.to(torch.float64)[:, None]  # (n, 1, K) 1 valid, 0 padding
+        self.previous_bound = (torch.full_like(count, -math.inf)
+                               if previous_bound is None else previous_bound)
+        self.active = torch.ones_like(valid[:, 0]) if active is None else active
+
+    def step(self, reg_covar: float, tol: float, num_iter: Tensor) -> None:
+        """One EM iteration of the active groups; a group converges when its E-step bound
+        changed by less than ``tol`` (sklearn's test), keeping the M-step's parameters."""
+        bound, new = _em_step(self.x, self.weight, self.count, self.params, reg_covar)
+        keep = self.active[:, None]
+        self.params = tuple(torch.where(keep, n, o) for n, o in zip(new, self.params))
+        num_iter.index_add_(0, self.rows, self.active.long())
+        self.active = self.active & ~((bound - self.previous_bound).abs() < tol)
+        self.previous_bound = bound
+
+    def store(self, means: Tensor, variances: Tensor, weights: Tensor, converged: Tensor) -> None:
+        """Writes the parameters and convergence of the working set into the batch's."""
+        for full, part in zip((means, variances, weights), self.params):
+            full.index_copy_(0, self.rows, part)
+        converged.index_copy_(0, self.rows, ~self.active)
+
+    def subset(self, keep: Tensor) -> "_WorkingSet":
+        """The groups ``keep`` (n,) bool, without the columns none of them uses."""
+        count = self.count[keep]
+        width = int(count.max())
+        return _WorkingSet(self.rows[keep], self.x[keep, :width], self.valid[keep, :width], count,
+                           tuple(p[keep] for p in self.params), self.previous_bound[keep],
+                           self.active[keep])
 
 
 @torch.no_grad()
@@ -111,8 +158,9 @@ def paa_separation(values: Tensor, valid: Tensor, max_iter: int = 100,
     sorted_valid = valid.gather(1, order)
     sorted_values = torch.where(sorted_valid, keys.gather(1, order), 0.0)
     gmm = fit_gmm_1d(sorted_values, sorted_valid, max_iter, tol)
-    positive = _separate(sorted_values, sorted_valid, gmm.predict(sorted_values) == 0,
-                         gmm.score_samples(sorted_values))
+    log_prob = gmm._log_prob(sorted_values)
+    positive = _separate(sorted_values, sorted_valid, _most_probable(log_prob) == 0,
+                         _log_likelihood(log_prob))
     return torch.zeros_like(valid).scatter(1, order, positive)
 
 
@@ -133,6 +181,20 @@ def higher_component(values: Tensor, valid: Tensor, max_iter: int = 100,
     best = torch.where(valid, x, -math.inf).argmax(dim=1, keepdim=True)
     fallback = torch.zeros_like(valid).scatter(1, best, True) & valid
     return positive | (fallback & ~positive.any(dim=1, keepdim=True))
+
+
+def _most_probable(log_prob: Tensor) -> Tensor:
+    """(B, 2, K) component log-densities -> (B, K) long most probable one (ties -> 0)."""
+    return (log_prob[:, 1] > log_prob[:, 0]).long()
+
+
+def _log_likelihood(log_prob: Tensor) -> Tensor:
+    """(B, 2, K) component log-densities -> (B, K) mixture log-likelihood; bit for bit
+    ``torch.logsumexp`` over the two components (max, then log of the sum of exps) and
+    scipy's, which sklearn uses, in half the time."""
+    first, second = log_prob[:, 0], log_prob[:, 1]
+    top = torch.maximum(first, second)
+    return ((first - top).exp() + (second - top).exp()).log() + top
 
 
 def _separate(values: Tensor, valid: Tensor, foreground: Tensor, log_lik: Tensor) -> Tensor:
@@ -160,23 +222,37 @@ def _initial_parameters(x: Tensor, valid: Tensor, count: Tensor) -> tuple[Tensor
     return means, torch.ones_like(means), torch.full_like(means, 0.5)
 
 
-def _m_step(x: Tensor, resp: Tensor, reg_covar: float) -> tuple[Tensor, Tensor, Tensor]:
-    """M-step from (B, K) values and (B, K, 2) responsibilities (0 on padding), as sklearn:
-    ``nk = sum resp + 10 eps``, weighted mean and variance (+ ``reg_covar``), weights
-    ``nk / sum nk``."""
-    nk = resp.sum(dim=1) + 10 * _EPS  # (B, 2)
-    means = (resp * x[..., None]).sum(dim=1) / nk
-    variances = (resp * (x[..., None] - means[:, None]) ** 2).sum(dim=1) / nk + reg_covar
-    return means, variances, nk / nk.sum(dim=1, keepdim=True)
+def _em_step(x: Tensor, weight: Tensor, count: Tensor, params: tuple[Tensor, Tensor, Tensor],
+             reg_covar: float) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """One EM iteration, as sklearn's, on values x (n, K) with weights (n, 1, K) (1
+    valid, 0 padding), counts (n,) and (n, 2) means, variances, weights: the E-step's mean
+    log-likelihood (n,) (sklearn's lower bound, of the parameters before the step) and
+    the M-step's parameters: ``nk = sum resp + 10 eps``, weighted mean and variance
+    (+ ``reg_covar``), weights ``nk / sum nk``."""
+    log_prob = _weighted_log_prob(x, *params)  # (n, 2, K)
+    log_norm = _log_likelihood(log_prob)[:, None]  # (n, 1, K)
+    bound = (log_norm * weight).sum(dim=(1, 2)) / count
+    # Log responsibilities are raised to -300 at least: below, exp() gives subnormal
+    # float64 numbers, on which x86 arithmetic is ~100x slower; e^-300 ~ 5e-131 adds
+    # < 1e-114 relative to nk >= 10 eps, invisible in float64.
+    resp = (log_prob - log_norm).clamp(min=_MIN_LOG_RESP).exp() * weight  # (n, 2, K)
+    nk = resp.sum(dim=2) + 10 * _EPS  # (n, 2)
+    x = x[:, None]
+    new_means = (resp * x).sum(dim=2) / nk
+    deviation = x - new_means[..., None]
+    new_variances = (resp * (deviation * deviation)).sum(dim=2) / nk + reg_covar
+    return bound, (new_means, new_variances, nk / nk.sum(dim=1, keepdim=True))
 
 
 def _weighted_log_prob(x: Tensor, means: Tensor, variances: Tensor, weights: Tensor) -> Tensor:
-    """(B, K) values, (B, 2) parameters -> (B, K, 2) ``log(w_c N(x | mu_c, var_c))``,
-    written with the precision's Cholesky factor as sklearn does."""
+    """(B, K) values, (B, 2) parameters -> (B, 2, K) ``log(w_c N(x | mu_c, var_c))``,
+    components first (every operation on contiguous rows). Written with the precision's
+    Cholesky factor and in sklearn's order of operations, so that equal-likelihood ties
+    (two candidates symmetric about a mean) round as in sklearn."""
     precision_chol = 1.0 / variances.sqrt()  # (B, 2)
-    z = x[..., None] * precision_chol[:, None] - (means * precision_chol)[:, None]
-    log_gauss = -0.5 * (math.log(2 * math.pi) + z**2) + precision_chol.log()[:, None]
-    return log_gauss + weights.log()[:, None]
+    z = x[:, None] * precision_chol[..., None] - (means * precision_chol)[..., None]
+    log_gauss = -0.5 * (math.log(2 * math.pi) + z**2) + precision_chol.log()[..., None]
+    return log_gauss + weights.log()[..., None]
 
 
 def _check_arguments(values: Tensor, valid: Tensor, max_iter: int, tol: float) -> None:

@@ -1,22 +1,30 @@
 """Candidate priors: which points may be assigned to a GT box at all.
 
-Dense priors return a ``(G, R)`` bool mask; candidate priors return ``(G, K)`` point
+Region priors are written for broadcast (point, box) pairs, so that the same expression
+serves the sparse pairs of ``pairs.py`` and, with ``points[None]`` and
+``boxes[:, None]``, the dense ``(G, R)`` mask; candidate priors return ``(G, K)`` point
 indices, so that later stages score only K candidates instead of all R points.
 """
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 
 from ..contract import BACKGROUND
+from .divisions import BestGT
 from .geometry import box_centers, paired_iou, side_distances
+from .pairs import WindowIndex, gt_chunks, level_maxima, widen
 
 __all__ = [
     "center_region_prior",
     "center_sampling_prior",
-    "fcos_scale_prior",
+    "center_sampling_reach",
+    "fcos_size_ranges",
+    "in_center_sampling_region",
+    "in_fcos_size_range",
     "lowest_cost_per_level",
+    "lowest_pairs_per_gt_and_level",
     "lowest_per_gt_and_level",
     "preliminary_iou_match",
     "topk_closest_per_level",
@@ -30,35 +38,63 @@ def center_sampling_prior(
     radius: float,
     elliptic: bool = False,
 ) -> torch.Tensor:
-    """FCOS centre sampling: ``|px - x| < reach_x`` and ``|py - y| < reach_y`` around the
-    GT centre, with ``reach = radius * stride`` (a square: Chebyshev distance). With
-    ``elliptic`` (LADA Table 5, section 4.3.2 (4): EPCP inside FCOS) the region is
-    stretched to the GT's aspect ratio at the square's area:
-    ``reach_x = r s sqrt(W / H)``, ``reach_y = r s sqrt(H / W)``.
-    (R, 2), (R,), (G, 4) -> (G, R) bool."""
-    offsets = (points[None] - box_centers(gt_boxes)[:, None]).abs()  # (G, R, 2)
-    reach = (radius * strides)[None, :, None]  # (1, R, 1)
-    if elliptic:
-        sizes = gt_boxes[:, 2:] - gt_boxes[:, :2]  # (G, 2) = (W, H)
-        reach = reach * (sizes / sizes.flip(dims=[1])).sqrt()[:, None]  # (G, R, 2)
-    return (offsets < reach).all(dim=2)
+    """FCOS centre sampling, dense: (R, 2), (R,), (G, 4) -> (G, R) bool; see
+    :func:`in_center_sampling_region`."""
+    return in_center_sampling_region(
+        points[None], strides[None], gt_boxes[:, None], radius, elliptic
+    )
 
 
-def fcos_scale_prior(
-    points: torch.Tensor,
-    strides: torch.Tensor,
-    num_points_per_level: List[int],
-    gt_boxes: torch.Tensor,
+def in_center_sampling_region(
+    points: torch.Tensor, strides: torch.Tensor, boxes: torch.Tensor, radius: float,
+    elliptic: bool = False,
 ) -> torch.Tensor:
-    """FCOS multi-level rule: the largest side distance of the point to the GT lies in
-    its level's range ``(4 s, 8 s)``, open below on the first level and above on the
-    last. (G, R) bool."""
+    """FCOS centre sampling: ``|px - x| < reach_x`` and ``|py - y| < reach_y`` around the
+    box centre, with ``reach = radius * stride`` (a square: Chebyshev distance). With
+    ``elliptic`` (LADA Table 5, section 4.3.2 (4): EPCP inside FCOS) the region is
+    stretched to the box's aspect ratio at the square's area:
+    ``reach_x = r s sqrt(W / H)``, ``reach_y = r s sqrt(H / W)``.
+    points (..., 2), strides (...), boxes (..., 4), broadcast -> (...) bool."""
+    offsets = (points - box_centers(boxes)).abs()  # (..., 2)
+    reach = (radius * strides)[..., None]
+    if elliptic:
+        sizes = boxes[..., 2:] - boxes[..., :2]  # (..., 2) = (W, H)
+        reach = reach * (sizes / sizes.flip(dims=[-1])).sqrt()
+    return (offsets < reach).all(dim=-1)
+
+
+def center_sampling_reach(
+    strides: torch.Tensor, boxes: torch.Tensor, radius: float, elliptic: bool = False
+) -> torch.Tensor:
+    """Half sides (x, y) of the centre-sampling region of :func:`in_center_sampling_region`:
+    strides (L,), boxes (G, 4) -> (G, L, 2), for searching its points."""
+    reach = (radius * strides)[None, :, None].expand(len(boxes), -1, 2)
+    if elliptic:
+        sizes = boxes[:, 2:] - boxes[:, :2]
+        reach = reach * (sizes / sizes.flip(dims=[1])).sqrt()[:, None]
+    return reach
+
+
+def fcos_size_ranges(
+    strides: torch.Tensor, num_points_per_level: List[int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each point's FCOS size range ``(4 s, 8 s)``, open below on the first level and
+    above on the last: (R,) -> lower (R,), upper (R,)."""
     lower = strides * 4
     lower[: num_points_per_level[0]] = 0
     upper = strides * 8
     upper[-num_points_per_level[-1]:] = float("inf")
-    largest = side_distances(points[None], gt_boxes[:, None]).amax(dim=2)  # (G, R)
-    return (largest > lower[None]) & (largest < upper[None])
+    return lower, upper
+
+
+def in_fcos_size_range(
+    points: torch.Tensor, boxes: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor
+) -> torch.Tensor:
+    """FCOS multi-level rule: the largest side distance of the point to the box lies in
+    its level's range ``(lower, upper)`` (:func:`fcos_size_ranges`). points (..., 2),
+    boxes (..., 4), lower and upper (...), broadcast -> (...) bool."""
+    largest = side_distances(points, boxes).amax(dim=-1)
+    return (largest > lower) & (largest < upper)
 
 
 def topk_closest_per_level(
@@ -66,32 +102,60 @@ def topk_closest_per_level(
 ) -> torch.Tensor:
     """ATSS candidates: on every level, the ``k`` points closest (L2) to the GT centre,
     fewer where a level has fewer points. (R, 2), (G, 4) -> (G, K) indices into R, K =
-    sum over levels of min(k, points on level), grouped by level."""
+    sum over levels of min(k, points on level), grouped by level. The (G, points on
+    level) distances are computed for chunks of GT boxes, so memory is bounded."""
     centers = box_centers(gt_boxes)
+    chunks = gt_chunks(torch.full((len(gt_boxes),), len(points)))
     candidates = []
     start = 0
     for count in num_points_per_level:
         level_points = points[start : start + count]
-        distances = torch.cdist(centers, level_points)  # (G, count)
-        nearest = distances.topk(min(k, count), dim=1, largest=False).indices
-        candidates.append(nearest + start)
+        nearest = [
+            torch.cdist(centers[chunk], level_points)
+            .topk(min(k, count), dim=1, largest=False)
+            .indices
+            for chunk in chunks
+        ]  # (G_chunk, k) each
+        candidates.append(torch.cat(nearest) + start if nearest else centers.new_zeros(
+            (0, min(k, count)), dtype=torch.long))
         start += count
     return torch.cat(candidates, dim=1)
 
 
 def preliminary_iou_match(
-    anchors: torch.Tensor, gt_boxes: torch.Tensor, threshold: float
+    anchors: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    threshold: float,
+    num_anchors_per_level: Optional[List[int]] = None,
 ) -> torch.Tensor:
     """PAA step 1 (also LADA section 3.4), as the official PAA code's
     ``Matcher(t, t, allow_low_quality_matches=True)``: each point goes to the GT of
     largest anchor-box IoU when that IoU is ``>= threshold``; a point below the threshold
     that is the highest-IoU point of some GT (IoU > 0, ties included) is restored to its
     *own* largest-IoU GT (spec 5 step 1), so a point always belongs to the GT it overlaps
-    most. (R, 4), (G, 4) -> (R,) GT index or ``BACKGROUND``."""
-    iou = paired_iou(gt_boxes[:, None], anchors[None])  # (G, R)
-    best_iou, best_gt = iou.max(dim=0)
-    gt_best = iou.amax(dim=1, keepdim=True)  # (G, 1)
-    restored = ((iou == gt_best) & (gt_best > 0)).any(dim=0)  # (R,)
+    most. (R, 4), (G, 4) -> (R,) GT index or ``BACKGROUND``.
+
+    Only overlapping (anchor, GT) pairs are evaluated, found per level
+    (``num_anchors_per_level``, one level when None) around each GT widened by the
+    level's largest anchor half-size, in GT chunks of bounded size (``pairs.py``). Ties
+    between GTs go to the lowest GT index and a point overlapping no GT has GT 0 with
+    IoU 0, as the first maximum of the dense (G, R) IoU matrix."""
+    levels = [len(anchors)] if num_anchors_per_level is None else num_anchors_per_level
+    half_sizes = level_maxima((anchors[:, 2:] - anchors[:, :2]) / 2, levels)  # (L, 2)
+    windows = widen(torch.cat(
+        [gt_boxes[:, None, :2] - half_sizes, gt_boxes[:, None, 2:] + half_sizes], dim=2
+    ))  # (G, L, 4) centres of anchors that may overlap the GT
+    best = BestGT(len(anchors), anchors.dtype, anchors.device)
+    restored = torch.zeros(len(anchors), dtype=torch.bool, device=anchors.device)
+    for gt, point in WindowIndex(box_centers(anchors), levels).pairs(windows):
+        iou = paired_iou(gt_boxes.index_select(0, gt), anchors.index_select(0, point))
+        best.add(gt, point, iou)
+        gt_best = torch.zeros_like(gt_boxes[:, 0]).scatter_reduce_(0, gt, iou, "amax")  # (G,)
+        own_best = gt_best.index_select(0, gt)  # a chunk holds all pairs of its GTs
+        restored.index_fill_(0, point[(iou == own_best) & (own_best > 0)], True)
+    overlaps = best.score > 0
+    best_iou = torch.where(overlaps, best.score, torch.zeros_like(best.score))
+    best_gt = torch.where(overlaps, best.gt, torch.zeros_like(best.gt))
     keep = (best_iou >= threshold) | restored
     return torch.where(keep, best_gt, torch.full_like(best_gt, BACKGROUND))
 
@@ -126,12 +190,51 @@ def lowest_per_gt_and_level(
     """For every GT and level, the ``k`` lowest-scoring points among those assigned to the
     GT (PAA step 3, LADA's C2). point_gt (R,) GT index or ``BACKGROUND``; point_score (R,).
     Returns candidate point indices (G, K) and their validity (G, K), K = sum over levels
-    of min(k, points on level); a GT with fewer assigned points has invalid slots."""
-    assigned = point_gt >= 0
-    cost = point_score.new_full((num_gts, len(point_gt)), float("inf"))
-    columns = torch.arange(len(point_gt), device=point_gt.device)
-    cost[point_gt[assigned], columns[assigned]] = point_score[assigned]
-    return lowest_cost_per_level(cost, num_points_per_level, k)
+    of min(k, points on level); a GT with fewer assigned points has invalid slots (index
+    0). See :func:`lowest_pairs_per_gt_and_level`."""
+    point = (point_gt >= 0).nonzero().squeeze(1)
+    pair, valid = lowest_pairs_per_gt_and_level(
+        point_gt[point], point, point_score[point], num_gts, num_points_per_level, k
+    )
+    return point[pair], valid
+
+
+def lowest_pairs_per_gt_and_level(
+    gt: torch.Tensor,
+    point: torch.Tensor,
+    score: torch.Tensor,
+    num_gts: int,
+    num_points_per_level: List[int],
+    k: int,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per GT and level, the ``k`` lowest-score (GT, point) pairs among P pairs given as
+    gt (P,), point (P,), score (P,); pairs of non-finite score are never chosen. Returns
+    (G, K) indices into the P pairs (0 in invalid slots) and their validity (G, K), K =
+    sum over levels of min(k, points on level), grouped by level, ascending score within
+    a level, equal scores in pair order. One sort of the pairs: no (G, R) matrix."""
+    device = point.device
+    num_levels = len(num_points_per_level)
+    widths = torch.tensor([min(k, count) for count in num_points_per_level], device=device)
+    offsets = widths.cumsum(0) - widths
+    level_of_point = torch.repeat_interleave(
+        torch.arange(num_levels, device=device), torch.tensor(num_points_per_level, device=device)
+    )
+    pair = torch.isfinite(score).nonzero().squeeze(1)
+    pair = pair[score[pair].argsort(stable=True)]
+    group = gt[pair] * num_levels + level_of_point[point[pair]]  # (gt, level) of each pair
+    by_group = group.argsort(stable=True)
+    pair, group = pair[by_group], group[by_group]
+    counts = torch.bincount(group, minlength=num_gts * num_levels)
+    rank = torch.arange(len(pair), device=device) - (counts.cumsum(0) - counts)[group]
+    level = group % num_levels
+    keep = rank < widths[level]
+    rows = torch.div(group[keep], num_levels, rounding_mode="floor")
+    slots = offsets[level[keep]] + rank[keep]
+    index = torch.zeros((num_gts, int(widths.sum())), dtype=torch.long, device=device)
+    valid = torch.zeros_like(index, dtype=torch.bool)
+    index[rows, slots] = pair[keep]
+    valid[rows, slots] = True
+    return index, valid
 
 
 def lowest_cost_per_level(
