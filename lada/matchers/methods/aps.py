@@ -146,16 +146,20 @@ class APSMatcher:
         lower, upper = fcos_size_ranges(strides, levels)
         gts, cols = [], []
         for gt, point in WindowIndex(points, levels).pairs(windows):
-            eligible = is_inside(points[point], boxes[gt])
+            xy, own = points.index_select(0, point), boxes.index_select(0, gt)
+            eligible = is_inside(xy, own)
             if not self.scale:
-                eligible &= in_fcos_size_range(points[point], boxes[gt], lower[point], upper[point])
-            gts.append(gt[eligible])
-            cols.append(point[eligible])
+                eligible &= in_fcos_size_range(
+                    xy, own, lower.index_select(0, point), upper.index_select(0, point)
+                )
+            keep = eligible.nonzero().squeeze(1)
+            gts.append(gt.index_select(0, keep))
+            cols.append(point.index_select(0, keep))
         gt = torch.cat(gts) if gts else points.new_zeros((0,), dtype=torch.long)
         point = torch.cat(cols) if cols else torch.zeros_like(gt)
         cls, reg = anchor_losses_of_pairs(
-            inputs.pred_logits[image], inputs.pred_boxes[image], point, boxes[gt],
-            inputs.gt_classes[image][gt],
+            inputs.pred_logits[image], inputs.pred_boxes[image], point, boxes.index_select(0, gt),
+            inputs.gt_classes[image].index_select(0, gt),
         )
         cost = cls + reg
         pair, valid = lowest_pairs_per_gt_and_level(gt, point, cost, len(boxes), levels, self.topk)

@@ -220,21 +220,37 @@ def lowest_pairs_per_gt_and_level(
         torch.arange(num_levels, device=device), torch.tensor(num_points_per_level, device=device)
     )
     pair = torch.isfinite(score).nonzero().squeeze(1)
-    pair = pair[score[pair].argsort(stable=True)]
-    group = gt[pair] * num_levels + level_of_point[point[pair]]  # (gt, level) of each pair
-    by_group = group.argsort(stable=True)
-    pair, group = pair[by_group], group[by_group]
+    group = gt.index_select(0, pair) * num_levels + level_of_point.index_select(
+        0, point.index_select(0, pair)
+    )  # (gt, level) of each pair
+    order = _group_then_score_order(group, score.index_select(0, pair))
+    pair, group = pair.index_select(0, order), group.index_select(0, order)
     counts = torch.bincount(group, minlength=num_gts * num_levels)
-    rank = torch.arange(len(pair), device=device) - (counts.cumsum(0) - counts)[group]
+    rank = torch.arange(len(pair), device=device) - (counts.cumsum(0) - counts).index_select(0, group)
     level = group % num_levels
-    keep = rank < widths[level]
-    rows = torch.div(group[keep], num_levels, rounding_mode="floor")
-    slots = offsets[level[keep]] + rank[keep]
-    index = torch.zeros((num_gts, int(widths.sum())), dtype=torch.long, device=device)
-    valid = torch.zeros_like(index, dtype=torch.bool)
-    index[rows, slots] = pair[keep]
-    valid[rows, slots] = True
-    return index, valid
+    keep = (rank < widths.index_select(0, level)).nonzero().squeeze(1)
+    group, level, rank = group.index_select(0, keep), level.index_select(0, keep), rank.index_select(0, keep)
+    flat = torch.div(group, num_levels, rounding_mode="floor") * int(widths.sum()) + (
+        offsets.index_select(0, level) + rank
+    )  # (kept,) position in the flattened (G, K) result
+    total = num_gts * int(widths.sum())
+    index = torch.zeros(total, dtype=torch.long, device=device).index_copy_(
+        0, flat, pair.index_select(0, keep)
+    )
+    valid = torch.zeros(total, dtype=torch.bool, device=device).index_fill_(0, flat, True)
+    return index.view(num_gts, -1), valid.view(num_gts, -1)
+
+
+def _group_then_score_order(group: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+    """Permutation sorting P pairs by group (P,) long >= 0, then score (P,), then their
+    order: one stable sort of an int64 key for float32 scores (the float's bits mapped
+    to an order-preserving integer), two stable sorts otherwise."""
+    if score.dtype != torch.float32 or len(group) == 0 or int(group.max()) >= 2**30:
+        order = score.argsort(stable=True)
+        return order.index_select(0, group.index_select(0, order).argsort(stable=True))
+    bits = (score + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into 0.0
+    monotone = torch.where(bits >= 0, bits, -(bits & 0x7FFFFFFF) - 1)  # in [-2^31, 2^31)
+    return (group * 2**32 + (monotone + 2**31)).argsort(stable=True)
 
 
 def lowest_cost_per_level(

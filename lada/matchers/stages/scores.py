@@ -49,17 +49,26 @@ def anchor_losses_of_pairs(
     its negative term at the GT's class plus its positive term there (summed in float64,
     so as exact as the direct float32 sum). pred_logits (R, C), pred_boxes (R, 4), point
     (P,) indices into R, gt_boxes (P, 4), gt_classes (P,) -> cls (P,), reg (P,) float32."""
-    points, inverse = torch.unique(point, return_inverse=True)
-    logits = pred_logits[points].float()  # (U, C)
+    num_points, num_classes = pred_logits.shape
+    present = torch.zeros(num_points, dtype=torch.bool, device=point.device)
+    present[point] = True
+    points = present.nonzero().squeeze(1)  # (U,) distinct points, ascending
+    slot = torch.zeros(num_points, dtype=torch.long, device=point.device)
+    slot[points] = torch.arange(len(points), device=point.device)
+    inverse = slot.index_select(0, point)  # (P,) row of each pair's point among the U
+    logits = pred_logits.index_select(0, points).float()  # (U, C)
     negative = sigmoid_focal_loss(
         logits, torch.zeros_like(logits), alpha=focal_alpha, gamma=focal_gamma
     )
-    own_logit = logits[inverse, gt_classes]  # (P,)
+    own = inverse * num_classes + gt_classes  # (P,) flat index of (point, GT class)
+    own_logit = logits.reshape(-1).index_select(0, own)
     own_positive = sigmoid_focal_loss(
         own_logit, torch.ones_like(own_logit), alpha=focal_alpha, gamma=focal_gamma
     )
-    cls = negative.double().sum(dim=1)[inverse] - negative[inverse, gt_classes] + own_positive
-    return cls.float(), _regression_loss(pred_boxes[point].float(), gt_boxes, reg_loss)
+    negative_sum = negative.double().sum(dim=1).index_select(0, inverse)
+    cls = negative_sum - negative.reshape(-1).index_select(0, own) + own_positive
+    own_boxes = pred_boxes.index_select(0, point).float()
+    return cls.float(), _regression_loss(own_boxes, gt_boxes, reg_loss)
 
 
 def _regression_loss(
