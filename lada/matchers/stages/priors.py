@@ -18,6 +18,7 @@ from .pairs import WindowIndex, gt_chunks, level_maxima, widen
 
 __all__ = [
     "center_region_prior",
+    "center_region_reach",
     "center_sampling_prior",
     "center_sampling_reach",
     "fcos_size_ranges",
@@ -173,11 +174,21 @@ def center_region_prior(
     EPCP (Eq. 1-2): ``|px - x| <= r s W / min(W, H)`` and ``|py - y| <= r s H / min(W, H)``,
     a region stretched along the box's long side; ``elliptic=False`` gives CP, the
     square ``|px - x| <= r s`` and ``|py - y| <= r s``."""
+    reach = center_region_reach(strides, boxes, radius, elliptic)
+    return ((points - box_centers(boxes)).abs() <= reach).all(dim=1)
+
+
+def center_region_reach(
+    strides: torch.Tensor, boxes: torch.Tensor, radius: float, elliptic: bool = True
+) -> torch.Tensor:
+    """Half sides (x, y) of :func:`center_region_prior`'s region around each box's
+    centre: strides (P,), boxes (P, 4) -> (P, 2); EPCP ``r s (W, H) / min(W, H)``, CP
+    ``r s``. Also what the assignment visualiser draws."""
     sizes = boxes[:, 2:] - boxes[:, :2]  # (P, 2) = (W, H)
     reach = (radius * strides)[:, None].expand_as(sizes)
     if elliptic:
         reach = reach * sizes / sizes.amin(dim=1, keepdim=True)
-    return ((points - box_centers(boxes)).abs() <= reach).all(dim=1)
+    return reach
 
 
 def lowest_per_gt_and_level(
