@@ -12,7 +12,7 @@ test (the same float expression as the dense form) on each chunk's pairs.
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 
@@ -23,12 +23,14 @@ MAX_CHUNK_ELEMENTS = 1 << 20
 chunk's dozen intermediates stay within tens of MiB."""
 
 
-def gt_chunks(costs: torch.Tensor, max_elements: int = MAX_CHUNK_ELEMENTS) -> List[slice]:
+def gt_chunks(costs: torch.Tensor, max_elements: Optional[int] = None) -> List[slice]:
     """Consecutive ranges of GT boxes, each of summed ``costs`` (G,) at most
-    ``max_elements`` plus the cost of its first GT (a GT is never split), covering all G.
-    One host synchronisation."""
+    ``max_elements`` (default ``MAX_CHUNK_ELEMENTS``) plus the cost of its first GT (a GT
+    is never split), covering all G. One host synchronisation."""
     if costs.numel() == 0:
         return []
+    if max_elements is None:
+        max_elements = MAX_CHUNK_ELEMENTS
     cumulative = costs.detach().to("cpu", torch.long).cumsum(0)
     chunk_of_gt = (cumulative - 1).clamp(min=0) // max(int(max_elements), 1)
     sizes = torch.unique_consecutive(chunk_of_gt, return_counts=True)[1].tolist()
@@ -93,12 +95,13 @@ class WindowIndex:
         self.column_start = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])  # (columns + 1,)
 
     def pairs(
-        self, windows: torch.Tensor, max_pairs: int = MAX_CHUNK_ELEMENTS
+        self, windows: torch.Tensor, max_pairs: Optional[int] = None
     ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """Yields, for chunks of consecutive GT boxes, ``(gt, point)`` (M,) long: every
         point of level l with ``x0 <= x <= x1`` and ``y0 <= y <= y1`` where ``windows[g,
-        l] = (x0, y0, x1, y1)`` (G, L, 4). A chunk's GTs hold about ``max_pairs`` points
-        in the x ranges of their windows (the pairs found are fewer)."""
+        l] = (x0, y0, x1, y1)`` (G, L, 4). A chunk's GTs hold about ``max_pairs`` (default
+        ``MAX_CHUNK_ELEMENTS``) points in the x ranges of their windows (the pairs found
+        are fewer)."""
         num_gts, device = windows.shape[0], windows.device
         if windows.shape[1:] != (self.num_levels, 4):
             raise ValueError(
