@@ -33,7 +33,6 @@ from typing import Dict, List
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

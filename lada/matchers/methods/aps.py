@@ -3,7 +3,7 @@ Minimal Cost in One-Stage and Anchor-Free Object Detection", section 3.2; spec s
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple, Union
 
 import torch
 from detectron2.config import configurable
@@ -132,7 +132,7 @@ class APSMatcher:
 
     def _image_candidates(
         self, inputs: MatchInputs, image: int
-    ) -> Tuple[Tuple[torch.Tensor, ...], ...]:
+    ) -> Tuple[Tuple[torch.Tensor, torch.Tensor, torch.Tensor], Union[torch.Tensor, Tuple]]:
         """Steps 1-2 of one image with G >= 1 GT boxes, on its P eligible (GT, point)
         pairs (points inside the GT, found by ``WindowIndex``; with ``scale`` off, in the
         level's FCOS size range too). Returns the pairs ``(gt, point, cost)`` (P,) with
@@ -206,7 +206,7 @@ def _at(values: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
 
 
 def _slot_levels(num_points_per_level: List[int], k: int, device: torch.device) -> torch.Tensor:
-    """(K,) level of each candidate column of ``lowest_cost_per_level``."""
+    """(K,) level of each candidate column of ``lowest_pairs_per_gt_and_level``."""
     widths = torch.tensor([min(k, count) for count in num_points_per_level], device=device)
     return torch.repeat_interleave(torch.arange(len(num_points_per_level), device=device), widths)
 

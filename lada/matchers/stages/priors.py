@@ -13,7 +13,7 @@ import torch
 
 from ..contract import BACKGROUND
 from .divisions import BestGT
-from .geometry import box_centers, paired_iou, side_distances
+from .geometry import box_centers, side_distances
 from .pairs import WindowIndex, gt_chunks, level_maxima, widen
 
 __all__ = [
@@ -172,7 +172,7 @@ def _pair_iou(
     sides1: torch.Tensor, areas1: torch.Tensor, index1: torch.Tensor,
     sides2: torch.Tensor, areas2: torch.Tensor, index2: torch.Tensor,
 ) -> torch.Tensor:
-    """:func:`paired_iou` of boxes ``index1`` of (4, n1) coordinates and ``index2`` of
+    """``geometry.paired_iou`` of boxes ``index1`` of (4, n1) coordinates and ``index2`` of
     (4, n2), with their areas (n1,), (n2,) precomputed: the same float operations in the
     same order (so the same values), on 1-D gathers instead of (P, 4) rows -> (P,)."""
     def gather(sides, index):
