@@ -141,6 +141,8 @@ def preliminary_iou_match(
     level's largest anchor half-size, in GT chunks of bounded size (``pairs.py``). Ties
     between GTs go to the lowest GT index and a point overlapping no GT has GT 0 with
     IoU 0, as the first maximum of the dense (G, R) IoU matrix."""
+    if len(gt_boxes) == 0:
+        return torch.full((len(anchors),), BACKGROUND, dtype=torch.long, device=anchors.device)
     levels = [len(anchors)] if num_anchors_per_level is None else num_anchors_per_level
     half_sizes = level_maxima((anchors[:, 2:] - anchors[:, :2]) / 2, levels)  # (L, 2)
     windows = widen(torch.cat(
