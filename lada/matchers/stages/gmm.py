@@ -77,62 +77,34 @@ def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 
     means, variances, weights = _initial_parameters(x, valid, count)  # (B, 2) each
     converged = count == 0
     num_iter = torch.zeros_like(count, dtype=torch.long)
-    rows = (~converged).nonzero().squeeze(1)  # the working set
+    rows = (~converged).nonzero().squeeze(1)  # the working set: groups still iterating
     if len(rows) == 0:
         return GaussianMixture1D(means, variances, weights, num_iter, converged)
     take = (~valid[rows]).to(torch.uint8).argsort(dim=1, stable=True)[:, : int(count.max())]
-    work = _WorkingSet(rows, x[rows].gather(1, take), valid[rows].gather(1, take), count[rows],
-                       (means[rows], variances[rows], weights[rows]))
-    for _ in range(max_iter):
-        work.step(reg_covar, tol, num_iter)
-        still = int(work.active.sum())  # the iteration's one host synchronisation
-        if still < len(work.rows):  # drop finished groups
-            work.store(means, variances, weights, converged)
-            if still == 0:
-                break
-            work = work.subset(work.active)
-    work.store(means, variances, weights, converged)
+    data = torch.stack([x[rows].gather(1, take), valid[rows].gather(1, take).double()], dim=1)
+    # (n, 2, K): each group's values, valid ones first, and weights (1 valid, 0 padding)
+    state = torch.cat([means[rows], variances[rows], weights[rows], count[rows, None],
+                       torch.full_like(count[rows, None], -math.inf)], dim=1)
+    # (n, 8): means, variances, weights (2 each), count, the previous iteration's bound
+    for iteration in range(1, max_iter + 1):
+        bound, params = _em_step(data[:, 0], data[:, 1:], state[:, 6],
+                                 (state[:, 0:2], state[:, 2:4], state[:, 4:6]), reg_covar)
+        done = (bound - state[:, 7]).abs() < tol  # sklearn's test on the E-step's bound
+        state = torch.cat([*params, state[:, 6:7], bound[:, None]], dim=1)
+        leaving = done if iteration < max_iter else torch.ones_like(done)
+        if int(leaving.sum()) == 0:  # the iteration's one host synchronisation
+            continue
+        finished = rows[leaving]
+        for full, part in zip((means, variances, weights), params):
+            full[finished] = part[leaving]
+        num_iter[finished] = iteration
+        converged[finished] = done[leaving]
+        keep = ~leaving
+        rows, state = rows[keep], state[keep]
+        if len(rows) == 0:
+            break
+        data = data[keep, :, : int(state[:, 6].max())]  # without columns no group uses
     return GaussianMixture1D(means, variances, weights, num_iter, converged)
-
-
-class _WorkingSet:
-    """The groups EM still iterates: n rows of the batch, their values (n, K) with the
-    valid ones first and no all-padding column, and their parameters (n, 2).
-    ``active`` (n,) marks the groups not converged yet; the others keep their
-    parameters until :meth:`subset` drops them."""
-
-    def __init__(self, rows: Tensor, x: Tensor, valid: Tensor, count: Tensor,
-                 params: tuple[Tensor, Tensor, Tensor], previous_bound: Tensor | None = None,
-                 active: Tensor | None = None):
-        self.rows, self.x, self.valid, self.count, self.params = rows, x, valid, count, params
-        self.weight = valid.to(torch.float64)[:, None]  # (n, 1, K) 1 valid, 0 padding
-        self.previous_bound = (torch.full_like(count, -math.inf)
-                               if previous_bound is None else previous_bound)
-        self.active = torch.ones_like(valid[:, 0]) if active is None else active
-
-    def step(self, reg_covar: float, tol: float, num_iter: Tensor) -> None:
-        """One EM iteration of the active groups; a group converges when its E-step bound
-        changed by less than ``tol`` (sklearn's test), keeping the M-step's parameters."""
-        bound, new = _em_step(self.x, self.weight, self.count, self.params, reg_covar)
-        keep = self.active[:, None]
-        self.params = tuple(torch.where(keep, n, o) for n, o in zip(new, self.params))
-        num_iter.index_add_(0, self.rows, self.active.long())
-        self.active = self.active & ~((bound - self.previous_bound).abs() < tol)
-        self.previous_bound = bound
-
-    def store(self, means: Tensor, variances: Tensor, weights: Tensor, converged: Tensor) -> None:
-        """Writes the parameters and convergence of the working set into the batch's."""
-        for full, part in zip((means, variances, weights), self.params):
-            full.index_copy_(0, self.rows, part)
-        converged.index_copy_(0, self.rows, ~self.active)
-
-    def subset(self, keep: Tensor) -> "_WorkingSet":
-        """The groups ``keep`` (n,) bool, without the columns none of them uses."""
-        count = self.count[keep]
-        width = int(count.max())
-        return _WorkingSet(self.rows[keep], self.x[keep, :width], self.valid[keep, :width], count,
-                           tuple(p[keep] for p in self.params), self.previous_bound[keep],
-                           self.active[keep])
 
 
 @torch.no_grad()
