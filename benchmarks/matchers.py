@@ -3,7 +3,8 @@
 
 For each number of GT boxes G, on one 800x1333 image (P3-P7, R = 22,300 points, 80
 classes, seeded random boxes and predictions; ``benchmarks/measure.py``): the median
-wall time over ``--repeats`` calls after one warm-up call (synchronised on CUDA), the
+wall time over ``--repeats`` calls after one warm-up call, the matchers timed in turns
+(one call each per round, synchronised on CUDA), the
 median CPU time of the process (CPU device; less sensitive to other processes), the
 peak memory of the tensors the call allocates, the ratio of the time to ``fcos``'s and
 ``atss``'s, and the positives found. ``paa_sklearn_gmm`` is ``paa`` with one
@@ -26,7 +27,6 @@ import datetime
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -41,8 +41,8 @@ from benchmarks.measure import (
     LoadMonitor,
     crowded_inputs,
     machine_description,
-    median_seconds,
     peak_memory_bytes,
+    round_robin_seconds,
 )
 from benchmarks.sklearn_paa import SklearnPAAMatcher, random_candidates, sklearn_separation
 from detectron2.config import get_cfg
@@ -70,24 +70,26 @@ def build_matchers(names: List[str]) -> Dict[str, object]:
 
 def measure_matchers(matchers: Dict[str, object], num_gts: List[int], device: str,
                      repeats: int) -> List[dict]:
-    """One row per (G, matcher): wall and CPU ms, peak MiB, positives."""
+    """One row per (G, matcher): wall and CPU ms (the matchers timed in turns), peak
+    MiB, positives."""
     rows = []
-    steps = tqdm(total=len(num_gts) * len(matchers), desc=f"matchers on {device}", unit="run")
-    for count in num_gts:
+    for count in tqdm(num_gts, desc=f"matchers on {device}", unit="G"):
         inputs = crowded_inputs(count, device)
-        for name, matcher in matchers.items():
-            steps.set_postfix(G=count, matcher=name)
-            call = lambda: matcher(inputs)  # noqa: E731
-            result, peak = peak_memory_bytes(call, device)
-            sklearn = name == SKLEARN_PAA  # seconds per call: one call, no warm-up
-            wall, cpu = median_seconds(call, device, *((1, 0) if sklearn else (repeats, 1)))
+        calls = {name: (lambda m=matcher: m(inputs)) for name, matcher in matchers.items()}
+        peaks = {name: peak_memory_bytes(call, device) for name, call in calls.items()}
+        slow = {SKLEARN_PAA}  # seconds per call: fewer runs, no warm-up
+        times = round_robin_seconds(
+            calls, device,
+            repeats={name: min(repeats, 3) if name in slow else repeats for name in calls},
+            warmup={name: 0 if name in slow else 1 for name in calls},
+        )
+        for name, (result, peak) in peaks.items():
+            wall, cpu = times[name]
             rows.append({
                 "device": device, "matcher": name, "num_gts": count, "points": inputs.num_points,
                 "ms": 1e3 * wall, "cpu_ms": 1e3 * cpu, "peak_mib": peak / 2**20,
                 "positives": int(result.foreground.sum()),
             })
-            steps.update()
-    steps.close()
     for row in rows:
         same = {r["matcher"]: r for r in rows if r["num_gts"] == row["num_gts"]
                 and r["device"] == row["device"]}
@@ -99,17 +101,22 @@ def measure_matchers(matchers: Dict[str, object], num_gts: List[int], device: st
 
 def measure_gmm(num_gts: List[int], width: int, device: str, repeats: int) -> List[dict]:
     """The batched GMM separation against one scikit-learn fit per GT on G random
-    candidate sets: median times and the GTs with identical positives."""
+    candidate sets, timed in turns: median times (scikit-learn: at most 3 runs) and the
+    GTs with identical positives."""
     rows = []
     for count in tqdm(num_gts, desc=f"GMM on {device}", unit="G"):
         values, valid = random_candidates(count, width)
         scores = torch.from_numpy(values).float().to(device)
         mask = torch.from_numpy(valid).to(device)
-        batched, _ = median_seconds(lambda: paa_separation(scores, mask), device, repeats)
-        start = time.perf_counter()
+        times = round_robin_seconds(
+            {"torch": lambda: paa_separation(scores, mask),
+             "sklearn": lambda: sklearn_separation(scores, mask)},
+            device, repeats={"torch": repeats, "sklearn": min(repeats, 3)},
+            warmup={"torch": 1, "sklearn": 0},
+        )
         expected = sklearn_separation(scores, mask)
-        sklearn = time.perf_counter() - start
         agree = int((paa_separation(scores, mask) == expected).all(dim=1).sum())
+        batched, sklearn = times["torch"][0], times["sklearn"][0]
         rows.append({"device": device, "num_gts": count, "candidates": width,
                      "torch_ms": 1e3 * batched, "sklearn_ms": 1e3 * sklearn,
                      "speedup": sklearn / batched, "agree": agree})
@@ -197,7 +204,8 @@ def main(argv=None) -> Dict[str, Path]:
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--devices", nargs="+",
                         help="default: cpu, and cuda when a GPU is present")
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed calls per measurement (scikit-learn: at most 3)")
     parser.add_argument("--candidates", type=int, default=45,
                         help="largest number of candidates per GT of the GMM comparison")
     parser.add_argument("--output-dir", default="benchmarks/results")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple, Union
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -31,7 +31,7 @@ __all__ = [
     "LoadMonitor",
     "crowded_inputs",
     "machine_description",
-    "median_seconds",
+    "round_robin_seconds",
     "peak_memory_bytes",
 ]
 
@@ -100,26 +100,40 @@ def peak_memory_bytes(fn: Callable[[], object], device: str = "cpu") -> Tuple[ob
     return result, max(event.extra_fields.total_allocated for event in allocations) - base
 
 
-def median_seconds(fn: Callable[[], object], device: str = "cpu", repeats: int = 5,
-                   warmup: int = 1) -> Tuple[float, float]:
-    """Median wall time and median process CPU time (user + system, all threads) of
-    ``repeats`` calls of ``fn()`` after ``warmup`` untimed calls; on CUDA each call is
-    synchronised before the clocks stop. Wall time is what a user waits; CPU time is less
-    sensitive to other processes sharing the cores."""
+def round_robin_seconds(
+    calls: Dict[str, Callable[[], object]],
+    device: str = "cpu",
+    repeats: Union[int, Dict[str, int]] = 5,
+    warmup: Union[int, Dict[str, int]] = 1,
+) -> Dict[str, Tuple[float, float]]:
+    """{name: (median wall time, median process CPU time)} of each call, timed in turns:
+    after each call's ``warmup`` untimed runs, every round times one run of each call
+    that still needs one (``repeats`` per call), so that a change of the machine's speed
+    during the measurement (other processes, other virtual machines on the host) weighs
+    on all calls alike. On CUDA each run is synchronised before the clocks stop. Wall
+    time is what a user waits; CPU time (user + system, all threads) is less sensitive
+    to other processes sharing the cores."""
+    repeats = {name: repeats for name in calls} if isinstance(repeats, int) else repeats
+    warmup = {name: warmup for name in calls} if isinstance(warmup, int) else warmup
     cuda = torch.device(device).type == "cuda"
-    for _ in range(warmup):
-        fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize(device)
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        if cuda:
-            torch.cuda.synchronize(device)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall), statistics.median(cpu)
+    for name, call in calls.items():
+        for _ in range(warmup[name]):
+            call()
+    wall: Dict[str, List[float]] = {name: [] for name in calls}
+    cpu: Dict[str, List[float]] = {name: [] for name in calls}
+    for round_ in range(max(repeats.values(), default=0)):
+        for name, call in calls.items():
+            if round_ >= repeats[name]:
+                continue
+            if cuda:
+                torch.cuda.synchronize(device)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            call()
+            if cuda:
+                torch.cuda.synchronize(device)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name in calls}
 
 
 def machine_description(device: str = "cpu") -> Dict[str, object]:

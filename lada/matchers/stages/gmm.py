@@ -36,20 +36,20 @@ class GaussianMixture1D:
 
     def log_prob(self, values: Tensor) -> Tensor:
         """(B, K) values -> (B, K, 2) ``log(w_c N(x | mu_c, var_c))``."""
-        return self._log_prob(values).transpose(1, 2)
+        return self._log_prob(values).permute(2, 1, 0)
 
     def predict(self, values: Tensor) -> Tensor:
         """(B, K) values -> (B, K) long index of the most probable component (ties -> 0)."""
-        return _most_probable(self._log_prob(values))
+        return _most_probable(self._log_prob(values)).t()
 
     def score_samples(self, values: Tensor) -> Tensor:
         """(B, K) values -> (B, K) mixture log-likelihood ``log sum_c w_c N(x | mu_c, var_c)``."""
-        return _log_likelihood(self._log_prob(values))
+        return _log_likelihood(self._log_prob(values)).t()
 
     def _log_prob(self, values: Tensor) -> Tensor:
-        """(B, K) values -> (B, 2, K) weighted component log-densities."""
-        x = values.to(device=self.means.device, dtype=torch.float64)
-        return _weighted_log_prob(x, self.means, self.variances, self.weights)
+        """(B, K) values -> (2, K, B) weighted component log-densities (groups last)."""
+        x = values.to(device=self.means.device, dtype=torch.float64).t()
+        return _weighted_log_prob(x, self.means.t(), self.variances.t(), self.weights.t())
 
 
 @torch.no_grad()
@@ -81,29 +81,30 @@ def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 
     if len(rows) == 0:
         return GaussianMixture1D(means, variances, weights, num_iter, converged)
     take = (~valid[rows]).to(torch.uint8).argsort(dim=1, stable=True)[:, : int(count.max())]
-    data = torch.stack([x[rows].gather(1, take), valid[rows].gather(1, take).double()], dim=1)
-    # (n, 2, K): each group's values, valid ones first, and weights (1 valid, 0 padding)
+    data = torch.stack([x[rows].gather(1, take), valid[rows].gather(1, take).double()]).mT
+    # (2, K, n): each group's values, valid ones first, and weights (1 valid, 0 padding),
+    # groups last so that every operation runs on long contiguous rows
     state = torch.cat([means[rows], variances[rows], weights[rows], count[rows, None],
-                       torch.full_like(count[rows, None], -math.inf)], dim=1)
-    # (n, 8): means, variances, weights (2 each), count, the previous iteration's bound
+                       torch.full_like(count[rows, None], -math.inf)], dim=1).t()
+    # (8, n): means, variances, weights (2 each), count, the previous iteration's bound
     for iteration in range(1, max_iter + 1):
-        bound, params = _em_step(data[:, 0], data[:, 1:], state[:, 6],
-                                 (state[:, 0:2], state[:, 2:4], state[:, 4:6]), reg_covar)
-        done = (bound - state[:, 7]).abs() < tol  # sklearn's test on the E-step's bound
-        state = torch.cat([*params, state[:, 6:7], bound[:, None]], dim=1)
+        bound, params = _em_step(data[0], data[1], state[6],
+                                 (state[0:2], state[2:4], state[4:6]), reg_covar)
+        done = (bound - state[7]).abs() < tol  # sklearn's test on the E-step's bound
+        state = torch.cat([*params, state[6:7], bound[None]])
         leaving = done if iteration < max_iter else torch.ones_like(done)
         if int(leaving.sum()) == 0:  # the iteration's one host synchronisation
             continue
         finished = rows[leaving]
         for full, part in zip((means, variances, weights), params):
-            full[finished] = part[leaving]
+            full[finished] = part[:, leaving].t()
         num_iter[finished] = iteration
         converged[finished] = done[leaving]
         keep = ~leaving
-        rows, state = rows[keep], state[keep]
+        rows, state = rows[keep], state[:, keep]
         if len(rows) == 0:
             break
-        data = data[keep, :, : int(state[:, 6].max())]  # without columns no group uses
+        data = data[:, : int(state[6].max()), keep]  # without columns no group uses
     return GaussianMixture1D(means, variances, weights, num_iter, converged)
 
 
@@ -131,8 +132,8 @@ def paa_separation(values: Tensor, valid: Tensor, max_iter: int = 100,
     sorted_values = torch.where(sorted_valid, keys.gather(1, order), 0.0)
     gmm = fit_gmm_1d(sorted_values, sorted_valid, max_iter, tol)
     log_prob = gmm._log_prob(sorted_values)
-    positive = _separate(sorted_values, sorted_valid, _most_probable(log_prob) == 0,
-                         _log_likelihood(log_prob))
+    positive = _separate(sorted_values, sorted_valid, _most_probable(log_prob).t() == 0,
+                         _log_likelihood(log_prob).t())
     return torch.zeros_like(valid).scatter(1, order, positive)
 
 
@@ -156,15 +157,15 @@ def higher_component(values: Tensor, valid: Tensor, max_iter: int = 100,
 
 
 def _most_probable(log_prob: Tensor) -> Tensor:
-    """(B, 2, K) component log-densities -> (B, K) long most probable one (ties -> 0)."""
-    return (log_prob[:, 1] > log_prob[:, 0]).long()
+    """(2, K, B) component log-densities -> (K, B) long most probable one (ties -> 0)."""
+    return (log_prob[1] > log_prob[0]).long()
 
 
 def _log_likelihood(log_prob: Tensor) -> Tensor:
-    """(B, 2, K) component log-densities -> (B, K) mixture log-likelihood; bit for bit
+    """(2, K, B) component log-densities -> (K, B) mixture log-likelihood; bit for bit
     ``torch.logsumexp`` over the two components (max, then log of the sum of exps) and
     scipy's, which sklearn uses, in half the time."""
-    first, second = log_prob[:, 0], log_prob[:, 1]
+    first, second = log_prob[0], log_prob[1]
     top = torch.maximum(first, second)
     return ((first - top).exp() + (second - top).exp()).log() + top
 
@@ -196,35 +197,34 @@ def _initial_parameters(x: Tensor, valid: Tensor, count: Tensor) -> tuple[Tensor
 
 def _em_step(x: Tensor, weight: Tensor, count: Tensor, params: tuple[Tensor, Tensor, Tensor],
              reg_covar: float) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """One EM iteration, as sklearn's, on values x (n, K) with weights (n, 1, K) (1
-    valid, 0 padding), counts (n,) and (n, 2) means, variances, weights: the E-step's mean
-    log-likelihood (n,) (sklearn's lower bound, of the parameters before the step) and
-    the M-step's parameters: ``nk = sum resp + 10 eps``, weighted mean and variance
-    (+ ``reg_covar``), weights ``nk / sum nk``."""
-    log_prob = _weighted_log_prob(x, *params)  # (n, 2, K)
-    log_norm = _log_likelihood(log_prob)[:, None]  # (n, 1, K)
-    bound = (log_norm * weight).sum(dim=(1, 2)) / count
+    """One EM iteration, as sklearn's, on n groups, last: values x (K, n) with weights
+    (K, n) (1 valid, 0 padding), counts (n,) and (2, n) means, variances, weights. Returns
+    the E-step's mean log-likelihood (n,) (sklearn's lower bound, of the parameters
+    before the step) and the M-step's parameters: ``nk = sum resp + 10 eps``, weighted
+    mean and variance (+ ``reg_covar``), weights ``nk / sum nk``."""
+    log_prob = _weighted_log_prob(x, *params)  # (2, K, n)
+    log_norm = _log_likelihood(log_prob)  # (K, n)
+    bound = (log_norm * weight).sum(dim=0) / count
     # Log responsibilities are raised to -300 at least: below, exp() gives subnormal
     # float64 numbers, on which x86 arithmetic is ~100x slower; e^-300 ~ 5e-131 adds
     # < 1e-114 relative to nk >= 10 eps, invisible in float64.
-    resp = (log_prob - log_norm).clamp(min=_MIN_LOG_RESP).exp() * weight  # (n, 2, K)
-    nk = resp.sum(dim=2) + 10 * _EPS  # (n, 2)
-    x = x[:, None]
-    new_means = (resp * x).sum(dim=2) / nk
-    deviation = x - new_means[..., None]
-    new_variances = (resp * (deviation * deviation)).sum(dim=2) / nk + reg_covar
-    return bound, (new_means, new_variances, nk / nk.sum(dim=1, keepdim=True))
+    resp = (log_prob - log_norm).clamp(min=_MIN_LOG_RESP).exp() * weight  # (2, K, n)
+    nk = resp.sum(dim=1) + 10 * _EPS  # (2, n)
+    new_means = (resp * x).sum(dim=1) / nk
+    deviation = x - new_means[:, None]
+    new_variances = (resp * (deviation * deviation)).sum(dim=1) / nk + reg_covar
+    return bound, (new_means, new_variances, nk / nk.sum(dim=0))
 
 
 def _weighted_log_prob(x: Tensor, means: Tensor, variances: Tensor, weights: Tensor) -> Tensor:
-    """(B, K) values, (B, 2) parameters -> (B, 2, K) ``log(w_c N(x | mu_c, var_c))``,
-    components first (every operation on contiguous rows). Written with the precision's
+    """(K, B) values, (2, B) parameters -> (2, K, B) ``log(w_c N(x | mu_c, var_c))``,
+    groups last (every operation on contiguous rows of B). Written with the precision's
     Cholesky factor and in sklearn's order of operations, so that equal-likelihood ties
     (two candidates symmetric about a mean) round as in sklearn."""
-    precision_chol = 1.0 / variances.sqrt()  # (B, 2)
-    z = x[:, None] * precision_chol[..., None] - (means * precision_chol)[..., None]
-    log_gauss = -0.5 * (math.log(2 * math.pi) + z**2) + precision_chol.log()[..., None]
-    return log_gauss + weights.log()[..., None]
+    precision_chol = 1.0 / variances.sqrt()  # (2, B)
+    z = x * precision_chol[:, None] - (means * precision_chol)[:, None]
+    log_gauss = -0.5 * (math.log(2 * math.pi) + z**2) + precision_chol.log()[:, None]
+    return log_gauss + weights.log()[:, None]
 
 
 def _check_arguments(values: Tensor, valid: Tensor, max_iter: int, tol: float) -> None:
