@@ -3,13 +3,14 @@ Minimal Cost in One-Stage and Anchor-Free Object Detection", section 3.2; spec s
 """
 from __future__ import annotations
 
-from typing import List, Tuple, Union
+from typing import List, Tuple
 
 import torch
 from detectron2.config import configurable
 
-from ..contract import BACKGROUND, MatchInputs, MatchResult
+from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
+from ..stages.batch import BatchGTs
 from ..stages.divisions import BestGT, assign_candidates_to_best_gt
 from ..stages.geometry import is_inside
 from ..stages.gmm import higher_component
@@ -29,8 +30,7 @@ SCALE_CRITERIA = ("comb", "cls", "reg")
 
 @register_matcher("aps")
 class APSMatcher:
-    """Aligned points sampler, vectorised over the GT boxes of an image and, for the GMM,
-    over all GT boxes of the batch:
+    """Aligned points sampler, vectorised over all GT boxes of the batch:
 
     1. candidates (Eq. 4-5): per level, the ``topk`` points inside the GT with the lowest
        ``cls_loss + reg_loss`` (spec section 1 losses) **[reading: Eq. 4's max is
@@ -107,44 +107,46 @@ class APSMatcher:
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gt_index = inputs.points.new_full(
-            (inputs.num_images, inputs.num_points), BACKGROUND, dtype=torch.long
-        )
-        images = [i for i in range(inputs.num_images) if len(inputs.gt_boxes[i])]
-        if not images:
-            return MatchResult(gt_index=gt_index)
-        parts = [self._image_candidates(inputs, image) for image in images]
-        if self.spatial:
-            index, valid, score = (torch.cat(p) for p in zip(*(part[1][:3] for part in parts)))
-            positive = higher_component(score, valid, self.gmm_max_iter, self.gmm_tol)
-            rows = [len(inputs.gt_boxes[i]) for i in images]
-            for image, part, chosen in zip(images, parts, positive.split(rows)):
-                index, _, _, cost = part[1]
-                gt_index[image] = assign_candidates_to_best_gt(
-                    index, -cost, chosen, inputs.num_points
-                )
-            return MatchResult(gt_index=gt_index)
-        for image, ((gt, point, cost), positive) in zip(images, parts):
-            best = BestGT(inputs.num_points, cost.dtype, cost.device)
-            best.add(gt[positive], point[positive], -cost[positive])
-            gt_index[image] = best.gt_index()
-        return MatchResult(gt_index=gt_index)
-
-    def _image_candidates(
-        self, inputs: MatchInputs, image: int
-    ) -> Tuple[Tuple[torch.Tensor, torch.Tensor, torch.Tensor], Union[torch.Tensor, Tuple]]:
-        """Steps 1-2 of one image with G >= 1 GT boxes, on its P eligible (GT, point)
-        pairs (points inside the GT, found by ``WindowIndex``; with ``scale`` off, in the
-        level's FCOS size range too). Returns the pairs ``(gt, point, cost)`` (P,) with
-        cost ``cls + reg``, and either the spatial step's inputs (``spatial`` on):
-        candidate point indices (G, K), their validity (G, K), scores S (G, K) and costs
-        (G, K); or (``spatial`` off) the (P,) bool positive pairs."""
-        points, strides = inputs.points, inputs.strides
+        gts = BatchGTs.of(inputs)
+        if len(gts) == 0:
+            return MatchResult(gt_index=gts.background())
+        gt, point, cls, reg = self._eligible_pairs(inputs, gts)
+        cost = cls + reg
         levels = inputs.num_points_per_level
-        boxes = inputs.gt_boxes[image].float()
-        windows = widen(boxes[:, None].expand(-1, len(levels), -1))  # (G, L, 4)
-        lower, upper = fcos_size_ranges(strides, levels)
-        gts, cols = [], []
+        pair, valid = lowest_pairs_per_gt_and_level(gt, point, cost, len(gts), levels, self.topk)
+        slot_level = _slot_levels(levels, self.topk, pair.device)
+        criterion = {"comb": cost, "cls": cls, "reg": reg}[self.scale_criterion]
+        chosen = self._scale_assignment(_at(criterion, pair), valid, slot_level, len(levels))
+        num_keys = gts.num_images * gts.num_points
+        if self.spatial:
+            valid &= chosen[:, slot_level]
+            score = _spatial_score(_at(cls, pair), _at(reg, pair), valid)
+            positive = higher_component(score, valid, self.gmm_max_iter, self.gmm_tol)
+            keys = gts.keys(torch.arange(len(gts), device=pair.device)[:, None], _at(point, pair))
+            gt_of_key = assign_candidates_to_best_gt(keys, -_at(cost, pair), positive, num_keys)
+            return MatchResult(gt_index=gts.local_gt_index(gt_of_key))
+        point_level = torch.repeat_interleave(
+            torch.arange(len(levels), device=point.device),
+            torch.tensor(levels, device=point.device),
+        )
+        positive = chosen[gt, point_level[point]] & in_center_sampling_region(
+            inputs.points[point], inputs.strides[point], gts.boxes[gt].float(),
+            self.center_sampling_radius,
+        )
+        best = BestGT(num_keys, cost.dtype, cost.device)
+        best.add(gt[positive], gts.keys(gt[positive], point[positive]), -cost[positive])
+        return MatchResult(gt_index=gts.local_gt_index(best.gt_index()))
+
+    def _eligible_pairs(self, inputs: MatchInputs, gts: BatchGTs) -> Tuple[torch.Tensor, ...]:
+        """Step 1's eligible (GT, point) pairs of the whole batch: points inside the GT
+        (found by ``WindowIndex``; with ``scale`` off, in the level's FCOS size range
+        too), and their losses: gt (P,) batch GT index, point (P,) index into R, cls (P,),
+        reg (P,)."""
+        points, levels = inputs.points, inputs.num_points_per_level
+        boxes = gts.boxes.float()
+        windows = widen(boxes[:, None].expand(-1, len(levels), -1))  # (M, L, 4)
+        lower, upper = fcos_size_ranges(inputs.strides, levels)
+        gts_found, points_found = [], []
         for gt, point in WindowIndex(points, levels).pairs(windows):
             xy, own = points.index_select(0, point), boxes.index_select(0, gt)
             eligible = is_inside(xy, own)
@@ -153,33 +155,15 @@ class APSMatcher:
                     xy, own, lower.index_select(0, point), upper.index_select(0, point)
                 )
             keep = eligible.nonzero().squeeze(1)
-            gts.append(gt.index_select(0, keep))
-            cols.append(point.index_select(0, keep))
-        gt = torch.cat(gts) if gts else points.new_zeros((0,), dtype=torch.long)
-        point = torch.cat(cols) if cols else torch.zeros_like(gt)
+            gts_found.append(gt.index_select(0, keep))
+            points_found.append(point.index_select(0, keep))
+        gt = torch.cat(gts_found) if gts_found else points.new_zeros((0,), dtype=torch.long)
+        point = torch.cat(points_found) if points_found else torch.zeros_like(gt)
         cls, reg = anchor_losses_of_pairs(
-            inputs.pred_logits[image], inputs.pred_boxes[image], point, boxes.index_select(0, gt),
-            inputs.gt_classes[image].index_select(0, gt),
+            inputs.pred_logits.flatten(0, 1), inputs.pred_boxes.flatten(0, 1),
+            gts.keys(gt, point), boxes.index_select(0, gt), gts.classes.index_select(0, gt),
         )
-        cost = cls + reg
-        pair, valid = lowest_pairs_per_gt_and_level(gt, point, cost, len(boxes), levels, self.topk)
-        slot_level = _slot_levels(levels, self.topk, pair.device)
-        criterion = {"comb": cost, "cls": cls, "reg": reg}[self.scale_criterion]
-        chosen = self._scale_assignment(
-            _at(criterion, pair), valid, slot_level, len(levels)
-        )  # (G, L)
-        if not self.spatial:
-            device = pair.device
-            point_level = torch.repeat_interleave(
-                torch.arange(len(levels), device=device), torch.tensor(levels, device=device)
-            )
-            positive = chosen[gt, point_level[point]] & in_center_sampling_region(
-                points[point], strides[point], boxes[gt], self.center_sampling_radius
-            )
-            return (gt, point, cost), positive
-        valid &= chosen[:, slot_level]
-        score = _spatial_score(_at(cls, pair), _at(reg, pair), valid)
-        return (gt, point, cost), (_at(point, pair), valid, score, _at(cost, pair))
+        return gt, point, cls, reg
 
     def _scale_assignment(
         self, criterion: torch.Tensor, valid: torch.Tensor, slot_level: torch.Tensor, num_levels: int

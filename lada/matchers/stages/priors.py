@@ -128,40 +128,48 @@ def preliminary_iou_match(
     gt_boxes: torch.Tensor,
     threshold: float,
     num_anchors_per_level: Optional[List[int]] = None,
+    gt_image: Optional[torch.Tensor] = None,
+    num_images: int = 1,
 ) -> torch.Tensor:
     """PAA step 1 (also LADA section 3.4), as the official PAA code's
     ``Matcher(t, t, allow_low_quality_matches=True)``: each point goes to the GT of
     largest anchor-box IoU when that IoU is ``>= threshold``; a point below the threshold
     that is the highest-IoU point of some GT (IoU > 0, ties included) is restored to its
     *own* largest-IoU GT (spec 5 step 1), so a point always belongs to the GT it overlaps
-    most. (R, 4), (G, 4) -> (R,) GT index or ``BACKGROUND``.
+    most. (R, 4), (G, 4) -> (R,) GT index or ``BACKGROUND``. For a batch, ``gt_image``
+    (G,) gives each GT's image among ``num_images`` sharing the anchors, and the result
+    is (num_images * R,): the GT (batch index) of each image's points, images in order.
 
     Only overlapping (anchor, GT) pairs are evaluated, found per level
     (``num_anchors_per_level``, one level when None) around each GT widened by the
     level's largest anchor half-size, in GT chunks of bounded size (``pairs.py``). Ties
-    between GTs go to the lowest GT index and a point overlapping no GT has GT 0 with
-    IoU 0, as the first maximum of the dense (G, R) IoU matrix."""
-    if len(gt_boxes) == 0:
-        return torch.full((len(anchors),), BACKGROUND, dtype=torch.long, device=anchors.device)
-    levels = [len(anchors)] if num_anchors_per_level is None else num_anchors_per_level
+    between GTs go to the lowest GT index and a point overlapping no GT has its image's
+    first GT with IoU 0, as the first maximum of each image's dense (G, R) IoU matrix."""
+    num_anchors, device = len(anchors), anchors.device
+    if gt_image is None:
+        gt_image = torch.zeros(len(gt_boxes), dtype=torch.long, device=device)
+    counts = torch.bincount(gt_image, minlength=num_images)
+    first_gt = torch.where(counts > 0, counts.cumsum(0) - counts, BACKGROUND)  # (N,)
+    levels = [num_anchors] if num_anchors_per_level is None else num_anchors_per_level
     half_sizes = level_maxima((anchors[:, 2:] - anchors[:, :2]) / 2, levels)  # (L, 2)
     windows = widen(torch.cat(
         [gt_boxes[:, None, :2] - half_sizes, gt_boxes[:, None, 2:] + half_sizes], dim=2
     ))  # (G, L, 4) centres of anchors that may overlap the GT
-    best = BestGT(len(anchors), anchors.dtype, anchors.device)
-    restored = torch.zeros(len(anchors), dtype=torch.bool, device=anchors.device)
+    best = BestGT(num_images * num_anchors, anchors.dtype, device)
+    restored = torch.zeros(num_images * num_anchors, dtype=torch.bool, device=device)
     gt_sides, anchor_sides = gt_boxes.t().contiguous(), anchors.t().contiguous()  # (4, G), (4, R)
     gt_areas, anchor_areas = _nonnegative_areas(gt_sides), _nonnegative_areas(anchor_sides)
     for gt, point in WindowIndex(box_centers(anchors), levels).pairs(windows):
         iou = _pair_iou(gt_sides, gt_areas, gt, anchor_sides, anchor_areas, point)
-        best.add(gt, point, iou)
+        key = gt_image.index_select(0, gt) * num_anchors + point
+        best.add(gt, key, iou)
         gt_best = torch.zeros_like(gt_boxes[:, 0]).scatter_reduce_(0, gt, iou, "amax")  # (G,)
         own_best = gt_best.index_select(0, gt)  # a chunk holds all pairs of its GTs
-        restored.index_fill_(0, point[(iou == own_best) & (own_best > 0)], True)
+        restored.index_fill_(0, key[(iou == own_best) & (own_best > 0)], True)
     overlaps = best.score > 0
     best_iou = torch.where(overlaps, best.score, torch.zeros_like(best.score))
-    best_gt = torch.where(overlaps, best.gt, torch.zeros_like(best.gt))
-    keep = (best_iou >= threshold) | restored
+    best_gt = torch.where(overlaps, best.gt, first_gt.repeat_interleave(num_anchors))
+    keep = ((best_iou >= threshold) | restored) & (best_gt >= 0)
     return torch.where(keep, best_gt, torch.full_like(best_gt, BACKGROUND))
 
 
@@ -230,12 +238,19 @@ def lowest_per_gt_and_level(
     GT (PAA step 3, LADA's C2). point_gt (R,) GT index or ``BACKGROUND``; point_score (R,).
     Returns candidate point indices (G, K) and their validity (G, K), K = sum over levels
     of min(k, points on level); a GT with fewer assigned points has invalid slots (index
-    0). See :func:`lowest_pairs_per_gt_and_level`."""
-    point = (point_gt >= 0).nonzero().squeeze(1)
+    0). For a batch of N images, point_gt and point_score are (N * R,) (images in order)
+    and the indices are the flat ``image * R + point``. See
+    :func:`lowest_pairs_per_gt_and_level`."""
+    key = (point_gt >= 0).nonzero().squeeze(1)
+    if len(key) == 0:
+        width = sum(min(k, count) for count in num_points_per_level)
+        empty = torch.zeros((num_gts, width), dtype=torch.long, device=point_gt.device)
+        return empty, empty.bool()
     pair, valid = lowest_pairs_per_gt_and_level(
-        point_gt[point], point, point_score[point], num_gts, num_points_per_level, k
+        point_gt[key], key % sum(num_points_per_level), point_score[key], num_gts,
+        num_points_per_level, k,
     )
-    return point[pair], valid
+    return key[pair], valid
 
 
 def lowest_pairs_per_gt_and_level(
