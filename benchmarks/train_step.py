@@ -7,9 +7,10 @@ the same weights), the same batch (``--images`` random images of ``--size`` pixe
 ``--gts`` random GT boxes each, seeded) and the same optimizer; only
 ``MODEL.MATCHER.NAME`` differs. A step is forward with losses, backward and the
 optimizer step; the learning rate is 0 so that every step does the same work. After
-``--warmup`` untimed steps the matchers take turns, one step each, for ``--steps``
-rounds (so that a change of the machine's load affects all of them alike); the median
-step, its process CPU time and the median time inside the matcher are reported.
+``--warmup`` untimed steps the matchers take turns, one step each in a shuffled order,
+for ``--steps`` rounds (so that a change of the machine's load, or the position in a
+round, which measurably mattered on a shared machine, affects all of them alike); the
+median step, its process CPU time and the median time inside the matcher are reported.
 
     python benchmarks/train_step.py                 # configs/quick/Base-Quick.yaml
     python benchmarks/train_step.py --quick         # one image, one round (a smoke test)
@@ -24,6 +25,7 @@ import csv
 import datetime
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -103,7 +105,8 @@ def step(model, optimizer, batch, device: torch.device) -> None:
 
 
 def measure(cfg, names: List[str], batch, rounds: int, warmup: int) -> List[dict]:
-    """Round-robin timing of one step per matcher per round, after ``warmup`` steps."""
+    """One step per matcher per round in a shuffled order (seeded), after ``warmup``
+    steps per matcher."""
     device = torch.device(cfg.MODEL.DEVICE)
     runs = {name: build(cfg, name) for name in names}
     wall: Dict[str, List[float]] = {name: [] for name in names}
@@ -113,8 +116,11 @@ def measure(cfg, names: List[str], batch, rounds: int, warmup: int) -> List[dict
             for _ in range(warmup):
                 step(model, optimizer, batch, device)
             model.matcher.seconds.clear()
-        for _ in tqdm(range(rounds), desc="rounds", unit="round"):
-            for name, (model, optimizer) in runs.items():
+        for round_ in tqdm(range(rounds), desc="rounds", unit="round"):
+            order = list(runs)
+            random.Random(round_).shuffle(order)  # no matcher always first or last
+            for name in order:
+                model, optimizer = runs[name]
                 start, start_cpu = time.perf_counter(), time.process_time()
                 step(model, optimizer, batch, device)
                 wall[name].append(time.perf_counter() - start)
