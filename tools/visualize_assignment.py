@@ -216,7 +216,8 @@ def main(argv=None) -> Path:
     parser.add_argument("--dataset", help="registered dataset (default: DATASETS.TEST[0])")
     parser.add_argument("--register", nargs=3, action="append", default=[],
                         metavar=("NAME", "JSON", "IMAGE_ROOT"),
-                        help="register a COCO-format dataset first (repeatable)")
+                        help="a COCO-format dataset to register (repeatable); like the "
+                             "config's DATASETS.REGISTER_COCO, only --dataset's is registered")
     parser.add_argument("--index", type=int, default=0, help="image index in the dataset")
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--iteration", type=int, default=0,
@@ -225,10 +226,11 @@ def main(argv=None) -> Path:
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE ...")
     args = parser.parse_args(argv)
     cfg = setup(args)
-    register_coco_datasets(list(cfg.DATASETS.REGISTER_COCO) + args.register)
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if dataset is None:
         raise SystemExit("no --dataset and the config has no DATASETS.TEST")
+    entries = list(cfg.DATASETS.REGISTER_COCO) + args.register
+    register_coco_datasets([entry for entry in entries if entry[0] == dataset])  # only it
     names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)
     unknown = [name for name in names if name not in MATCHER_REGISTRY]
     if unknown:
