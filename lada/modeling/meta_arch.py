@@ -139,36 +139,60 @@ class LadaFCOS(DenseDetector):
         predictions: List[List[torch.Tensor]],
         gt_instances: List[Instances],
     ) -> Dict[str, torch.Tensor]:
+        storage = get_event_storage()
+        inputs, logits, pred_boxes, aux = self._match_inputs(
+            features, predictions, gt_instances, storage.iter
+        )
+        match = self.matcher(inputs)
+        gt_boxes, gt_classes = inputs.gt_boxes, inputs.gt_classes
+        targets = self.loss.targets(match, gt_boxes, gt_classes)
+        storage.put_scalars(**assignment_statistics(
+            match.gt_index, [len(b) for b in gt_boxes], inputs.num_points_per_level
+        ))
+        losses = self.loss(inputs.points, logits, pred_boxes, aux, targets)
+        storage.put_scalars(**self.loss.logged_normalizers)
+        return losses
+
+    @torch.no_grad()
+    def assignment_inputs(self, batched_inputs: List[Dict], iteration: int = 0) -> MatchInputs:
+        """The ``MatchInputs`` the matcher receives in a training step on
+        ``batched_inputs`` (dicts with "image" and "instances", as detectron2's training
+        mapper makes them) at the current weights and ``iteration``, without gradients:
+        for visualising and analysing assignments outside training."""
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        features = [features[name] for name in self.head_in_features]
+        predictions = [[p.float() for p in level] for level in self.head(features)]
+        gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+        return self._match_inputs(features, predictions, gt_instances, iteration)[0]
+
+    def _match_inputs(
+        self,
+        features: List[torch.Tensor],
+        predictions: List[List[torch.Tensor]],
+        gt_instances: List[Instances],
+        iteration: int,
+    ) -> Tuple[MatchInputs, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The matcher's inputs from the head's predictions, with the flattened logits
+        (N, R, C), decoded boxes (N, R, 4) and auxiliary logits (N, R) the losses use."""
         logits, deltas, aux = self._flatten_predictions(predictions)
         anchors = Boxes.cat(self.anchor_generator(features)).tensor  # (R, 4)
         pred_boxes = self._decode(deltas, anchors)  # (N, R, 4)
         gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
-        gt_classes = [x.gt_classes for x in gt_instances]
         _check_gt_boxes(gt_boxes)
-        points = (anchors[:, :2] + anchors[:, 2:]) / 2
-        num_points_per_level = [f.shape[-2] * f.shape[-1] for f in features]
-        storage = get_event_storage()
-        match = self.matcher(
-            MatchInputs(
-                points=points,
-                strides=anchors[:, 2] - anchors[:, 0],
-                num_points_per_level=num_points_per_level,
-                gt_boxes=gt_boxes,
-                gt_classes=gt_classes,
-                pred_logits=logits.detach(),
-                pred_boxes=pred_boxes.detach(),
-                pred_quality=aux.detach(),
-                iteration=storage.iter,
-                max_iter=self.max_iter,
-            )
+        inputs = MatchInputs(
+            points=(anchors[:, :2] + anchors[:, 2:]) / 2,
+            strides=anchors[:, 2] - anchors[:, 0],
+            num_points_per_level=[f.shape[-2] * f.shape[-1] for f in features],
+            gt_boxes=gt_boxes,
+            gt_classes=[x.gt_classes for x in gt_instances],
+            pred_logits=logits.detach(),
+            pred_boxes=pred_boxes.detach(),
+            pred_quality=aux.detach(),
+            iteration=iteration,
+            max_iter=self.max_iter,
         )
-        targets = self.loss.targets(match, gt_boxes, gt_classes)
-        storage.put_scalars(
-            **assignment_statistics(match.gt_index, [len(b) for b in gt_boxes], num_points_per_level)
-        )
-        losses = self.loss(points, logits, pred_boxes, aux, targets)
-        storage.put_scalars(**self.loss.logged_normalizers)
-        return losses
+        return inputs, logits, pred_boxes, aux
 
     def forward_inference(
         self, images: ImageList, features: List[torch.Tensor], predictions: List[List[torch.Tensor]]

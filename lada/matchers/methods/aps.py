@@ -3,18 +3,25 @@ Minimal Cost in One-Stage and Anchor-Free Object Detection", section 3.2; spec s
 """
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from detectron2.config import configurable
 
-from ..contract import BACKGROUND, MatchInputs, MatchResult
+from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
-from ..stages.divisions import assign_to_best_gt, scatter_candidates
+from ..stages.batch import BatchGTs
+from ..stages.divisions import BestGT, assign_candidates_to_best_gt
 from ..stages.geometry import is_inside
 from ..stages.gmm import higher_component
-from ..stages.priors import center_sampling_prior, fcos_scale_prior, lowest_cost_per_level
-from ..stages.scores import anchor_losses
+from ..stages.pairs import WindowIndex, widen
+from ..stages.priors import (
+    fcos_size_ranges,
+    in_center_sampling_region,
+    in_fcos_size_range,
+    lowest_pairs_per_gt_and_level,
+)
+from ..stages.scores import anchor_losses_of_pairs
 
 __all__ = ["APSMatcher"]
 
@@ -23,8 +30,7 @@ SCALE_CRITERIA = ("comb", "cls", "reg")
 
 @register_matcher("aps")
 class APSMatcher:
-    """Aligned points sampler, vectorised over the GT boxes of an image and, for the GMM,
-    over all GT boxes of the batch:
+    """Aligned points sampler, vectorised over all GT boxes of the batch:
 
     1. candidates (Eq. 4-5): per level, the ``topk`` points inside the GT with the lowest
        ``cls_loss + reg_loss`` (spec section 1 losses) **[reading: Eq. 4's max is
@@ -101,68 +107,63 @@ class APSMatcher:
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gt_index = inputs.points.new_full(
-            (inputs.num_images, inputs.num_points), BACKGROUND, dtype=torch.long
-        )
-        images = [i for i in range(inputs.num_images) if len(inputs.gt_boxes[i])]
-        if not images:
-            return MatchResult(gt_index=gt_index)
-        parts = [self._image_candidates(inputs, image) for image in images]
-        if self.spatial:
-            index, valid, score = (torch.cat(p) for p in zip(*(part[2] for part in parts)))
-            positive = higher_component(score, valid, self.gmm_max_iter, self.gmm_tol)
-            rows = [len(inputs.gt_boxes[i]) for i in images]
-            positives = [
-                scatter_candidates(i, p, inputs.num_points, fill=False)
-                for i, p in zip(index.split(rows), positive.split(rows))
-            ]
-        else:
-            positives = [part[1] for part in parts]
-        for image, (cost, _, _), positive in zip(images, parts, positives):
-            gt_index[image] = assign_to_best_gt(-cost, positive)
-        return MatchResult(gt_index=gt_index)
-
-    def _image_candidates(
-        self, inputs: MatchInputs, image: int
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Tuple[torch.Tensor, ...]]:
-        """Steps 1-2 of one image with G >= 1 GT boxes. Returns the (G, R) cost
-        ``cls + reg`` (``inf`` where a point is not eligible), the (G, R) positives when
-        ``spatial`` is off (else None), and the spatial step's inputs (empty when off):
-        candidate indices (G, K), their validity (G, K) and scores S (G, K)."""
-        points, strides = inputs.points, inputs.strides
+        gts = BatchGTs.of(inputs)
+        if len(gts) == 0:
+            return MatchResult(gt_index=gts.background())
+        gt, point, cls, reg = self._eligible_pairs(inputs, gts)
+        cost = cls + reg
         levels = inputs.num_points_per_level
-        boxes = inputs.gt_boxes[image].float()
-        eligible = is_inside(points[None], boxes[:, None])  # (G, R)
-        if not self.scale:
-            eligible &= fcos_scale_prior(points, strides, levels, boxes)
-        gts, cols = eligible.nonzero(as_tuple=True)
-        cls, reg = anchor_losses(
-            inputs.pred_logits[image, cols].float(),
-            inputs.pred_boxes[image, cols].float(),
-            boxes[gts],
-            inputs.gt_classes[image][gts],
+        pair, valid = lowest_pairs_per_gt_and_level(gt, point, cost, len(gts), levels, self.topk)
+        slot_level = _slot_levels(levels, self.topk, pair.device)
+        criterion = {"comb": cost, "cls": cls, "reg": reg}[self.scale_criterion]
+        chosen = self._scale_assignment(_at(criterion, pair), valid, slot_level, len(levels))
+        num_keys = gts.num_images * gts.num_points
+        if self.spatial:
+            valid &= chosen[:, slot_level]
+            score = _spatial_score(_at(cls, pair), _at(reg, pair), valid)
+            positive = higher_component(score, valid, self.gmm_max_iter, self.gmm_tol)
+            keys = gts.keys(torch.arange(len(gts), device=pair.device)[:, None], _at(point, pair))
+            gt_of_key = assign_candidates_to_best_gt(keys, -_at(cost, pair), positive, num_keys)
+            return MatchResult(gt_index=gts.local_gt_index(gt_of_key))
+        point_level = torch.repeat_interleave(
+            torch.arange(len(levels), device=point.device),
+            torch.tensor(levels, device=point.device),
         )
-        dense = [eligible.new_full(eligible.shape, float("inf"), dtype=cls.dtype) for _ in range(3)]
-        for values, target in zip((cls + reg, cls, reg), dense):
-            target[gts, cols] = values
-        cost, cls_cost, reg_cost = dense
-        index, valid = lowest_cost_per_level(cost, levels, self.topk)  # (G, K)
-        slot_level = _slot_levels(levels, self.topk, index.device)
-        chosen = self._scale_assignment(
-            {"comb": cost, "cls": cls_cost, "reg": reg_cost}[self.scale_criterion].gather(1, index),
-            valid, slot_level, len(levels),
-        )  # (G, L)
-        if not self.spatial:
-            point_level = torch.repeat_interleave(
-                torch.arange(len(levels), device=index.device), torch.tensor(levels, device=index.device)
-            )
-            positive = eligible & chosen[:, point_level] & center_sampling_prior(
-                points, strides, boxes, self.center_sampling_radius
-            )
-            return cost, positive, ()
-        valid &= chosen[:, slot_level]
-        score = _spatial_score(cls_cost.gather(1, index), reg_cost.gather(1, index), valid)
-        return cost, None, (index, valid, score)
+        positive = chosen[gt, point_level[point]] & in_center_sampling_region(
+            inputs.points[point], inputs.strides[point], gts.boxes[gt].float(),
+            self.center_sampling_radius,
+        )
+        best = BestGT(num_keys, cost.dtype, cost.device)
+        best.add(gt[positive], gts.keys(gt[positive], point[positive]), -cost[positive])
+        return MatchResult(gt_index=gts.local_gt_index(best.gt_index()))
+
+    def _eligible_pairs(self, inputs: MatchInputs, gts: BatchGTs) -> Tuple[torch.Tensor, ...]:
+        """Step 1's eligible (GT, point) pairs of the whole batch: points inside the GT
+        (found by ``WindowIndex``; with ``scale`` off, in the level's FCOS size range
+        too), and their losses: gt (P,) batch GT index, point (P,) index into R, cls (P,),
+        reg (P,)."""
+        points, levels = inputs.points, inputs.num_points_per_level
+        boxes = gts.boxes.float()
+        windows = widen(boxes[:, None].expand(-1, len(levels), -1))  # (M, L, 4)
+        lower, upper = fcos_size_ranges(inputs.strides, levels)
+        gts_found, points_found = [], []
+        for gt, point in WindowIndex(points, levels).pairs(windows):
+            xy, own = points.index_select(0, point), boxes.index_select(0, gt)
+            eligible = is_inside(xy, own)
+            if not self.scale:
+                eligible &= in_fcos_size_range(
+                    xy, own, lower.index_select(0, point), upper.index_select(0, point)
+                )
+            keep = eligible.nonzero().squeeze(1)
+            gts_found.append(gt.index_select(0, keep))
+            points_found.append(point.index_select(0, keep))
+        gt = torch.cat(gts_found) if gts_found else points.new_zeros((0,), dtype=torch.long)
+        point = torch.cat(points_found) if points_found else torch.zeros_like(gt)
+        cls, reg = anchor_losses_of_pairs(
+            inputs.pred_logits.flatten(0, 1), inputs.pred_boxes.flatten(0, 1),
+            gts.keys(gt, point), boxes.index_select(0, gt), gts.classes.index_select(0, gt),
+        )
+        return gt, point, cls, reg
 
     def _scale_assignment(
         self, criterion: torch.Tensor, valid: torch.Tensor, slot_level: torch.Tensor, num_levels: int
@@ -182,8 +183,14 @@ class APSMatcher:
         return chosen & has_candidates
 
 
+def _at(values: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
+    """Per-pair values (P,) at candidate slots (G, K) of pair indices; zeros when P = 0
+    (every slot is then invalid)."""
+    return values[pair] if len(values) else torch.zeros_like(pair, dtype=values.dtype)
+
+
 def _slot_levels(num_points_per_level: List[int], k: int, device: torch.device) -> torch.Tensor:
-    """(K,) level of each candidate column of ``lowest_cost_per_level``."""
+    """(K,) level of each candidate column of ``lowest_pairs_per_gt_and_level``."""
     widths = torch.tensor([min(k, count) for count in num_points_per_level], device=device)
     return torch.repeat_interleave(torch.arange(len(num_points_per_level), device=device), widths)
 

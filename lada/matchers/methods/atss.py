@@ -4,10 +4,10 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
-from ..base import PerImageMatcher
-from ..contract import MatchInputs
+from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
-from ..stages.divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
+from ..stages.batch import BatchGTs
+from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_threshold
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
 from ..stages.priors import topk_closest_per_level
 
@@ -15,7 +15,7 @@ __all__ = ["ATSSMatcher"]
 
 
 @register_matcher("atss")
-class ATSSMatcher(PerImageMatcher):
+class ATSSMatcher:
     """ATSS (paper Algorithm 1):
 
     1. candidates: per level, the ``topk`` points closest to the GT centre (line 3-6);
@@ -24,6 +24,9 @@ class ATSSMatcher(PerImageMatcher):
     3. division: positive when IoU >= mean + std of the GT's candidate IoUs (unbiased
        std, line 8-11) and the point is inside the GT (line 12);
     4. a point positive for several GTs goes to the one of highest IoU.
+
+    All GT boxes of the batch at once (images share the points), the distances of step 1
+    in GT chunks of bounded size.
     """
 
     @configurable
@@ -40,17 +43,21 @@ class ATSSMatcher(PerImageMatcher):
         atss = cfg.MODEL.MATCHER.ATSS
         return {"topk": atss.TOPK, "anchor_scale": atss.ANCHOR_SCALE}
 
-    def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
-        points, gt_boxes = inputs.points, inputs.gt_boxes[image]
+    @torch.no_grad()
+    def __call__(self, inputs: MatchInputs) -> MatchResult:
+        gts = BatchGTs.of(inputs)
+        if len(gts) == 0:
+            return MatchResult(gt_index=gts.background())
+        points, gt_boxes = inputs.points, gts.boxes
         candidates = topk_closest_per_level(
             points, inputs.num_points_per_level, gt_boxes, self.topk
-        )  # (G, K)
+        )  # (M, K), the batch's GT boxes at once
         anchors = anchor_boxes(points, inputs.strides, self.anchor_scale)
-        iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (G, K)
+        iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (M, K)
         positive = iou >= mean_plus_std_threshold(iou)
         positive &= is_inside(points[candidates], gt_boxes[:, None])
-        num_points = inputs.num_points
-        return assign_to_best_gt(
-            scatter_candidates(candidates, iou, num_points, fill=0.0),
-            scatter_candidates(candidates, positive, num_points, fill=False),
+        rows = torch.arange(len(gts), device=candidates.device)[:, None]
+        gt_of_key = assign_candidates_to_best_gt(
+            gts.keys(rows, candidates), iou, positive, gts.num_images * gts.num_points
         )
+        return MatchResult(gt_index=gts.local_gt_index(gt_of_key))

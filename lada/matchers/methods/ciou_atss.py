@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
-from ..base import PerImageMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
-from ..stages.divisions import assign_to_best_gt, mean_plus_std_threshold, scatter_candidates
+from ..stages.batch import BatchGTs
+from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_threshold
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
 from ..stages.priors import topk_closest_per_level
 
@@ -47,7 +47,7 @@ def matched_pred_iou(inputs: MatchInputs, gt_index: torch.Tensor) -> torch.Tenso
 
 
 @register_matcher("ciou_atss")
-class CIoUATSSMatcher(PerImageMatcher):
+class CIoUATSSMatcher:
     """Dynamic CIoU-ATSS (paper section III-B and Fig. 1, as the authors' code):
 
     1. candidates: as ATSS, per level the ``topk`` points closest to the GT centre;
@@ -127,30 +127,36 @@ class CIoUATSSMatcher(PerImageMatcher):
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gt_index = super().__call__(inputs).gt_index
+        gts = BatchGTs.of(inputs)
+        if len(gts) == 0:
+            gt_index = gts.background()
+        else:
+            gt_index = gts.local_gt_index(self._gt_of_keys(inputs, gts))
         return MatchResult(gt_index=gt_index, cls_target_quality=matched_pred_iou(inputs, gt_index))
 
-    def match_image(self, inputs: MatchInputs, image: int) -> torch.Tensor:
-        points, gt_boxes = inputs.points, inputs.gt_boxes[image].float()
+    def _gt_of_keys(self, inputs: MatchInputs, gts: BatchGTs) -> torch.Tensor:
+        """Steps 1-5 for the batch's M >= 1 GT boxes at once: (N * R,) batch GT index of
+        each flat point key, or ``BACKGROUND``."""
+        points, gt_boxes = inputs.points, gts.boxes.float()
         anchor_weight, pred_weight = self.weights(inputs.iteration, inputs.max_iter)
         candidates = topk_closest_per_level(
             points, inputs.num_points_per_level, gt_boxes, self.topk
-        )  # (G, K)
+        )  # (M, K)
+        rows = torch.arange(len(gts), device=candidates.device)[:, None]
+        keys = gts.keys(rows, candidates)  # (M, K) flat keys image * R + point
         anchors = anchor_boxes(points, inputs.strides, self.anchor_scale)
-        anchor_iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (G, K)
-        pred_boxes = inputs.pred_boxes[image].float()
-        pred_iou = paired_iou(pred_boxes[candidates], gt_boxes[:, None])  # (G, K)
+        anchor_iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (M, K)
+        pred_boxes = inputs.pred_boxes.flatten(0, 1).float()[keys]
+        pred_iou = paired_iou(pred_boxes, gt_boxes[:, None])  # (M, K)
         combined = anchor_weight * anchor_iou + pred_weight * pred_iou
         if self.threshold == "sum_std":
             threshold = anchor_weight * mean_plus_std_threshold(anchor_iou) + (
                 pred_weight * mean_plus_std_threshold(pred_iou)
-            )  # (G, 1)
+            )  # (M, 1)
         else:
             threshold = mean_plus_std_threshold(combined)
         positive = combined >= threshold
         positive &= is_inside(points[candidates], gt_boxes[:, None])
-        num_points = inputs.num_points
-        return assign_to_best_gt(
-            scatter_candidates(candidates, combined, num_points, fill=0.0),
-            scatter_candidates(candidates, positive, num_points, fill=False),
+        return assign_candidates_to_best_gt(
+            keys, combined, positive, gts.num_images * gts.num_points
         )

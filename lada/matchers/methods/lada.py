@@ -9,6 +9,7 @@ from detectron2.config import configurable
 from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
+from ..stages.batch import BatchGTs
 from ..stages.candidates import REG_LOSSES, match_and_score_points, per_level_candidates
 from ..stages.divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
 from ..stages.geometry import is_inside
@@ -89,20 +90,21 @@ class LADAMatcher(CandidateDivisionMatcher):
             "anchor_scale": lada.ANCHOR_SCALE,
         }
 
-    def image_candidates(self, inputs: MatchInputs, image: int):
+    def candidates(self, inputs: MatchInputs, gts: BatchGTs):
         matched = match_and_score_points(
-            inputs, image, self.anchor_scale, self.prelim_iou_thresh, self.reg_loss
+            inputs, gts, self.anchor_scale, self.prelim_iou_thresh, self.reg_loss
         )
-        points = inputs.points[matched.index]
-        boxes = inputs.gt_boxes[image][matched.gt].float()
+        point = matched.key % gts.num_points
+        points = inputs.points.index_select(0, point)
+        boxes = gts.boxes.index_select(0, matched.gt).float()
         in_c1 = is_inside(points, boxes)
         if self.center_prior != "none":
             in_c1 &= center_region_prior(
-                points, inputs.strides[matched.index], boxes, self.center_radius,
+                points, inputs.strides.index_select(0, point), boxes, self.center_radius,
                 elliptic=self.center_prior == "epcp",
             )
         point_gt, scores = matched.dense(self._score(matched, points, boxes), in_c1)
-        return per_level_candidates(inputs, image, point_gt, scores, self.topk)
+        return per_level_candidates(inputs, gts, point_gt, scores, self.topk)
 
     def _score(self, matched, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """(P,) score of each matched point for its GT, lower is better."""

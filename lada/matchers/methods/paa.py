@@ -7,6 +7,7 @@ from detectron2.config import configurable
 from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
+from ..stages.batch import BatchGTs
 from ..stages.candidates import match_and_score_points, per_level_candidates
 from ..stages.geometry import is_inside
 from ..stages.gmm import paa_separation
@@ -73,14 +74,15 @@ class PAAMatcher(CandidateDivisionMatcher):
             "gmm_tol": paa.GMM_TOL,
         }
 
-    def image_candidates(self, inputs: MatchInputs, image: int):
-        matched = match_and_score_points(inputs, image, self.anchor_scale, self.prelim_iou_thresh)
+    def candidates(self, inputs: MatchInputs, gts: BatchGTs):
+        matched = match_and_score_points(inputs, gts, self.anchor_scale, self.prelim_iou_thresh)
         if self.inside_gt:
-            keep = is_inside(inputs.points[matched.index], inputs.gt_boxes[image][matched.gt])
+            points = inputs.points.index_select(0, matched.key % gts.num_points)
+            keep = is_inside(points, gts.boxes.index_select(0, matched.gt))
         else:
-            keep = torch.ones_like(matched.index, dtype=torch.bool)
+            keep = torch.ones_like(matched.key, dtype=torch.bool)
         point_gt, scores = matched.dense(matched.cls + matched.reg, keep)
-        return per_level_candidates(inputs, image, point_gt, scores, self.topk)
+        return per_level_candidates(inputs, gts, point_gt, scores, self.topk)
 
     def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         return paa_separation(scores, valid, max_iter=self.gmm_max_iter, tol=self.gmm_tol)

@@ -1,6 +1,8 @@
 """Building blocks shared by the assignment methods, in pipeline order:
 
 - ``geometry.py``: box/point geometry (areas, inside tests, paired IoU, anchor boxes).
+- ``pairs.py``: the (GT, point) pairs of per-GT windows found by binary search, and GT
+  chunks, so that no stage needs a dense (G, R) matrix (memory bounded whatever G).
 - ``priors.py``: candidate priors (size ranges, centre regions, top-k per level,
   the preliminary IoU match, DW's Gaussian centre prior).
 - ``scores.py``: per-candidate scores from the predictions (anchor losses, deviation).

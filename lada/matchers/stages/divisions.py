@@ -1,5 +1,6 @@
 """Divisions: which scored candidates become positive, and how points claimed by
-several GT boxes are resolved."""
+several GT boxes are resolved (on candidates or (GT, point) pairs, never a (G, R)
+matrix)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -8,12 +9,14 @@ import torch
 
 from ..contract import BACKGROUND
 
+_NO_GT = torch.iinfo(torch.long).max
+
 __all__ = [
-    "assign_to_best_gt",
+    "BestGT",
+    "assign_candidates_to_best_gt",
     "dynamic_loss_threshold",
     "lowest_n_division",
     "mean_plus_std_threshold",
-    "scatter_candidates",
 ]
 
 
@@ -32,21 +35,51 @@ def mean_plus_std_threshold(
     return mean + (squares / (count - 1).clamp(min=1)).sqrt()
 
 
-def scatter_candidates(
-    candidate_index: torch.Tensor, values: torch.Tensor, num_points: int, fill: float
+class BestGT:
+    """Each point goes to the positive GT with the highest score, accumulated over
+    (gt, point, score) triples of positive pairs given in any number of parts (for
+    example GT chunks), without a (G, R) matrix: the maximum over GTs of a dense matrix
+    holding the triples' scores and ``-inf`` elsewhere. Ties go to the lowest GT index
+    (the first maximum of the dense form, never the GTs' order otherwise); points whose
+    best score is ``-inf``, or that appear in no triple, are ``BACKGROUND``."""
+
+    def __init__(self, num_points: int, dtype: torch.dtype, device: torch.device):
+        self.score = torch.full((num_points,), float("-inf"), dtype=dtype, device=device)
+        self.gt = torch.full((num_points,), _NO_GT, dtype=torch.long, device=device)
+
+    def add(self, gt: torch.Tensor, point: torch.Tensor, score: torch.Tensor) -> None:
+        """Adds triples: gt (M,), point (M,) long, score (M,)."""
+        score = score.to(self.score.dtype)
+        best = torch.full_like(self.score, float("-inf")).scatter_reduce_(
+            0, point, score, "amax"
+        )  # (R,) best score of this part
+        at_best = score == best.index_select(0, point)
+        best_gt = torch.full_like(self.gt, _NO_GT).scatter_reduce_(
+            0, point, torch.where(at_best, gt, torch.full_like(gt, _NO_GT)), "amin"
+        )  # (R,) lowest GT reaching it
+        tie = best == self.score
+        self.gt = torch.where(
+            best > self.score, best_gt, torch.where(tie, torch.minimum(self.gt, best_gt), self.gt)
+        )
+        self.score = torch.maximum(self.score, best)
+
+    def gt_index(self) -> torch.Tensor:
+        """(R,) long: the best GT of each point, or ``BACKGROUND``."""
+        none = torch.isneginf(self.score) | (self.gt == _NO_GT)
+        return torch.where(none, torch.full_like(self.gt, BACKGROUND), self.gt)
+
+
+def assign_candidates_to_best_gt(
+    candidate_index: torch.Tensor, scores: torch.Tensor, positive: torch.Tensor, num_points: int
 ) -> torch.Tensor:
-    """Writes per-candidate values (G, K) at their points' columns of a (G, R) matrix
-    filled with ``fill``."""
-    dense = values.new_full((values.shape[0], num_points), fill)
-    return dense.scatter_(1, candidate_index, values)
-
-
-def assign_to_best_gt(scores: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """Each point goes to the positive GT with the highest score; points positive for no
-    GT are ``BACKGROUND``. (G, R) scores, (G, R) bool -> (R,) long."""
-    masked = scores.masked_fill(~positive, float("-inf"))
-    best_score, best_gt = masked.max(dim=0)
-    return torch.where(torch.isneginf(best_score), torch.full_like(best_gt, BACKGROUND), best_gt)
+    """Each point goes to the GT of highest score among the GTs for which it is a
+    positive candidate (:class:`BestGT`): candidate points (G, K), their scores (G, K)
+    and positives (G, K) -> (R,) long GT index or ``BACKGROUND``."""
+    rows = torch.arange(len(candidate_index), device=candidate_index.device)
+    gt = rows[:, None].expand_as(candidate_index)
+    best = BestGT(num_points, scores.dtype, scores.device)
+    best.add(gt[positive], candidate_index[positive], scores[positive])
+    return best.gt_index()
 
 
 def dynamic_loss_threshold(scores: torch.Tensor, valid: torch.Tensor, topm: int) -> torch.Tensor:

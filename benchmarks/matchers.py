@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Cost of one assignment step for every registered matcher, side by side.
+
+For each number of GT boxes G, on one 800x1333 image (P3-P7, R = 22,300 points, 80
+classes, seeded random boxes and predictions; ``benchmarks/measure.py``): the median
+wall time over ``--repeats`` calls after one warm-up call, the matchers timed in turns
+(one call each per round, synchronised on CUDA), the
+median CPU time of the process (CPU device; less sensitive to other processes), the
+peak memory of the tensors the call allocates, the ratio of the time to ``fcos``'s and
+``atss``'s, and the positives found. ``paa_sklearn_gmm`` is ``paa`` with one
+scikit-learn GMM fit per GT (the official PAA code's approach), the reference of the
+batched GMM; the GMM alone is also timed on G random candidate sets of up to
+``--candidates`` scores, with the number of GTs whose positives agree.
+
+    python benchmarks/matchers.py                 # G = 1 ... 1000, every matcher
+    python benchmarks/matchers.py --quick         # G = 1, 10; one repeat (a smoke test)
+
+Writes ``matchers.csv``, ``gmm.csv``, ``matchers.json`` (machine, load, command, date),
+``matchers.md`` (the tables) and ``matchers.png`` (log-log time and memory vs G) to
+``--output-dir``. CUDA is measured too when a GPU is present (``--devices`` to choose).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+from tqdm import tqdm
+
+import lada  # noqa: F401  (registers the matchers)
+from benchmarks.measure import (
+    LoadMonitor,
+    crowded_inputs,
+    machine_description,
+    peak_memory_bytes,
+    round_robin_seconds,
+)
+from benchmarks.sklearn_paa import SklearnPAAMatcher, random_candidates, sklearn_separation
+from detectron2.config import get_cfg
+from lada.config import add_lada_config
+from lada.matchers import MATCHER_REGISTRY, build_matcher
+from lada.matchers.stages.gmm import paa_separation
+
+FULL_GTS = (1, 10, 30, 100, 300, 1000)
+QUICK_GTS = (1, 10)
+SKLEARN_PAA = "paa_sklearn_gmm"
+
+
+def build_matchers(names: List[str]) -> Dict[str, object]:
+    """Every named matcher with its config defaults, plus the scikit-learn PAA."""
+    matchers = {}
+    for name in names:
+        cfg = add_lada_config(get_cfg())
+        cfg.MODEL.MATCHER.NAME = name
+        matchers[name] = build_matcher(cfg)
+    if "paa" in names:
+        cfg = add_lada_config(get_cfg())
+        matchers[SKLEARN_PAA] = SklearnPAAMatcher(cfg)
+    return matchers
+
+
+def measure_matchers(matchers: Dict[str, object], num_gts: List[int], device: str,
+                     repeats: int) -> List[dict]:
+    """One row per (G, matcher): wall and CPU ms (the matchers timed in turns), peak
+    MiB, positives."""
+    rows = []
+    for count in tqdm(num_gts, desc=f"matchers on {device}", unit="G"):
+        inputs = crowded_inputs(count, device)
+        calls = {name: (lambda m=matcher: m(inputs)) for name, matcher in matchers.items()}
+        peaks = {name: peak_memory_bytes(call, device) for name, call in calls.items()}
+        slow = {SKLEARN_PAA}  # seconds per call: fewer runs, no warm-up
+        times = round_robin_seconds(
+            calls, device,
+            repeats={name: min(repeats, 3) if name in slow else repeats for name in calls},
+            warmup={name: 0 if name in slow else 1 for name in calls},
+        )
+        for name, (result, peak) in peaks.items():
+            wall, cpu = times[name]
+            rows.append({
+                "device": device, "matcher": name, "num_gts": count, "points": inputs.num_points,
+                "ms": 1e3 * wall, "cpu_ms": 1e3 * cpu, "peak_mib": peak / 2**20,
+                "positives": int(result.foreground.sum()),
+            })
+    for row in rows:
+        same = {r["matcher"]: r for r in rows if r["num_gts"] == row["num_gts"]
+                and r["device"] == row["device"]}
+        for reference in ("fcos", "atss"):
+            if reference in same:
+                row[f"x_{reference}"] = row["ms"] / same[reference]["ms"]
+    return rows
+
+
+def measure_gmm(num_gts: List[int], width: int, device: str, repeats: int) -> List[dict]:
+    """The batched GMM separation against one scikit-learn fit per GT on G random
+    candidate sets, timed in turns: median times (scikit-learn: at most 3 runs) and the
+    GTs with identical positives."""
+    rows = []
+    for count in tqdm(num_gts, desc=f"GMM on {device}", unit="G"):
+        values, valid = random_candidates(count, width)
+        scores = torch.from_numpy(values).float().to(device)
+        mask = torch.from_numpy(valid).to(device)
+        times = round_robin_seconds(
+            {"torch": lambda: paa_separation(scores, mask),
+             "sklearn": lambda: sklearn_separation(scores, mask)},
+            device, repeats={"torch": repeats, "sklearn": min(repeats, 3)},
+            warmup={"torch": 1, "sklearn": 0},
+        )
+        expected = sklearn_separation(scores, mask)
+        agree = int((paa_separation(scores, mask) == expected).all(dim=1).sum())
+        batched, sklearn = times["torch"][0], times["sklearn"][0]
+        rows.append({"device": device, "num_gts": count, "candidates": width,
+                     "torch_ms": 1e3 * batched, "sklearn_ms": 1e3 * sklearn,
+                     "speedup": sklearn / batched, "agree": agree})
+    return rows
+
+
+def write_csv(path: Path, rows: List[dict]) -> None:
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_tables(rows: List[dict], gmm_rows: List[dict]) -> str:
+    """The largest G of each device as a table, then every G, then the GMM."""
+    def cell(value, digits=1):
+        return "" if value is None or value != value else f"{value:.{digits}f}"
+
+    lines = []
+    for device in dict.fromkeys(row["device"] for row in rows):
+        lines += [f"Per matcher and G on {device} (ms: median wall time; cpu ms: median "
+                  "process CPU time; x: ratio of ms):", "",
+                  "| matcher | G | ms | cpu ms | x fcos | x atss | peak MiB | positives |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for row in sorted((r for r in rows if r["device"] == device),
+                          key=lambda r: (-r["num_gts"], r["matcher"])):
+            lines.append(f"| `{row['matcher']}` | {row['num_gts']} | {cell(row['ms'])} | "
+                         f"{cell(row['cpu_ms'])} | {cell(row.get('x_fcos'), 2)} | "
+                         f"{cell(row.get('x_atss'), 2)} | {cell(row['peak_mib'])} | "
+                         f"{row['positives']} |")
+        lines.append("")
+    lines += ["GMM separation, batched torch vs one scikit-learn fit per GT:", "",
+              "| device | G | candidates | torch ms | scikit-learn ms | speed-up | same positives |",
+              "|---|---|---|---|---|---|---|"]
+    for row in gmm_rows:
+        lines.append(f"| {row['device']} | {row['num_gts']} | up to {row['candidates']} | "
+                     f"{cell(row['torch_ms'])} | {cell(row['sklearn_ms'], 0)} | "
+                     f"{cell(row['speedup'], 0)}x | {row['agree']} / {row['num_gts']} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, rows: List[dict], gmm_rows: List[dict], title: str) -> None:
+    """Log-log time and peak memory vs G per matcher, and the GMM's times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for (device, name) in dict.fromkeys((r["device"], r["matcher"]) for r in rows):
+        mine = sorted((r for r in rows if r["device"] == device and r["matcher"] == name),
+                      key=lambda r: r["num_gts"])
+        label = name if device == "cpu" else f"{name} ({device})"
+        style = "--" if name == SKLEARN_PAA else "-"
+        gts = [r["num_gts"] for r in mine]
+        axes[0].plot(gts, [r["ms"] for r in mine], style, marker="o", ms=3, label=label)
+        axes[1].plot(gts, [max(r["peak_mib"], 1e-2) for r in mine], style, marker="o", ms=3,
+                     label=label)
+    for device in dict.fromkeys(r["device"] for r in gmm_rows):
+        mine = [r for r in gmm_rows if r["device"] == device]
+        gts = [r["num_gts"] for r in mine]
+        axes[2].plot(gts, [r["torch_ms"] for r in mine], marker="o", ms=3,
+                     label=f"batched torch ({device})")
+        axes[2].plot(gts, [r["sklearn_ms"] for r in mine], "--", marker="o", ms=3,
+                     label="scikit-learn, one fit per GT")
+    labels = [("time per assignment (ms)", "assignment time"),
+              ("peak tensor memory (MiB)", "assignment peak memory"),
+              ("time (ms)", "PAA GMM separation")]
+    for axis, (ylabel, name) in zip(axes, labels):
+        axis.set(xscale="log", yscale="log", xlabel="GT boxes in the image (G)", ylabel=ylabel,
+                 title=name)
+        axis.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def main(argv=None) -> Dict[str, Path]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-gts", type=int, nargs="+", help=f"default {FULL_GTS}")
+    parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
+    parser.add_argument("--devices", nargs="+",
+                        help="default: cpu, and cuda when a GPU is present")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed calls per measurement (scikit-learn: at most 3)")
+    parser.add_argument("--candidates", type=int, default=45,
+                        help="largest number of candidates per GT of the GMM comparison")
+    parser.add_argument("--output-dir", default="benchmarks/results")
+    parser.add_argument("--quick", action="store_true",
+                        help="G = 1, 10 and one repeat: checks the script, measures nothing")
+    args = parser.parse_args(argv)
+    num_gts = args.num_gts or list(QUICK_GTS if args.quick else FULL_GTS)
+    repeats = 1 if args.quick else args.repeats
+    names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+
+    machine = machine_description(devices[-1])
+    print("machine: " + ", ".join(f"{key} {value}" for key, value in machine.items()))
+    rows, gmm_rows = [], []
+    with LoadMonitor() as load:
+        for device in devices:
+            rows += measure_matchers(build_matchers(names), num_gts, device, repeats)
+            gmm_rows += measure_gmm(num_gts, args.candidates, device, repeats)
+    print(load.summary())
+    meta = {
+        "command": " ".join(["python", "benchmarks/matchers.py", *(argv or sys.argv[1:])]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "load_before": load.load_before, "load_after": load.load_after,
+        "other_processes": [{"command": name, "cpu_share": share} for name, share in load.others],
+        "repeats": repeats,
+    }
+    paths = {name: output / name for name in
+             ("matchers.csv", "gmm.csv", "matchers.json", "matchers.md", "matchers.png")}
+    write_csv(paths["matchers.csv"], rows)
+    write_csv(paths["gmm.csv"], gmm_rows)
+    paths["matchers.json"].write_text(json.dumps(meta, indent=2) + "\n")
+    tables = markdown_tables(rows, gmm_rows)
+    paths["matchers.md"].write_text(tables)
+    title = (f"{meta['date']}; {machine['cpu']}, {machine['cores']} cores, "
+             f"{machine['torch_threads']} torch threads, torch {machine['torch']}; "
+             f"load {load.load_before[0]:.1f} -> {load.load_after[0]:.1f}")
+    plot(paths["matchers.png"], rows, gmm_rows, title)
+    print(tables)
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    return paths
+
+
+if __name__ == "__main__":
+    main()

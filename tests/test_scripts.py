@@ -1,0 +1,118 @@
+"""The benchmark and tool scripts of the README in their ``--quick`` / small forms: each
+runs and writes the files it names, with the content they should hold."""
+import csv
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from coco_files import write_coco
+from conftest import REPO
+from PIL import Image
+
+from benchmarks import matchers as bench_matchers
+from benchmarks import train_step
+from lada.matchers import MATCHER_REGISTRY, MatchResult
+
+REGISTERED = sorted(name for name, _ in MATCHER_REGISTRY)
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_png(path, min_side=200):
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) >= min_side
+
+
+def test_matchers_benchmark_quick(tmp_path):
+    paths = bench_matchers.main(["--quick", "--output-dir", str(tmp_path)])
+    rows = read_csv(paths["matchers.csv"])
+    expected = {(name, g) for name in REGISTERED + [bench_matchers.SKLEARN_PAA] for g in (1, 10)}
+    assert {(row["matcher"], int(row["num_gts"])) for row in rows} == expected
+    for row in rows:
+        assert float(row["ms"]) > 0 and float(row["peak_mib"]) > 0 and int(row["positives"]) > 0
+        if row["matcher"] == "fcos":
+            assert float(row["x_fcos"]) == 1.0
+    by_name = {(row["matcher"], row["num_gts"]): row for row in rows}
+    assert by_name[("paa", "10")]["positives"] == by_name[(bench_matchers.SKLEARN_PAA, "10")]["positives"]
+    gmm = read_csv(paths["gmm.csv"])
+    assert [int(row["num_gts"]) for row in gmm] == [1, 10]
+    assert all(row["agree"] == row["num_gts"] for row in gmm)
+    meta = json.loads(paths["matchers.json"].read_text())
+    assert {"cpu", "cores", "torch"} <= set(meta["machine"]) and len(meta["load_before"]) == 3
+    assert "| `lada` | 10 |" in paths["matchers.md"].read_text()
+    assert_png(paths["matchers.png"])
+
+
+def test_train_step_benchmark_quick(tmp_path):
+    paths = train_step.main(["--quick", "--output-dir", str(tmp_path)])
+    rows = read_csv(paths["train_step.csv"])
+    assert sorted(row["matcher"] for row in rows) == REGISTERED
+    for row in rows:
+        assert float(row["step_ms"]) > float(row["assign_ms"]) > 0
+    assert next(float(r["x_fcos"]) for r in rows if r["matcher"] == "fcos") == 1.0
+    assert json.loads(paths["train_step.json"].read_text())["images"] == 1
+    assert "| `paa` |" in paths["train_step.md"].read_text()
+
+
+def test_visualize_assignment_on_a_registered_dataset(tmp_path):
+    json_file, images = write_coco(tmp_path / "data", [[(1, [4, 6, 30, 20]), (2, [30, 28, 26, 30])]])
+    output = tmp_path / "assignment.png"
+    load_tool("visualize_assignment").main([
+        "--config-file", str(REPO / "configs/quick/lada.yaml"),
+        "--register", "tiny_for_visualizer", str(json_file), str(images),
+        "--dataset", "tiny_for_visualizer", "--output", str(output),
+        "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
+    ])
+    assert_png(output)
+    with pytest.raises(SystemExit, match="has 1 images"):
+        load_tool("visualize_assignment").main([
+            "--config-file", str(REPO / "configs/quick/lada.yaml"),
+            "--dataset", "tiny_for_visualizer", "--index", "5", "--output", str(output),
+        ])
+
+
+def test_marker_sizes_follow_soft_weights():
+    tool = load_tool("visualize_assignment")
+    gt_index = np.array([0, -1, 1, 0])
+    positive = gt_index >= 0
+    assert tool.marker_sizes(positive, None, 10.0).tolist() == [10.0, 10.0, 10.0]
+    soft = MatchResult(gt_index=None)
+    assert tool.point_weights(soft) is None
+    import torch
+
+    soft.point_weights = torch.tensor([[0.5, 0.9, 1.0, 0.25]])  # what a soft matcher adds
+    sizes = tool.marker_sizes(positive, tool.point_weights(soft), 10.0)
+    assert sizes.tolist() == [10.0, 20.0, 5.0]
+
+
+def test_plot_assignment_stats(tmp_path):
+    run = tmp_path / "run_a"
+    run.mkdir()
+    lines = [{"iteration": i, "assign/pos_per_gt_mean": 4.0 + i / 10, "assign/pos_per_gt_min": 1.0,
+              "assign/pos_per_gt_max": 9.0, "assign/pos_per_image": 20.0,
+              "assign/gts_without_pos": 1.0, "assign/pos_share_level0": 0.8,
+              "assign/pos_share_level1": 0.2, "loss_cls": 0.5} for i in range(19, 200, 20)]
+    lines.append({"bbox/AP": 10.0})  # the evaluation line at the end of a run
+    (run / "metrics.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    tool = load_tool("plot_assignment_stats")
+    stats = tool.read_assignment_stats(run)
+    assert stats["iteration"].tolist() == list(range(19, 200, 20))
+    assert stats["assign/pos_per_gt_mean"][0] == pytest.approx(5.9)
+    output = tool.main([str(run), str(run / "metrics.json"), "--labels", "a", "b",
+                        "--output", str(tmp_path / "stats.png")])
+    assert_png(output)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metrics.json").write_text(json.dumps({"iteration": 1, "loss": 1.0}))
+    with pytest.raises(SystemExit, match="no assign"):
+        tool.read_assignment_stats(tmp_path / "empty")

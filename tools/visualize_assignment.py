@@ -1,0 +1,257 @@
+#!/usr/bin/env python
+"""Which points each matcher makes positive, on one image: one PNG, a panel per matcher
+(as LADA's Figs. 4 and 11).
+
+Each panel shows the image with its GT boxes and every positive point coloured by FPN
+level; the centre region that limits ``lada``'s candidates (EPCP, or CP's square) is
+drawn dashed around each GT, at each level where the GT has positives. All matchers see
+the same ``MatchInputs``: the model of ``--config-file`` with ``--weights`` (without
+weights, its initialisation: the matchers that read predictions then assign from
+untrained ones) on the image as the training mapper makes it, at the test size (no
+random resizing or flips).
+
+    python tools/visualize_assignment.py --config-file configs/quick/lada.yaml \\
+        --weights output/quick/lada/model_final.pth --index 3 --output assignment.png
+
+``--dataset`` picks any registered dataset (the config's ``DATASETS.REGISTER_COCO``,
+``--register NAME JSON IMAGE_ROOT`` or detectron2's builtin COCO); the default is the
+config's first test dataset (the embedded synthetic data for ``configs/quick/``).
+Soft matchers: a ``MatchResult`` holding ``point_weights`` (N, R), a weight per point,
+gets marker areas proportional to the weights.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import torch
+
+import lada  # noqa: F401  (registers the matchers and the meta-architecture)
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from lada.config import add_lada_config
+from lada.data import register_coco_datasets
+from lada.matchers import MATCHER_REGISTRY, MatchInputs, MatchResult, build_matcher
+from lada.matchers.methods.lada import LADAMatcher
+from lada.matchers.stages.pairs import level_maxima
+from lada.matchers.stages.priors import center_region_reach
+
+LEVEL_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
+WEIGHT_FIELD = "point_weights"
+
+
+def setup(args: argparse.Namespace) -> CfgNode:
+    cfg = add_lada_config(get_cfg())
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if args.weights is not None:
+        cfg.MODEL.WEIGHTS = args.weights
+    cfg.freeze()
+    return cfg
+
+
+def load_example(cfg: CfgNode, dataset: str, index: int) -> dict:
+    """Image ``index`` of ``dataset`` as the training mapper makes it, with its GT
+    instances, resized to the test size (``INPUT.MIN_SIZE_TEST``), without flips."""
+    if dataset not in DatasetCatalog.list():
+        raise SystemExit(f"dataset '{dataset}' is not registered; registered: "
+                         f"{', '.join(sorted(DatasetCatalog.list()))}")
+    try:
+        dicts = DatasetCatalog.get(dataset)
+    except FileNotFoundError as error:
+        raise SystemExit(f"dataset '{dataset}': {error} (the embedded data is made by "
+                         "`python datasets/make_synthetic.py`)") from error
+    if not 0 <= index < len(dicts):
+        raise SystemExit(f"--index {index}: dataset '{dataset}' has {len(dicts)} images")
+    resize = T.ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    mapper = DatasetMapper(cfg, is_train=True, augmentations=[resize])
+    example = mapper(dicts[index])
+    if len(example["instances"]) == 0:
+        raise SystemExit(f"image {index} of '{dataset}' ({dicts[index]['file_name']}) has no "
+                         "GT boxes; choose another --index")
+    return example
+
+
+def assign(cfg: CfgNode, inputs: MatchInputs, names: List[str]) -> Dict[str, tuple]:
+    """{name: (matcher, MatchResult)} of every named matcher (its config keys from
+    ``cfg``) on the same inputs."""
+    results = {}
+    for name in names:
+        matcher_cfg = cfg.clone()
+        matcher_cfg.defrost()
+        matcher_cfg.MODEL.MATCHER.NAME = name
+        matcher = build_matcher(matcher_cfg)
+        results[name] = (matcher, matcher(inputs))
+    return results
+
+
+def point_weights(result: MatchResult) -> Optional[np.ndarray]:
+    """(R,) weight of each point of the image for soft matchers (``MatchResult`` with a
+    ``point_weights`` (N, R) field), None for hard ones."""
+    weights = getattr(result, WEIGHT_FIELD, None)
+    return None if weights is None else weights[0].detach().float().cpu().numpy()
+
+
+def marker_sizes(positive: np.ndarray, weights: Optional[np.ndarray], base: float) -> np.ndarray:
+    """Marker areas of the positive points: ``base`` each, or proportional to the
+    weights (the largest weight gets 2 ``base``)."""
+    if weights is None:
+        return np.full(int(positive.sum()), base)
+    chosen = np.clip(weights[positive], 0, None)
+    return 2 * base * chosen / max(float(chosen.max(initial=0.0)), 1e-12)
+
+
+def draw_panel(axis, image: np.ndarray, inputs: MatchInputs, name: str, matcher,
+               result: MatchResult) -> None:
+    """One matcher's panel: GT boxes, positives by level, ``lada``'s centre regions."""
+    from matplotlib.patches import Rectangle
+
+    axis.imshow(image)
+    boxes = inputs.gt_boxes[0].cpu()
+    for box in boxes.tolist():
+        axis.add_patch(Rectangle(box[:2], box[2] - box[0], box[3] - box[1], fill=False,
+                                 edgecolor="white", linewidth=1.2))
+    gt_index = result.gt_index[0].cpu()
+    positive = (gt_index >= 0).numpy()
+    level = np.repeat(np.arange(len(inputs.num_points_per_level)), inputs.num_points_per_level)
+    points = inputs.points.cpu().numpy()
+    strides = level_maxima(inputs.strides.cpu(), inputs.num_points_per_level)
+    base = max(6.0, 2000.0 / max(image.shape[:2]))
+    sizes = marker_sizes(positive, point_weights(result), base)
+    colours = [LEVEL_COLOURS[i % len(LEVEL_COLOURS)] for i in level[positive]]
+    axis.scatter(points[positive, 0], points[positive, 1], s=sizes, c=colours,
+                 edgecolors="black", linewidths=0.4, zorder=3)
+    if isinstance(matcher, LADAMatcher) and matcher.center_prior != "none":
+        _draw_center_regions(axis, boxes, gt_index, level, strides, matcher, image.shape[:2])
+    axis.set_xlim(-0.5, image.shape[1] - 0.5)
+    axis.set_ylim(image.shape[0] - 0.5, -0.5)
+    per_gt = np.bincount(gt_index[gt_index >= 0].numpy(), minlength=len(boxes))
+    axis.set_title(f"{name}: {int(positive.sum())} positives, {per_gt.mean():.1f} per GT, "
+                   f"{int((per_gt == 0).sum())} GT without", fontsize=9)
+    axis.set_axis_off()
+
+
+def _draw_center_regions(axis, boxes, gt_index, level, strides, matcher, image_size) -> None:
+    """LADA's centre region (Eq. 1-2) of each GT at each level holding its positives,
+    clipped to the image (``image_size`` (H, W))."""
+    from matplotlib.patches import Rectangle
+
+    height, width = image_size
+    for gt in range(len(boxes)):
+        for lvl in np.unique(level[(gt_index == gt).numpy()]):
+            reach = center_region_reach(strides[lvl : lvl + 1], boxes[gt : gt + 1],
+                                        matcher.center_radius,
+                                        elliptic=matcher.center_prior == "epcp")[0]
+            center = (boxes[gt, :2] + boxes[gt, 2:]) / 2
+            x0, y0 = (center - reach).clamp(min=-0.5).tolist()
+            x1, y1 = torch.minimum(center + reach, torch.tensor([width - 0.5, height - 0.5])).tolist()
+            axis.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, linestyle="--",
+                                     linewidth=0.9, edgecolor=LEVEL_COLOURS[lvl % 7]))
+
+
+def render(path: Path, example: dict, inputs: MatchInputs, results: Dict[str, tuple],
+           input_format: str, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    image = example["image"].permute(1, 2, 0).numpy().astype(np.uint8)
+    if input_format == "BGR":
+        image = image[:, :, ::-1]
+    columns = min(3, len(results))
+    rows = (len(results) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.4 * rows + 0.6),
+                                squeeze=False, layout="constrained")
+    for axis, (name, (matcher, result)) in zip(axes.flat, results.items()):
+        draw_panel(axis, image, inputs, name, matcher, result)
+    for axis in list(axes.flat)[len(results):]:
+        axis.set_axis_off()
+    strides = level_maxima(inputs.strides.cpu(), inputs.num_points_per_level).tolist()
+    handles = [Line2D([], [], marker="o", linestyle="", color=LEVEL_COLOURS[i % 7],
+                      label=f"P{i + 3} (stride {s:g})") for i, s in enumerate(strides)]
+    handles.append(Line2D([], [], color="black", linestyle="--", label="lada centre region"))
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_small_png(figure, path)
+    plt.close(figure)
+
+
+def save_small_png(figure, path: Path, dpi: int = 72,
+                   keep: tuple = LEVEL_COLOURS + ("#ffffff", "#000000")) -> None:
+    """Saves a matplotlib figure as a 256-colour PNG, a few times smaller than full
+    colour (to commit): an adaptive palette plus the exact colours ``keep`` (the level
+    colours), to which their pixels map without dithering."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    rgb = Image.open(buffer).convert("RGB")
+    palette = rgb.quantize(256 - len(keep)).getpalette()[: 3 * (256 - len(keep))]
+    for colour in keep:
+        palette += [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    target = Image.new("P", (1, 1))
+    target.putpalette(palette)
+    rgb.quantize(palette=target, dither=Image.Dither.NONE).save(path, optimize=True)
+
+
+def main(argv=None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", help="checkpoint (default: the config's MODEL.WEIGHTS)")
+    parser.add_argument("--dataset", help="registered dataset (default: DATASETS.TEST[0])")
+    parser.add_argument("--register", nargs=3, action="append", default=[],
+                        metavar=("NAME", "JSON", "IMAGE_ROOT"),
+                        help="a COCO-format dataset to register (repeatable); like the "
+                             "config's DATASETS.REGISTER_COCO, only --dataset's is registered")
+    parser.add_argument("--index", type=int, default=0, help="image index in the dataset")
+    parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
+    parser.add_argument("--iteration", type=int, default=0,
+                        help="training iteration the matchers see (schedules)")
+    parser.add_argument("--output", default="output/assignment.png")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE ...")
+    args = parser.parse_args(argv)
+    cfg = setup(args)
+    dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
+    if dataset is None:
+        raise SystemExit("no --dataset and the config has no DATASETS.TEST")
+    entries = list(cfg.DATASETS.REGISTER_COCO) + args.register
+    register_coco_datasets([entry for entry in entries if entry[0] == dataset])  # only it
+    names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)
+    unknown = [name for name in names if name not in MATCHER_REGISTRY]
+    if unknown:
+        raise SystemExit(f"--matchers: unknown {unknown}; registered: "
+                         f"{', '.join(sorted(n for n, _ in MATCHER_REGISTRY))}")
+    example = load_example(cfg, dataset, args.index)
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    model.eval()
+    inputs = model.assignment_inputs([example], args.iteration)
+    with torch.no_grad():
+        results = assign(cfg, inputs, names)
+    weights = Path(cfg.MODEL.WEIGHTS).name if cfg.MODEL.WEIGHTS else "untrained weights"
+    title = (f"{Path(args.config_file).name}, {weights}; {dataset} image {args.index} "
+             f"({Path(example['file_name']).name}), {len(inputs.gt_boxes[0])} GT boxes")
+    output = Path(args.output)
+    render(output, example, inputs, results, cfg.INPUT.FORMAT, title)
+    print(f"wrote {output}")
+    return output
+
+
+if __name__ == "__main__":
+    main()
