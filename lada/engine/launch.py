@@ -13,7 +13,6 @@ machines, through ``torch.distributed`` and detectron2's ``comm``.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping, Optional, Sequence
@@ -22,6 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from detectron2.engine import launch as detectron2_launch
+from detectron2.engine.launch import _find_free_port
 from detectron2.utils import comm
 
 from ..compat import create_local_process_group
@@ -56,7 +56,7 @@ def launch(
     if dist_url == "auto":
         if num_machines != 1:
             raise ValueError("--dist-url auto works on one machine only; give tcp://HOST:PORT")
-        dist_url = f"tcp://127.0.0.1:{_free_port()}"
+        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     worker_args = (main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args))
     if num_gpus_per_machine == 1:  # one process on this machine: this one
         _cpu_worker(0, *worker_args)
@@ -202,9 +202,3 @@ def _share_cores(per_machine: int) -> None:
     (torchrun sets 1)."""
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // per_machine))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

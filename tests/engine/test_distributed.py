@@ -7,7 +7,6 @@ synthetic images, without flips, so that the first global batch of every run is 
 same four images."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,22 +14,18 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
+from detectron2.engine.launch import _find_free_port
 
 from lada.data.synthetic import SyntheticSpec, generate
 
 PROBE = Path(__file__).resolve().parent / "distributed_probe.py"
 TIMEOUT = 300
+PORT_RETRIES = 3
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("tiny"), SyntheticSpec(num_train=4, num_val=0))
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _train_args(tiny, output_dir, *, ims_per_batch=4, max_iter=2, config="lada"):
@@ -54,7 +49,12 @@ def _check_clean_exit(done: subprocess.CompletedProcess) -> None:
 
 
 def _run(command, **kwargs) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
+    """Runs ``command``; a run whose rendezvous port was taken between finding it free and
+    binding it (another job on this host) is repeated, up to PORT_RETRIES times."""
+    for _ in range(PORT_RETRIES):
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT, **kwargs)
+        if done.returncode == 0 or "EADDRINUSE" not in done.stderr:
+            break
     _check_clean_exit(done)
     return done
 
@@ -110,7 +110,7 @@ def _rank_logs(output_dir: Path) -> str:
 
 
 def test_two_machines_on_one_host(tiny, tmp_path):
-    url = f"tcp://127.0.0.1:{_free_port()}"
+    url = f"tcp://127.0.0.1:{_find_free_port()}"
     launches = [
         subprocess.Popen(
             [sys.executable, str(REPO / "train_net.py"), "--num-gpus", "1", "--num-machines", "2",
@@ -140,7 +140,7 @@ def test_torchrun_with_env_url(tiny, tmp_path):
     command = [str(torchrun)] if torchrun.is_file() else [sys.executable, "-m", "torch.distributed.run"]
     _run([
         *command, "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        "--master_addr", "127.0.0.1", "--master_port", str(_find_free_port()),
         str(REPO / "train_net.py"), "--dist-url", "env://",
         *_train_args(tiny, tmp_path, config="atss"),
     ])
