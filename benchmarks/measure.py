@@ -230,42 +230,44 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _process_cpu_seconds() -> Dict[int, Tuple[str, float]]:
-    """{pid: (command, user + system CPU seconds)} of every readable process."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    result = {}
+def _proc_stats() -> Dict[int, Tuple[str, List[str]]]:
+    """{pid: (name, fields after the name)} from /proc/<pid>/stat of every readable
+    process (empty where there is no /proc)."""
+    stats = {}
     if not os.path.isdir("/proc"):
-        return result
+        return stats
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as stat:
                 text = stat.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
         name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        result[int(entry)] = ((command or name)[:80], (int(fields[11]) + int(fields[12])) / ticks)
+        stats[int(entry)] = (name, text[text.rindex(")") + 2 :].split())
+    return stats
+
+
+def _process_cpu_seconds() -> Dict[int, Tuple[str, float]]:
+    """{pid: (command, user + system CPU seconds)} of every readable process."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    result = {}
+    for pid, (name, fields) in _proc_stats().items():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        result[pid] = ((command or name)[:80], (int(fields[11]) + int(fields[12])) / ticks)
     return result
 
 
 def _descendants(pid: int) -> set:
     """Pids of all processes descending from ``pid`` (from /proc; empty elsewhere)."""
     children: Dict[int, List[int]] = {}
-    if os.path.isdir("/proc"):
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    text = stat.read()
-            except OSError:
-                continue
-            parent = int(text[text.rindex(")") + 2 :].split()[1])
-            children.setdefault(parent, []).append(int(entry))
+    for child, (_, fields) in _proc_stats().items():
+        children.setdefault(int(fields[1]), []).append(child)
     found, stack = set(), [pid]
     while stack:
         for child in children.get(stack.pop(), []):
