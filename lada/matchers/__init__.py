@@ -2,8 +2,8 @@
 
 - ``contract.py``: what a matcher receives (``MatchInputs``) and returns (``MatchResult``).
 - ``registry.py``: ``MATCHER_REGISTRY`` and ``build_matcher`` (``MODEL.MATCHER.NAME``).
-- ``base.py``: the two matcher skeletons (per image; per-GT candidates then a batched
-  division).
+- ``base.py``: the skeleton of matchers that build per-GT candidates, then divide them in
+  one batched call (PAA, LADA).
 - ``stages/``: the shared building blocks the methods are made of.
 - ``methods/``: one file per assignment method, each registered under its config name.
 

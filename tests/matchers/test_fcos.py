@@ -8,7 +8,7 @@ from helpers import scene
 
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.fcos import FCOSMatcher
-from lada.matchers.stages.priors import center_sampling_prior
+from lada.matchers.stages.priors import in_center_sampling_region
 
 # GT 80 x 20 centred at (100, 100); stride 8, radius 1.5: the square reaches 12 px each
 # way; EPCP reaches 12 * sqrt(80 / 20) = 24 px along x and 12 * sqrt(20 / 80) = 6 px
@@ -24,8 +24,8 @@ def test_center_regions_by_hand():
     points = torch.tensor(POINTS)
     strides = torch.full((len(POINTS),), 8.0)
     gt = torch.tensor([GT])
-    assert center_sampling_prior(points, strides, gt, 1.5)[0].tolist() == SQUARE
-    assert center_sampling_prior(points, strides, gt, 1.5, elliptic=True)[0].tolist() == EPCP
+    assert in_center_sampling_region(points, strides, gt, 1.5).tolist() == SQUARE
+    assert in_center_sampling_region(points, strides, gt, 1.5, elliptic=True).tolist() == EPCP
 
 
 @pytest.mark.parametrize("center_prior, expected", [("square", SQUARE), ("epcp", EPCP)])

@@ -19,7 +19,6 @@ from .pairs import WindowIndex, gt_chunks, level_maxima, widen
 __all__ = [
     "center_region_prior",
     "center_region_reach",
-    "center_sampling_prior",
     "center_sampling_reach",
     "fcos_size_ranges",
     "gaussian_center_prior",
@@ -31,20 +30,6 @@ __all__ = [
     "preliminary_iou_match",
     "topk_closest_per_level",
 ]
-
-
-def center_sampling_prior(
-    points: torch.Tensor,
-    strides: torch.Tensor,
-    gt_boxes: torch.Tensor,
-    radius: float,
-    elliptic: bool = False,
-) -> torch.Tensor:
-    """FCOS centre sampling, dense: (R, 2), (R,), (G, 4) -> (G, R) bool; see
-    :func:`in_center_sampling_region`."""
-    return in_center_sampling_region(
-        points[None], strides[None], gt_boxes[:, None], radius, elliptic
-    )
 
 
 def in_center_sampling_region(
