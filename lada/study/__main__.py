@@ -1,7 +1,8 @@
 """``python -m lada.study``: train configs for several seeds on one schedule, through
 ``train_net.py``, and compare them (README, "Comparison study").
 
-    python -m lada.study                                  # every configs/quick/*.yaml, seeds 0 1 2
+    python -m lada.study                                  # every quick matcher config, seeds 0 1 2
+    python -m lada.study --jobs 2                         # two trainings at a time
     python -m lada.study --configs configs/quick/paa.yaml configs/quick/atss.yaml
     python -m lada.study SOLVER.MAX_ITER 1400 SOLVER.STEPS "(1100, 1300)"   # for every run
     python -m lada.study --quick --output-dir /tmp/smoke  # smoke test: tiny data and schedule
@@ -9,6 +10,10 @@
 Writes ``<output-dir>/<config>/seed<s>/`` (each a train_net.py OUTPUT_DIR), and after each
 run ``study.md`` (mean ± std table, pairwise Welch t-tests), ``study.png`` (bar chart with
 error bars) and ``study.json`` (every run's metrics). Run it again to resume.
+
+The default configs are those of ``configs/quick/`` that train on the embedded data's
+schedule: not ``Base-*`` and not a config whose own-data recipe (``RECIPE.ENABLED``)
+picks its own schedule and data.
 """
 from __future__ import annotations
 
@@ -18,12 +23,17 @@ import os
 import platform
 import shlex
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import List, Sequence
+
+from detectron2.config import get_cfg
 
 import torch
 from tqdm import tqdm
 
+from ..config import add_lada_config
 from ..data.synthetic import SyntheticSpec, generate
 from .report import bar_chart, markdown_report, summarize, table_metrics
 from .runs import StudyRun, plan_runs, run_study_run
@@ -53,13 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--configs", nargs="+", type=Path, default=None,
-                        help="config files (default: every configs/quick/*.yaml but Base-*)")
+                        help="config files (default: every configs/quick/*.yaml but Base-* "
+                        "and the own-data recipe's)")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="detectron2 SEED of each run (default: 0 1 2; --quick: 0 1)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="default: output/study (--quick: output/study_quick)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: tiny synthetic dataset, 3 iterations of 2 images")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings at a time (default 1; on a CPU, set OMP_NUM_THREADS "
+                        "so that jobs x threads <= cores)")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter that runs train_net.py (default: this one)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
@@ -69,10 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Runs the study; returns the path of its markdown report."""
-    args = build_parser().parse_args(argv)
-    configs = args.configs or sorted(
-        p for p in QUICK_CONFIGS.glob("*.yaml") if not p.name.startswith("Base-")
-    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    configs = args.configs or default_configs()
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     output = args.output_dir or Path("output/study_quick" if args.quick else "output/study")
     dataset_args: List[str] = []
@@ -91,24 +106,55 @@ def main(argv: Sequence[str] | None = None) -> Path:
     print(f"{len(runs)} runs ({len(configs)} configs x {len(seeds)} seeds), "
           f"{len(done)} already done; output in {output}", flush=True)
     progress = tqdm(total=len(runs), initial=len(done), unit="run", dynamic_ncols=True)
-    for run in runs:
-        if run in done:
-            continue
-        progress.set_description(f"{run.name} seed {run.seed}")
-        run_study_run(run, args.python, _show_iteration(progress, run))
-        progress.update(1)
-        write_reports(runs, output, command, opts)
+    lock = threading.Lock()
+    running: dict = {}
+
+    def train(run: StudyRun) -> None:
+        def show(iteration: int) -> None:
+            with lock:
+                running[run] = min(iteration, run.max_iter)
+                progress.set_postfix_str(", ".join(
+                    f"{r.name} seed {r.seed} iter {i}/{r.max_iter}" for r, i in running.items()
+                ))
+
+        show(0)
+        run_study_run(run, args.python, show)
+        with lock:
+            del running[run]
+            progress.update(1)
+            write_reports(runs, output, command, opts)
+
+    pool = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        for future in as_completed([pool.submit(train, r) for r in runs if r not in done]):
+            future.result()  # the first failure stops the study; running trainings finish
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     progress.close()
     return write_reports(runs, output, command, opts)
 
 
-def _show_iteration(progress: tqdm, run: StudyRun):
-    """Callback of run_study_run: the run's iteration beside the progress bar."""
+def _commits(records: Sequence[dict]) -> List[str]:
+    """Each git commit that trained runs, with the runs it trained when there are several."""
+    by_commit: dict = {}
+    for r in records:
+        by_commit.setdefault(r.get("commit") or "unrecorded", []).append(f"{r['name']} {r['seed']}")
+    if len(by_commit) == 1:
+        return list(by_commit)
+    return [f"{commit} ({', '.join(runs)})" for commit, runs in by_commit.items()]
 
-    def show(iteration: int) -> None:
-        progress.set_postfix_str(f"iter {min(iteration, run.max_iter)}/{run.max_iter}")
 
-    return show
+def default_configs() -> List[Path]:
+    """configs/quick/*.yaml on the embedded data's schedule (module docstring)."""
+    configs = []
+    for path in sorted(QUICK_CONFIGS.glob("*.yaml")):
+        if path.name.startswith("Base-"):
+            continue
+        cfg = add_lada_config(get_cfg())
+        cfg.merge_from_file(str(path))
+        if not cfg.RECIPE.ENABLED:
+            configs.append(path)
+    return configs
 
 
 def write_reports(
@@ -137,6 +183,7 @@ def write_reports(
         f"{min(r['load_average_at_start'] for r in records):.1f} to "
         f"{max(r['load_average_at_start'] for r in records):.1f}; "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        f"- code: commit {', '.join(_commits(records))}",
         f"- finished: {max(r['finished'] for r in records)}; total train + eval wall time "
         f"{sum(r['wall_seconds'] for r in records) / 3600:.2f} h",
         "- `AP@<band>`: box AP on the GT boxes whose long / short side ratio lies in the band "

@@ -3,7 +3,8 @@
 Each run trains and evaluates exactly as a user's ``train_net.py --config-file CONFIG
 SEED s OUTPUT_DIR dir KEY VALUE ...`` does (same entry point, trainer and evaluator), in
 its own process. Its directory gets a record, ``study_run.json``: written as "started"
-with the run's arguments before the process starts, "done" with the final evaluation
+with the run's arguments and the git commit of the code before the process starts (a
+resumed run records the commit that finished it), "done" with the final evaluation
 metrics and the wall time after it ends. A study run again skips done runs, continues an
 interrupted one from its last checkpoint (``--resume``), and refuses a directory whose
 record holds other arguments (a changed schedule would mix two studies).
@@ -133,7 +134,7 @@ def run_study_run(
             f"train_net.py not found at {TRAIN_NET} (the study runs the repository's entry point)"
         )
     run.output_dir.mkdir(parents=True, exist_ok=True)
-    record = {"status": "started", "train_args": list(run.train_args)}
+    record = {"status": "started", "train_args": list(run.train_args), "commit": _commit()}
     run.record_path.write_text(json.dumps(record, indent=1))
     command = [python, str(TRAIN_NET), "--resume", *run.train_args]
     start = time.time()
@@ -165,6 +166,21 @@ def run_study_run(
     )
     run.record_path.write_text(json.dumps(record, indent=1))
     return record
+
+
+def _commit() -> Optional[str]:
+    """The repository's git commit (with "+changes" when the work tree differs from it):
+    which code trained the run. None outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=TRAIN_NET.parent, capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+changes" if changed else "")
 
 
 def _last_iteration(output_dir: Path) -> int:

@@ -12,14 +12,14 @@ from conftest import REPO
 from PIL import Image
 
 from lada.study import StudyError
-from lada.study.__main__ import main as study_main
+from lada.study.__main__ import default_configs, main as study_main
 
 CONFIGS = ["configs/quick/fcos.yaml", "configs/quick/paa.yaml"]
 
 
 def study(output_dir):
     command = [sys.executable, "-m", "lada.study", "--quick", "--configs", *CONFIGS,
-               "--output-dir", str(output_dir)]
+               "--output-dir", str(output_dir), "--jobs", "2"]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
@@ -52,6 +52,10 @@ def test_quick_study_table_chart_and_resume(tmp_path, monkeypatch, capsys):
         assert cells[columns.index("APl")] == "n/a"  # no large object in the tiny data
     assert any(line.startswith("AP@ar>=3: difference of the means") for line in table)
     assert "- command: `python -m lada.study --quick" in "\n".join(table)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
+    if commit:  # a git checkout: every run records the commit that trained it
+        assert f"- code: commit {commit}" in "\n".join(table)
 
     image = np.asarray(Image.open(out / "study.png").convert("RGB"))
     # one bar group per metric defined for every run; the figure is 1.5 in per group + 2
@@ -74,3 +78,10 @@ def test_quick_study_table_chart_and_resume(tmp_path, monkeypatch, capsys):
     assert {p: p.stat().st_mtime for p in out.glob("*/seed*/metrics.json")} == stamps
     with pytest.raises(StudyError, match="holds a run with other settings"):
         study_main([*arguments, "SOLVER.MAX_ITER", "4"])
+
+
+def test_default_configs_are_the_quick_matcher_configs():
+    names = [p.name for p in default_configs()]
+    assert {"fcos.yaml", "atss.yaml", "paa.yaml", "lada.yaml", "aps_plain.yaml"} <= set(names)
+    assert "own_data.yaml" not in names  # its recipe picks its own data and schedule
+    assert not any(n.startswith("Base-") for n in names)
