@@ -1,6 +1,7 @@
 """DW (spec section 7) on a hand-built scene: two overlapping GT boxes of class 0 (A, B)
 and one of class 1 (C); expected values by hand or from an independent per-pair loop in
 plain Python written from the spec text (``reference_dw``), never from the matcher."""
+import dataclasses
 import math
 
 import pytest
@@ -10,6 +11,7 @@ from helpers import crowded_scene, scene
 
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.dw import DWMatcher
+from lada.matchers.stages.batch import BatchGTs
 from lada.matchers.stages.soft import best_gt_per_point
 from lada.modeling.losses import PairwiseWeightedLoss
 
@@ -41,6 +43,8 @@ def _area(box):
 
 
 def _iou_giou(pred, gt):
+    # an inverted prediction is an empty box at its (x0, y0) corner (the official codes' clamp)
+    pred = [pred[0], pred[1], max(pred[0], pred[2]), max(pred[1], pred[3])]
     inter = _area([max(pred[0], gt[0]), max(pred[1], gt[1]), min(pred[2], gt[2]), min(pred[3], gt[3])])
     union = _area(pred) + _area(gt) - inter
     hull = _area([min(pred[0], gt[0]), min(pred[1], gt[1]), max(pred[2], gt[2]), max(pred[3], gt[3])])
@@ -77,6 +81,8 @@ def reference_dw(inputs, variant="official", beta=5.0, mu=5.0, mu_norm=3.0, gamm
     weight, p_neg = {}, {}
     for g in range(len(boxes)):
         bag = [r for (gg, r) in t if gg == g]
+        if not bag:  # a GT smaller than the point spacing: no pair
+            continue
         norm_mu = mu_norm if variant == "official" else mu
         total = sum(math.exp(norm_mu * t[g, r]) * t[g, r] * prior[g, r] for r in bag)
         for r in bag:
@@ -112,8 +118,7 @@ def _pairs(result):
 def test_bags_and_prior_by_hand():
     inputs = hand_scene()
     matcher = _matcher()
-    gts, cols, _, _ = matcher.pair_weights(inputs, 0)
-    assert sorted(zip(gts.tolist(), cols.tolist())) == [
+    assert sorted(_pairs(matcher(inputs))) == [
         (0, 0), (0, 1), (0, 2), (0, 8), (1, 1), (1, 2), (1, 3), (2, 4), (2, 5), (2, 7)]
     *_, prior = reference_dw(inputs)
     # exp(-||(p - c) / s||^2 / (2 * 1.11^2)) by hand: point 0 is (-0.5, -0.5) strides from
@@ -144,9 +149,8 @@ def test_positive_weights_equal_the_reference_loop(variant):
 def test_official_negative_probability_by_hand():
     inputs = hand_scene()
     matcher = _matcher()
-    _, _, _, p_neg = matcher.pair_weights(inputs, 0)
-    gts, cols, _, _ = matcher.pair_weights(inputs, 0)
-    got = {(g, r): p for g, r, p in zip(gts.tolist(), cols.tolist(), p_neg.tolist())}
+    gts, points, _, p_neg = matcher.bag_pairs(inputs, BatchGTs.of(inputs))  # one image: key = point
+    got = {(g, r): p for g, r, p in zip(gts.tolist(), points.tolist(), p_neg.tolist())}
     # A's bag: IoU 0.4 (point 0), 0.5 (1), 0.9 (2, the best), 0.8 (8). The curve
     # (1 - IoU^2) / 0.75 gives 1.12, 1.0, 0.25333, 0.48; min 0.25333, max min(1, 1.12) = 1.
     assert got[0, 0] == 1.0  # IoU < 0.5
@@ -297,3 +301,28 @@ def test_three_loss_values_of_the_scene(variant):
                 "loss_cls_neg": negative / neg_normalizer}
     for name, value in expected.items():
         assert losses[name].item() == pytest.approx(value, rel=1e-5), name
+
+
+@pytest.mark.parametrize("variant", ["official", "paper"])
+def test_crowded_batch_in_small_gt_chunks_equals_the_reference_loop_per_image(variant, monkeypatch):
+    inputs = crowded_scene(3)
+    inputs.pred_quality = torch.randn(inputs.num_images, inputs.num_points, generator=torch.Generator().manual_seed(3))
+    monkeypatch.setattr("lada.matchers.stages.pairs.MAX_CHUNK_ELEMENTS", 64)  # a few GTs per chunk
+    result = _matcher(variant)(inputs)
+    for image in range(inputs.num_images):
+        alone = dataclasses.replace(
+            inputs, gt_boxes=[inputs.gt_boxes[image]], gt_classes=[inputs.gt_classes[image]],
+            pred_logits=inputs.pred_logits[image:image + 1], pred_boxes=inputs.pred_boxes[image:image + 1],
+            pred_quality=inputs.pred_quality[image:image + 1],
+        )
+        weight, _, neg, outside, _ = reference_dw(alone, variant)
+        mine = result.pair_index[:, 0] == image
+        got = {(int(g), int(r)): w for (_, r, g), w in zip(result.pair_index[mine].tolist(),
+                                                           result.pair_weight[mine].tolist())}
+        assert got.keys() == weight.keys()
+        for pair, value in weight.items():
+            assert got[pair] == pytest.approx(value, rel=1e-4, abs=1e-7), (image, pair)
+        expected = torch.full((inputs.num_points, 5), outside)
+        for (r, c), value in neg.items():
+            expected[r, c] = value
+        torch.testing.assert_close(result.neg_weight[image], expected, atol=1e-5, rtol=1e-4)

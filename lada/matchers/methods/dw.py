@@ -9,9 +9,11 @@ import torch
 from detectron2.config import configurable
 from torchvision.ops import generalized_box_iou_loss
 
-from ..contract import BACKGROUND, MatchInputs, MatchResult
+from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
+from ..stages.batch import BatchGTs
 from ..stages.geometry import box_areas, clamp_inverted, is_inside, paired_iou
+from ..stages.pairs import WindowIndex, widen
 from ..stages.priors import gaussian_center_prior
 from ..stages.soft import best_gt_per_point, min_max_per_gt, min_per_point_class, normalise_per_gt
 
@@ -24,7 +26,7 @@ EPS = 1e-12
 
 @register_matcher("dw")
 class DWMatcher:
-    """Dual Weighting, vectorised over the GT boxes of an image; both variants of spec 7.
+    """Dual Weighting, vectorised over the GT boxes of the batch; both variants of spec 7.
 
     For a GT of class c and a point p of its bag, with
     ``s = sigmoid(cls logit of c) * sigmoid(centerness logit)`` (the joint score,
@@ -115,55 +117,68 @@ class DWMatcher:
                 "logits, MatchInputs.pred_quality is None"
             )
         num_images, num_points, num_classes = inputs.pred_logits.shape
-        device = inputs.points.device
-        gt_index = torch.full((num_images, num_points), BACKGROUND, dtype=torch.long, device=device)
-        neg_weight = torch.full(
-            (num_images, num_points, num_classes), self.outside_neg_weight, device=device
-        )
-        neg_normalizer = torch.zeros((), device=device)
-        pairs: List[torch.Tensor] = [torch.zeros((0, 3), dtype=torch.long, device=device)]
-        weights: List[torch.Tensor] = [torch.zeros(0, device=device)]
-        for image in range(num_images):
-            if not len(inputs.gt_boxes[image]):
-                continue
-            gts, cols, weight, p_neg = self.pair_weights(inputs, image)
-            boxes = inputs.gt_boxes[image].float()
-            gt_index[image] = best_gt_per_point(weight, cols, gts, box_areas(boxes), num_points)
-            slots = min_per_point_class(
-                p_neg, cols, inputs.gt_classes[image][gts], num_points, num_classes
-            )
-            in_bag = torch.isfinite(slots)
-            neg_weight[image] = torch.where(in_bag, slots, neg_weight[image])
-            neg_normalizer += torch.where(in_bag, 1 - slots, torch.zeros_like(slots)).sum()
-            pairs.append(torch.stack([torch.full_like(cols, image), cols, gts], dim=1))
-            weights.append(weight)
-        num_gts = sum(len(b) for b in inputs.gt_boxes)
+        gts = BatchGTs.of(inputs)
+        gt, key, weight, p_neg = self.bag_pairs(inputs, gts)
+        flat_points = num_images * num_points
+        best = best_gt_per_point(weight, key, gt, box_areas(gts.boxes.float()), flat_points)
+        slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
+        in_bag = torch.isfinite(slots)
+        image = gts.image[gt]
         return MatchResult(
-            gt_index=gt_index,
-            pair_index=torch.cat(pairs),
-            pair_weight=torch.cat(weights),
-            neg_weight=neg_weight,
-            pos_normalizer=torch.tensor(float(num_gts), device=device),
-            neg_normalizer=neg_normalizer,
+            gt_index=gts.local_gt_index(best),
+            pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
+            pair_weight=weight,
+            neg_weight=slots.masked_fill(~in_bag, self.outside_neg_weight).view(
+                num_images, num_points, num_classes
+            ),
+            pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
+            neg_normalizer=torch.where(in_bag, 1 - slots, torch.zeros_like(slots)).sum(),
         )
 
-    def pair_weights(
-        self, inputs: MatchInputs, image: int
+    def bag_pairs(
+        self, inputs: MatchInputs, gts: BatchGTs
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The bag pairs of image ``image`` (G >= 1 GT boxes): their GT indices (P,) and
-        point indices (P,), positive weights (P,) and ``P_neg`` (P,)."""
-        boxes = inputs.gt_boxes[image].float()
-        classes = inputs.gt_classes[image]
-        gts, cols = is_inside(inputs.points[None], boxes[:, None]).nonzero(as_tuple=True)
-        pair_boxes = boxes[gts]
+        """Every bag pair of the batch: its batch GT index (P,), flat point key
+        ``image * R + point`` (P,), positive weight (P,) and ``P_neg`` (P,). The pairs are
+        found by ``WindowIndex`` in chunks of whole GT boxes, so that each GT's
+        normalisations see its whole bag while memory stays bounded."""
+        points, levels = inputs.points, inputs.num_points_per_level
+        boxes = gts.boxes.float()
+        windows = widen(boxes[:, None].expand(-1, len(levels), -1))  # (M, L, 4)
+        parts: List[Tuple[torch.Tensor, ...]] = []
+        for gt, point in WindowIndex(points, levels).pairs(windows):
+            inside = is_inside(points.index_select(0, point), boxes.index_select(0, gt))
+            gt, point = gt[inside], point[inside]
+            key = gts.keys(gt, point)
+            parts.append((gt, key, *self.pair_weights(inputs, boxes, gts.classes, gt, point, key)))
+        if not parts:
+            empty = torch.zeros(0, dtype=torch.long, device=points.device)
+            return empty, empty, empty.float(), empty.float()
+        gt, key, weight, p_neg = (torch.cat(columns) for columns in zip(*parts))
+        return gt, key, weight, p_neg
+
+    def pair_weights(
+        self,
+        inputs: MatchInputs,
+        boxes: torch.Tensor,
+        classes: torch.Tensor,
+        gt: torch.Tensor,
+        point: torch.Tensor,
+        key: torch.Tensor,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Positive weights (P,) and ``P_neg`` (P,) of bag pairs given by their batch GT
+        (P,), point (P,) and flat point key (P,), holding whole bags. ``boxes`` (M, 4) and
+        ``classes`` (M,) are the batch's GT boxes."""
+        num_classes = inputs.pred_logits.shape[-1]
+        pair_boxes = boxes.index_select(0, gt)
         prior = gaussian_center_prior(
-            inputs.points[cols], inputs.strides[cols], pair_boxes, self.prior_sigma
+            inputs.points.index_select(0, point), inputs.strides.index_select(0, point),
+            pair_boxes, self.prior_sigma,
         )
-        score = (
-            inputs.pred_logits[image, cols, classes[gts]].float().sigmoid()
-            * inputs.pred_quality[image, cols].float().sigmoid()
-        )
-        predicted = inputs.pred_boxes[image, cols].float()
+        logit = inputs.pred_logits.reshape(-1).index_select(0, key * num_classes + classes[gt])
+        quality = inputs.pred_quality.reshape(-1).index_select(0, key)
+        score = logit.float().sigmoid() * quality.float().sigmoid()
+        predicted = inputs.pred_boxes.reshape(-1, 4).index_select(0, key).float()
         iou = paired_iou(predicted, pair_boxes)
         if self.variant == "official":
             giou_loss = generalized_box_iou_loss(clamp_inverted(predicted), pair_boxes)
@@ -175,8 +190,8 @@ class DWMatcher:
             denominator = torch.exp(self.mu_norm * t) * t * prior
         else:
             denominator = numerator
-        weight = normalise_per_gt(numerator, denominator, gts, len(boxes), eps=EPS)
-        return gts, cols, weight, self.negative_probability(iou, gts, len(boxes))
+        weight = normalise_per_gt(numerator, denominator, gt, len(boxes), eps=EPS)
+        return weight, self.negative_probability(iou, gt, len(boxes))
 
     def negative_probability(self, iou: torch.Tensor, gts: torch.Tensor, num_gts: int) -> torch.Tensor:
         """``P_neg`` of the pairs (Eq. 5-6) from their IoUs (P,) and GTs (P,) -> (P,)."""
