@@ -203,12 +203,16 @@ def _em_step(x: Tensor, weight: Tensor, count: Tensor, params: tuple[Tensor, Ten
     before the step) and the M-step's parameters: ``nk = sum resp + 10 eps``, weighted
     mean and variance (+ ``reg_covar``), weights ``nk / sum nk``."""
     log_prob = _weighted_log_prob(x, *params)  # (2, K, n)
-    log_norm = _log_likelihood(log_prob)  # (K, n)
+    top = torch.maximum(log_prob[0], log_prob[1])  # (K, n)
+    # Each component's density relative to the larger one, in [e^-300, 1]: below e^-300,
+    # exp() gives subnormal float64 numbers, on which x86 arithmetic is ~100x slower, and
+    # e^-300 ~ 5e-131 vanishes next to the 1 of the other component and next to
+    # nk >= 10 eps. The same exponentials give the log-likelihood and the responsibilities.
+    relative = (log_prob - top).clamp(min=_MIN_LOG_RESP).exp()  # (2, K, n)
+    total = relative[0] + relative[1]  # (K, n), in [1, 2]
+    log_norm = total.log() + top  # (K, n) log sum_c w_c N(x | mu_c, var_c)
     bound = (log_norm * weight).sum(dim=0) / count
-    # Log responsibilities are raised to -300 at least: below, exp() gives subnormal
-    # float64 numbers, on which x86 arithmetic is ~100x slower; e^-300 ~ 5e-131 adds
-    # < 1e-114 relative to nk >= 10 eps, invisible in float64.
-    resp = (log_prob - log_norm).clamp(min=_MIN_LOG_RESP).exp() * weight  # (2, K, n)
+    resp = relative * (weight / total)  # (2, K, n)
     nk = resp.sum(dim=1) + 10 * _EPS  # (2, n)
     new_means = (resp * x).sum(dim=1) / nk
     deviation = x - new_means[:, None]
