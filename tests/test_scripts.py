@@ -83,17 +83,26 @@ def test_visualize_assignment_on_a_registered_dataset(tmp_path):
 
 
 def test_marker_sizes_follow_soft_weights():
+    import torch
+
     tool = load_tool("visualize_assignment")
     gt_index = np.array([0, -1, 1, 0])
     positive = gt_index >= 0
     assert tool.marker_sizes(positive, None, 10.0).tolist() == [10.0, 10.0, 10.0]
-    soft = MatchResult(gt_index=None)
-    assert tool.point_weights(soft) is None
-    import torch
-
-    soft.point_weights = torch.tensor([[0.5, 0.9, 1.0, 0.25]])  # what a soft matcher adds
-    sizes = tool.marker_sizes(positive, tool.point_weights(soft), 10.0)
-    assert sizes.tolist() == [10.0, 20.0, 5.0]
+    assert tool.point_weights(MatchResult(gt_index=torch.tensor([gt_index])), 4) is None
+    # pairs (image, point, gt): point 0 in two bags (0.5 and 0.4), point 2 alone (1.0),
+    # point 3 (0.25); image 1's pair is not drawn
+    soft = MatchResult(
+        gt_index=torch.tensor([gt_index, gt_index]),
+        pair_index=torch.tensor([[0, 0, 0], [0, 0, 1], [0, 2, 1], [0, 3, 0], [1, 1, 0]]),
+        pair_weight=torch.tensor([0.5, 0.4, 1.0, 0.25, 3.0]),
+        neg_weight=torch.ones(2, 4, 1),
+        pos_normalizer=torch.tensor(2.0),
+        neg_normalizer=torch.tensor(1.0),
+    )
+    assert tool.point_weights(soft, 4).tolist() == [0.5, 0.0, 1.0, 0.25]
+    sizes = tool.marker_sizes(positive, tool.point_weights(soft, 4), 10.0)
+    assert sizes.tolist() == [10.0, 20.0, 5.0]  # the largest weight (1.0) gets 2 x 10
 
 
 def test_plot_assignment_stats(tmp_path):

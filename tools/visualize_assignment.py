@@ -16,8 +16,9 @@ random resizing or flips).
 ``--dataset`` picks any registered dataset (the config's ``DATASETS.REGISTER_COCO``,
 ``--register NAME JSON IMAGE_ROOT`` or detectron2's builtin COCO); the default is the
 config's first test dataset (the embedded synthetic data for ``configs/quick/``).
-Soft matchers: a ``MatchResult`` holding ``point_weights`` (N, R), a weight per point,
-gets marker areas proportional to the weights.
+Soft matchers (``MatchResult.pair_weight`` set, ``dw``): each point's marker area is
+proportional to the weight of its highest-weighted pair, the pair with the GT it is
+drawn for.
 """
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ from lada.matchers.stages.pairs import level_maxima
 from lada.matchers.stages.priors import center_region_reach
 
 LEVEL_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6")
-WEIGHT_FIELD = "point_weights"
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
@@ -94,11 +94,16 @@ def assign(cfg: CfgNode, inputs: MatchInputs, names: List[str]) -> Dict[str, tup
     return results
 
 
-def point_weights(result: MatchResult) -> Optional[np.ndarray]:
-    """(R,) weight of each point of the image for soft matchers (``MatchResult`` with a
-    ``point_weights`` (N, R) field), None for hard ones."""
-    weights = getattr(result, WEIGHT_FIELD, None)
-    return None if weights is None else weights[0].detach().float().cpu().numpy()
+def point_weights(result: MatchResult, num_points: int) -> Optional[np.ndarray]:
+    """(R,) weight of each point of the first image for soft matchers: its largest pair
+    weight (0 for a point in no pair); None for hard matchers."""
+    if result.pair_weight is None:
+        return None
+    image, point, _ = result.pair_index.unbind(dim=1)
+    first = image == 0
+    weights = torch.zeros(num_points, dtype=torch.float32, device=point.device)
+    weights.scatter_reduce_(0, point[first], result.pair_weight[first].float(), "amax")
+    return weights.cpu().numpy()
 
 
 def marker_sizes(positive: np.ndarray, weights: Optional[np.ndarray], base: float) -> np.ndarray:
@@ -126,7 +131,7 @@ def draw_panel(axis, image: np.ndarray, inputs: MatchInputs, name: str, matcher,
     points = inputs.points.cpu().numpy()
     strides = level_maxima(inputs.strides.cpu(), inputs.num_points_per_level)
     base = max(6.0, 2000.0 / max(image.shape[:2]))
-    sizes = marker_sizes(positive, point_weights(result), base)
+    sizes = marker_sizes(positive, point_weights(result, len(points)), base)
     colours = [LEVEL_COLOURS[i % len(LEVEL_COLOURS)] for i in level[positive]]
     axis.scatter(points[positive, 0], points[positive, 1], s=sizes, c=colours,
                  edgecolors="black", linewidths=0.4, zorder=3)
