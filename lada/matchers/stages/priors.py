@@ -24,7 +24,6 @@ __all__ = [
     "gaussian_center_prior",
     "in_center_sampling_region",
     "in_fcos_size_range",
-    "lowest_cost_per_level",
     "lowest_pairs_per_gt_and_level",
     "lowest_per_gt_and_level",
     "preliminary_iou_match",
@@ -291,22 +290,6 @@ def _group_then_score_order(group: torch.Tensor, score: torch.Tensor) -> torch.T
     bits = (score + 0.0).view(torch.int32).long()  # + 0.0 turns -0.0 into 0.0
     monotone = torch.where(bits >= 0, bits, -(bits & 0x7FFFFFFF) - 1)  # in [-2^31, 2^31)
     return (group * 2**32 + (monotone + 2**31)).argsort(stable=True)
-
-
-def lowest_cost_per_level(
-    cost: torch.Tensor, num_points_per_level: List[int], k: int
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per GT and level, the ``k`` points of lowest finite cost. cost (G, R), ``inf`` where
-    a point is not eligible -> candidate indices (G, K) and validity (G, K), K = sum over
-    levels of min(k, points on level), grouped by level, ascending within a level."""
-    indices, valid = [], []
-    start = 0
-    for level_cost in cost.split(num_points_per_level, dim=1):
-        values, lowest = level_cost.topk(min(k, level_cost.shape[1]), dim=1, largest=False)
-        indices.append(lowest + start)
-        valid.append(torch.isfinite(values))
-        start += level_cost.shape[1]
-    return torch.cat(indices, dim=1), torch.cat(valid, dim=1)
 
 
 def gaussian_center_prior(
