@@ -10,7 +10,7 @@ from helpers import crowded_scene, grid, scene
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.aps import APSMatcher, _spatial_score
 from lada.matchers.stages.gmm import higher_component
-from lada.matchers.stages.priors import lowest_cost_per_level
+from lada.matchers.stages.priors import lowest_pairs_per_gt_and_level
 
 INF = float("inf")
 
@@ -18,10 +18,12 @@ INF = float("inf")
 def test_candidates_with_fewer_points_than_k_on_a_level():
     # Levels of 4 and 2 points, k = 3: level 0 keeps its 3 lowest finite costs, level 1
     # has 2 slots of which one is eligible.
-    cost = torch.tensor([[5.0, INF, 1.0, 3.0, INF, 2.0]])
-    index, valid = lowest_cost_per_level(cost, [4, 2], 3)
-    assert index.tolist() == [[2, 3, 0, 5, 4]]
+    # One GT paired with the 6 points in order, so a pair's index is its point's.
+    cost = torch.tensor([5.0, INF, 1.0, 3.0, INF, 2.0])
+    gt, point = torch.zeros(6, dtype=torch.long), torch.arange(6)
+    index, valid = lowest_pairs_per_gt_and_level(gt, point, cost, 1, [4, 2], 3)
     assert valid.tolist() == [[True, True, True, True, False]]
+    assert index[valid].tolist() == [2, 3, 0, 5]
 
 
 def test_spatial_score_by_hand():
