@@ -48,6 +48,10 @@ def test_matchers_benchmark_quick(tmp_path):
     gmm = read_csv(paths["gmm.csv"])
     assert [int(row["num_gts"]) for row in gmm] == [1, 10]
     assert all(row["agree"] == row["num_gts"] for row in gmm)
+    for row in gmm:  # the ratios are of the times written beside them
+        assert float(row["speedup"]) == pytest.approx(float(row["sklearn_ms"]) / float(row["torch_ms"]))
+        assert float(row["torch_cpu_ms"]) > 0 and float(row["cpu_speedup"]) == pytest.approx(
+            float(row["sklearn_cpu_ms"]) / float(row["torch_cpu_ms"]))
     meta = json.loads(paths["matchers.json"].read_text())
     assert {"cpu", "cores", "torch"} <= set(meta["machine"]) and len(meta["load_before"]) == 3
     assert "| `lada` | 10 |" in paths["matchers.md"].read_text()
