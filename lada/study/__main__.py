@@ -108,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
     progress = tqdm(total=len(runs), initial=len(done), unit="run", dynamic_ncols=True)
     lock = threading.Lock()
     running: dict = {}
+    failed = threading.Event()  # after a failure, queued runs do not start
 
     def train(run: StudyRun) -> None:
+        if failed.is_set():
+            return
         def show(iteration: int) -> None:
             with lock:
                 running[run] = min(iteration, run.max_iter)
@@ -118,7 +121,11 @@ def main(argv: Sequence[str] | None = None) -> Path:
                 ))
 
         show(0)
-        run_study_run(run, args.python, show)
+        try:
+            run_study_run(run, args.python, show)
+        except BaseException:
+            failed.set()
+            raise
         with lock:
             del running[run]
             progress.update(1)

@@ -85,3 +85,13 @@ def test_default_configs_are_the_quick_matcher_configs():
     assert {"fcos.yaml", "atss.yaml", "paa.yaml", "lada.yaml", "aps_plain.yaml"} <= set(names)
     assert "own_data.yaml" not in names  # its recipe picks its own data and schedule
     assert not any(n.startswith("Base-") for n in names)
+
+
+def test_a_failed_run_stops_the_study_before_queued_runs_start(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    out = tmp_path / "failing"
+    with pytest.raises(StudyError, match="failed"):  # an interpreter that always fails
+        study_main(["--quick", "--configs", *CONFIGS, "--output-dir", str(out), "--jobs", "2",
+                    "--python", "false"])
+    started = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/seed*/study_run.json"))
+    assert started == ["fcos/seed0", "fcos/seed1"]  # the two first runs; paa's never start
