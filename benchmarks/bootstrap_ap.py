@@ -28,6 +28,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
 
 from lada.evaluation import AspectRatioBand, AspectRatioCOCOeval
 
@@ -81,7 +82,7 @@ def main() -> None:
     full = {name: resampled_ap(e, np.arange(num_images)) for name, e in evals.items()}
     rng = np.random.default_rng(args.seed)
     samples: Dict[str, List[float]] = {name: [] for name in evals}
-    for _ in range(args.samples):
+    for _ in tqdm(range(args.samples), desc="bootstrap samples", unit="sample"):
         draw = rng.integers(0, num_images, num_images)
         for name, e in evals.items():
             samples[name].append(resampled_ap(e, draw))
