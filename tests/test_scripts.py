@@ -93,11 +93,11 @@ def test_marker_sizes_follow_soft_weights():
     gt_index = np.array([0, -1, 1, 0])
     positive = gt_index >= 0
     assert tool.marker_sizes(positive, None, 10.0).tolist() == [10.0, 10.0, 10.0]
-    assert tool.point_weights(MatchResult(gt_index=torch.tensor([gt_index])), 4) is None
+    assert tool.point_weights(MatchResult(gt_index=torch.from_numpy(gt_index)[None]), 4) is None
     # pairs (image, point, gt): point 0 in two bags (0.5 and 0.4), point 2 alone (1.0),
     # point 3 (0.25); image 1's pair is not drawn
     soft = MatchResult(
-        gt_index=torch.tensor([gt_index, gt_index]),
+        gt_index=torch.from_numpy(np.stack([gt_index, gt_index])),
         pair_index=torch.tensor([[0, 0, 0], [0, 0, 1], [0, 2, 1], [0, 3, 0], [1, 1, 0]]),
         pair_weight=torch.tensor([0.5, 0.4, 1.0, 0.25, 3.0]),
         neg_weight=torch.ones(2, 4, 1),
