@@ -8,6 +8,7 @@
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
 from lada.engine import (
     LadaCheckpointer, Trainer, build_argument_parser, launch, register_datasets, setup_cfg,
+    write_eval_results,
 )
 
 
@@ -19,7 +20,9 @@ def main(args):
         LadaCheckpointer(
             model, save_dir=cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE
         ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        return Trainer.test(cfg, model)
+        results = Trainer.test(cfg, model)
+        write_eval_results(cfg, results)  # OUTPUT_DIR/eval_results.json
+        return results
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()

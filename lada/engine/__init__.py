@@ -1,8 +1,9 @@
 """Training entry points: argument parsing, config setup, process launch, the trainer, its
-mixed-precision step and its checkpointer."""
+mixed-precision step, its checkpointer and the evaluation results file."""
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import CheckpointError, LadaCheckpointer
 from .launch import launch
+from .results import EVAL_RESULTS, write_eval_results
 from .setup import build_argument_parser, register_datasets, setup_cfg
 from .trainer import Trainer
 
@@ -12,6 +13,8 @@ __all__ = [
     "CheckpointError",
     "LadaCheckpointer",
     "Trainer",
+    "EVAL_RESULTS",
+    "write_eval_results",
     "launch",
     "build_argument_parser",
     "register_datasets",

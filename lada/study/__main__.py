@@ -6,6 +6,7 @@
     python -m lada.study --configs configs/quick/paa.yaml configs/quick/atss.yaml
     python -m lada.study SOLVER.MAX_ITER 1400 SOLVER.STEPS "(1100, 1300)"   # for every run
     python -m lada.study --quick --output-dir /tmp/smoke  # smoke test: tiny data and schedule
+    python -m lada.study --reevaluate                     # done runs' final models, current test data
 
 Writes ``<output-dir>/<config>/seed<s>/`` (each a train_net.py OUTPUT_DIR), and after each
 run ``study.md`` (mean ± std table, pairwise Welch t-tests), ``study.png`` (bar chart with
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from ..config import add_lada_config
 from ..data.synthetic import SyntheticSpec, generate
 from .report import bar_chart, markdown_report, summarize, table_metrics
-from .runs import StudyRun, plan_runs, run_study_run
+from .runs import StudyRun, plan_runs, reevaluate_study_run, run_study_run
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK_CONFIGS = REPO / "configs" / "quick"
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings at a time (default 1; on a CPU, set OMP_NUM_THREADS "
                         "so that jobs x threads <= cores)")
+    parser.add_argument("--reevaluate", action="store_true",
+                        help="train nothing: evaluate the final model of every done run again "
+                        "(train_net.py --eval-only) on its config's current test data, and "
+                        "report those metrics (after the test data changed, for example)")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter that runs train_net.py (default: this one)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
@@ -105,7 +110,15 @@ def main(argv: Sequence[str] | None = None) -> Path:
     command = "python -m lada.study " + " ".join(shlex.quote(a) for a in argv)
     print(f"{len(runs)} runs ({len(configs)} configs x {len(seeds)} seeds), "
           f"{len(done)} already done; output in {output}", flush=True)
-    progress = tqdm(total=len(runs), initial=len(done), unit="run", dynamic_ncols=True)
+    if args.reevaluate:
+        to_do = [r for r in runs if r in done]
+        print(f"re-evaluating the {len(to_do)} done runs; not trained: "
+              f"{', '.join(f'{r.name} seed {r.seed}' for r in runs if r not in done) or 'none'}",
+              flush=True)
+        progress = tqdm(total=len(to_do), unit="run", dynamic_ncols=True)
+    else:
+        to_do = [r for r in runs if r not in done]
+        progress = tqdm(total=len(runs), initial=len(done), unit="run", dynamic_ncols=True)
     lock = threading.Lock()
     running: dict = {}
     failed = threading.Event()  # after a failure, queued runs do not start
@@ -122,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
         show(0)
         try:
-            run_study_run(run, args.python, show)
+            if args.reevaluate:
+                reevaluate_study_run(run, args.python)
+            else:
+                run_study_run(run, args.python, show)
         except BaseException:
             failed.set()
             raise
@@ -133,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
     pool = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        for future in as_completed([pool.submit(train, r) for r in runs if r not in done]):
+        for future in as_completed([pool.submit(train, r) for r in to_do]):
             future.result()  # the first failure stops the study; running trainings finish
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -149,6 +165,24 @@ def _commits(records: Sequence[dict]) -> List[str]:
     if len(by_commit) == 1:
         return list(by_commit)
     return [f"{commit} ({', '.join(runs)})" for commit, runs in by_commit.items()]
+
+
+def _evaluations(records: Sequence[dict]) -> str:
+    """Which metrics the table holds: those of the end of training, or of a re-evaluation
+    (on which test data, when, by which commit), with the runs of each when they differ."""
+    by_kind: dict = {}
+    for r in records:
+        e = r.get("evaluation")
+        kind = "at the end of training" if e is None else (
+            "re-evaluated (--reevaluate) on " + ", ".join(
+                f"{name} ({d['images']} images, {d['annotations']} boxes)"
+                for name, d in e["datasets"].items()
+            ) + f" at commit {e['commit']}"
+        )
+        by_kind.setdefault(kind, []).append(f"{r['name']} {r['seed']}")
+    if len(by_kind) == 1:
+        return next(iter(by_kind))
+    return "; ".join(f"{kind} ({', '.join(runs)})" for kind, runs in by_kind.items())
 
 
 def default_configs() -> List[Path]:
@@ -193,6 +227,7 @@ def write_reports(
         f"- code: commit {', '.join(_commits(records))}",
         f"- finished: {max(r['finished'] for r in records)}; total train + eval wall time "
         f"{sum(r['wall_seconds'] for r in records) / 3600:.2f} h",
+        f"- evaluation: {_evaluations(records)}",
         "- `AP@<band>`: box AP on the GT boxes whose long / short side ratio lies in the band "
         "(others ignored, COCO's way; `TEST.ASPECT_RATIO_EDGES`)",
     ])

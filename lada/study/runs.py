@@ -7,7 +7,10 @@ with the run's arguments and the git commit of the code before the process start
 resumed run records the commit that finished it), "done" with the final evaluation
 metrics and the wall time after it ends. A study run again skips done runs, continues an
 interrupted one from its last checkpoint (``--resume``), and refuses a directory whose
-record holds other arguments (a changed schedule would mix two studies).
+record holds other arguments (a changed schedule would mix two studies). A done run can be
+re-evaluated (its final model, on the current test data, by ``train_net.py --eval-only``):
+its record then holds the new metrics, what they were evaluated on, and the metrics of
+the end of its training.
 """
 from __future__ import annotations
 
@@ -22,11 +25,16 @@ from typing import Callable, Dict, List, Optional, Sequence
 from detectron2.config import get_cfg
 
 from ..config import add_lada_config
+from ..engine.results import EVAL_RESULTS
 
-__all__ = ["RECORD", "StudyError", "StudyRun", "final_metrics", "plan_runs", "run_study_run"]
+__all__ = [
+    "RECORD", "REEVALUATION", "StudyError", "StudyRun", "final_metrics", "plan_runs",
+    "reevaluate_study_run", "run_study_run",
+]
 
 RECORD = "study_run.json"
 CONSOLE = "study_console.txt"
+REEVALUATION = "reevaluation"  # a run's re-evaluation OUTPUT_DIR, inside its own
 TRAIN_NET = Path(__file__).resolve().parents[2] / "train_net.py"
 
 
@@ -164,6 +172,47 @@ def run_study_run(
         load_average_at_start=round(load, 2),
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
+    run.record_path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def reevaluate_study_run(run: StudyRun, python: str) -> dict:
+    """Evaluates the final model of the done run ``run`` again, with ``python train_net.py
+    --eval-only`` and the run's own arguments (so on its config's current test datasets),
+    into ``<run>/reevaluation/``; updates and returns its record: ``metrics`` are the new
+    ones, ``training_metrics`` those of the end of training (kept from the first
+    re-evaluation on), ``evaluation`` says when, by which commit, on which data."""
+    record = run.load_record()
+    if not record or record.get("status") != "done":
+        raise StudyError(f"run {run.name} seed {run.seed} is not done: nothing to re-evaluate")
+    weights = run.output_dir / "model_final.pth"
+    if not weights.is_file():
+        raise StudyError(f"run {run.name} seed {run.seed}: {weights} not found")
+    output_dir = run.output_dir / REEVALUATION
+    output_dir.mkdir(exist_ok=True)
+    results_path = output_dir / EVAL_RESULTS
+    results_path.unlink(missing_ok=True)  # a failed evaluation must not leave old results
+    command = [python, str(TRAIN_NET), "--eval-only", *run.train_args,
+               "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(output_dir)]
+    commit, start = _commit(), time.time()
+    with open(output_dir / CONSOLE, "w") as console:
+        returncode = subprocess.run(command, stdout=console, stderr=subprocess.STDOUT).returncode
+    if returncode != 0 or not results_path.is_file():
+        tail = (output_dir / CONSOLE).read_text()[-3000:]
+        raise StudyError(
+            f"re-evaluation of run {run.name} seed {run.seed} failed (exit code {returncode}); "
+            f"console output in {output_dir / CONSOLE}, its end:\n{tail}"
+        )
+    results = json.loads(results_path.read_text())
+    record.setdefault("training_metrics", record["metrics"])
+    record["metrics"] = {k[len("bbox/"):]: v for k, v in results["metrics"].items()
+                         if k.startswith("bbox/")}
+    record["evaluation"] = {
+        "datasets": results["datasets"],
+        "commit": commit,
+        "wall_seconds": round(time.time() - start, 1),
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     run.record_path.write_text(json.dumps(record, indent=1))
     return record
 

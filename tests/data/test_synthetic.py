@@ -163,6 +163,22 @@ def test_generate_is_idempotent(tmp_path):
     assert paths["train"].stat().st_mtime_ns != 10**18
 
 
+def test_a_larger_validation_split_keeps_every_earlier_image_and_box(tmp_path):
+    """What lets a study re-evaluate models trained before the validation split grew."""
+    small = generate(tmp_path / "small", SyntheticSpec(num_train=3, num_val=2, seed=6))
+    large = generate(tmp_path / "large", SyntheticSpec(num_train=3, num_val=5, seed=6))
+    assert _files(small["train_images"]) == _files(large["train_images"])
+    small_val, large_val = _files(small["val_images"]), _files(large["val_images"])
+    assert len(large_val) == 5 and {k: large_val[k] for k in small_val} == small_val
+
+    def content(path, num_images):
+        data = json.loads(path.read_text())
+        return data["images"][:num_images], [a for a in data["annotations"] if a["image_id"] <= num_images]
+
+    assert content(small["train"], 3) == content(large["train"], 3)
+    assert content(small["val"], 2) == content(large["val"], 2)
+
+
 def test_cli_matches_library(tmp_path):
     argv = ["--root", str(tmp_path / "cli"), "--num-train", "3", "--num-val", "2", "--seed", "5"]
     result = subprocess.run([sys.executable, "datasets/make_synthetic.py", *argv],

@@ -59,6 +59,15 @@ def test_train_then_eval_only_reproduces_then_resume_continues(tiny, tmp_path):
     log = _train_net(tiny, eval_dir, "--eval-only", "MODEL.WEIGHTS", str(out / "model_final.pth"))
     assert _detections(eval_dir) == trained
     assert "Evaluation results for bbox by aspect ratio" in log
+    # --eval-only also writes its results to a file, with the keys of metrics.json
+    results = json.loads((eval_dir / "eval_results.json").read_text())
+    val = json.loads(tiny["val"].read_text())
+    assert results["datasets"] == {
+        "tiny_val": {"images": len(val["images"]), "annotations": len(val["annotations"])}
+    }
+    assert results["weights"] == str(out / "model_final.pth")
+    for key in ("bbox/AP", "bbox/AP75", "bbox/AP@ar>=3"):
+        assert results["metrics"][key] == pytest.approx(last[key], nan_ok=True)
 
     checkpoint = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["iteration"] == 3

@@ -79,6 +79,26 @@ def test_quick_study_table_chart_and_resume(tmp_path, monkeypatch, capsys):
     with pytest.raises(StudyError, match="holds a run with other settings"):
         study_main([*arguments, "SOLVER.MAX_ITER", "4"])
 
+    # --reevaluate: each final model on the (unchanged) test data gives its training's
+    # final metrics again; the records and the table say what was evaluated
+    done = subprocess.run(
+        [sys.executable, "-m", "lada.study", *arguments, "--jobs", "2", "--reevaluate"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "re-evaluating the 4 done runs" in done.stdout
+    val = json.loads((out / "data" / "annotations" / "val.json").read_text())
+    for record in json.loads((out / "study.json").read_text())["runs"]:
+        trained = last_evaluation(out / record["name"] / f"seed{record['seed']}")
+        assert record["training_metrics"]["AP"] == pytest.approx(trained["bbox/AP"])
+        for key in ("AP", "AP75", "AP@ar<3", "AP@ar>=3"):
+            assert record["metrics"][key] == pytest.approx(trained[f"bbox/{key}"], nan_ok=True)
+        assert record["evaluation"]["datasets"] == {
+            "study_quick_val": {"images": len(val["images"]), "annotations": len(val["annotations"])}
+        }
+    assert (f"- evaluation: re-evaluated (--reevaluate) on study_quick_val ({len(val['images'])} "
+            f"images, {len(val['annotations'])} boxes)") in (out / "study.md").read_text()
+
 
 def test_default_configs_are_the_quick_matcher_configs():
     names = [p.name for p in default_configs()]

@@ -1,0 +1,44 @@
+"""The results of ``train_net.py --eval-only`` as a file, for scripts (the study's
+re-evaluation among them): detectron2 only logs them when no trainer runs."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation.testing import flatten_results_dict
+from detectron2.utils import comm
+
+__all__ = ["EVAL_RESULTS", "write_eval_results"]
+
+EVAL_RESULTS = "eval_results.json"
+
+
+def write_eval_results(cfg: CfgNode, results: Mapping[str, Any]) -> Path | None:
+    """Writes ``OUTPUT_DIR/eval_results.json`` on the main process and returns its path:
+    the weights evaluated, each test dataset's number of images and annotations (what was
+    evaluated), and the metrics, flattened with the keys of ``metrics.json``
+    (``bbox/AP``, ``bbox/AP@ar>=3``; ``<dataset>/bbox/AP`` with several test datasets)."""
+    if not comm.is_main_process():
+        return None
+    datasets = {}
+    for name in cfg.DATASETS.TEST:
+        records = DatasetCatalog.get(name)
+        datasets[name] = {
+            "images": len(records),
+            "annotations": sum(len(r.get("annotations", ())) for r in records),
+        }
+    path = Path(cfg.OUTPUT_DIR) / EVAL_RESULTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {
+        "weights": cfg.MODEL.WEIGHTS,
+        "datasets": datasets,
+        "metrics": {k: float(v) for k, v in flatten_results_dict(dict(results)).items()},
+    }
+    partial = path.with_suffix(".json.tmp")
+    partial.write_text(json.dumps(content, indent=1))
+    os.replace(partial, path)
+    return path
