@@ -128,9 +128,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
             return
         def show(iteration: int) -> None:
             with lock:
-                running[run] = min(iteration, run.max_iter)
+                running[run] = "evaluating" if args.reevaluate else (
+                    f"iter {min(iteration, run.max_iter)}/{run.max_iter}")
                 progress.set_postfix_str(", ".join(
-                    f"{r.name} seed {r.seed} iter {i}/{r.max_iter}" for r, i in running.items()
+                    f"{r.name} seed {r.seed} {state}" for r, state in running.items()
                 ))
 
         show(0)
