@@ -162,12 +162,25 @@ def _most_probable(log_prob: Tensor) -> Tensor:
 
 
 def _log_likelihood(log_prob: Tensor) -> Tensor:
-    """(2, K, B) component log-densities -> (K, B) mixture log-likelihood; bit for bit
-    ``torch.logsumexp`` over the two components (max, then log of the sum of exps) and
-    scipy's, which sklearn uses, in half the time."""
-    first, second = log_prob[0], log_prob[1]
-    top = torch.maximum(first, second)
-    return ((first - top).exp() + (second - top).exp()).log() + top
+    """(2, K, B) component log-densities -> (K, B) mixture log-likelihood."""
+    return _mixture_terms(log_prob)[2]
+
+
+def _mixture_terms(log_prob: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(2, K, B) component log-densities -> each component's density relative to the
+    larger one (2, K, B), their sum (K, B) in [1, 2] and the mixture log-likelihood
+    (K, B); the likelihood equals ``torch.logsumexp`` over the components (and scipy's,
+    which sklearn uses), in half the time.
+
+    Relative densities are clamped at e^-300: below it, exp() gives subnormal float64
+    numbers, on which x86 arithmetic is ~100x slower, and e^-300 ~ 5e-131 vanishes next
+    to the 1 of the larger component (the sum, so the likelihood, is unchanged) and next
+    to sklearn's nk >= 10 eps in the M-step.
+    """
+    top = torch.maximum(log_prob[0], log_prob[1])
+    relative = (log_prob - top).clamp(min=_MIN_LOG_RESP).exp()
+    total = relative[0] + relative[1]
+    return relative, total, total.log() + top
 
 
 def _separate(values: Tensor, valid: Tensor, foreground: Tensor, log_lik: Tensor) -> Tensor:
@@ -202,15 +215,8 @@ def _em_step(x: Tensor, weight: Tensor, count: Tensor, params: tuple[Tensor, Ten
     the E-step's mean log-likelihood (n,) (sklearn's lower bound, of the parameters
     before the step) and the M-step's parameters: ``nk = sum resp + 10 eps``, weighted
     mean and variance (+ ``reg_covar``), weights ``nk / sum nk``."""
-    log_prob = _weighted_log_prob(x, *params)  # (2, K, n)
-    top = torch.maximum(log_prob[0], log_prob[1])  # (K, n)
-    # Each component's density relative to the larger one, in [e^-300, 1]: below e^-300,
-    # exp() gives subnormal float64 numbers, on which x86 arithmetic is ~100x slower, and
-    # e^-300 ~ 5e-131 vanishes next to the 1 of the other component and next to
-    # nk >= 10 eps. The same exponentials give the log-likelihood and the responsibilities.
-    relative = (log_prob - top).clamp(min=_MIN_LOG_RESP).exp()  # (2, K, n)
-    total = relative[0] + relative[1]  # (K, n), in [1, 2]
-    log_norm = total.log() + top  # (K, n) log sum_c w_c N(x | mu_c, var_c)
+    # the same exponentials give the log-likelihood and the responsibilities
+    relative, total, log_norm = _mixture_terms(_weighted_log_prob(x, *params))
     bound = (log_norm * weight).sum(dim=0) / count
     resp = relative * (weight / total)  # (2, K, n)
     nk = resp.sum(dim=1) + 10 * _EPS  # (2, n)
