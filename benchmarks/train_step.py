@@ -83,17 +83,12 @@ def make_batch(num_images: int, size: int, num_gts: int, num_classes: int, seed:
     return batch
 
 
-# Matchers whose assignment only another loss consumes: the keys they train with (the
-# model stays the same; only the loss computed from the assignment differs).
-MATCHER_LOSS_KEYS = {"dw": ["MODEL.FCOS.LOSS", "weighted_pairs"]}
-
-
 def build(cfg, name: str):
     """The model (seeded weights) with matcher ``name``, its timed matcher and optimizer."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.MATCHER.NAME = name
-    cfg.merge_from_list(MATCHER_LOSS_KEYS.get(name, []))
+    cfg.MODEL.FCOS.LOSS = "auto"  # the loss that consumes this matcher's results
     torch.manual_seed(cfg.SEED if cfg.SEED >= 0 else 0)
     model = build_model(cfg)
     model.train()

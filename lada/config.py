@@ -60,11 +60,13 @@ def _add_fcos_config(cfg: CN) -> None:
     # the box with its GT: MMMC section 4.1).
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
     # Loss module: "dense" (per-point targets from MatchResult.gt_index: classification,
-    # box and auxiliary-branch losses below; every hard matcher) or "weighted_pairs" (the
+    # box and auxiliary-branch losses below; every hard matcher), "weighted_pairs" (the
     # soft fields of MatchResult, DW: per (point, GT) pair a positive classification and
     # a GIoU term, per (point, class) a negative term, on the joint score
-    # sigmoid(cls) * sigmoid(aux); the auxiliary branch has no loss of its own).
-    cfg.MODEL.FCOS.LOSS = "dense"
+    # sigmoid(cls) * sigmoid(aux); the auxiliary branch has no loss of its own) or
+    # "auto": the one that consumes the matcher's results (weighted_pairs for dw, dense
+    # for the others), so that changing MODEL.MATCHER.NAME alone switches the method.
+    cfg.MODEL.FCOS.LOSS = "auto"
     # Factors of the "weighted_pairs" loss (defaults: the authors' DW code). Positive
     # classification POS_CLS_WEIGHT * w * -ln(s) and box BOX_WEIGHT * w * GIoU loss per
     # pair, both divided by the positive normaliser; negative NEG_WEIGHT * w_neg *

@@ -4,12 +4,14 @@ from __future__ import annotations
 from detectron2.config import CfgNode
 from fvcore.common.registry import Registry
 
-__all__ = ["MATCHER_REGISTRY", "build_matcher", "register_matcher"]
+__all__ = ["MATCHER_REGISTRY", "build_matcher", "gives_soft_results", "matcher_class",
+           "register_matcher"]
 
 MATCHER_REGISTRY = Registry("MATCHER")
 MATCHER_REGISTRY.__doc__ = """
 Label-assignment methods. A registered class is built as ``cls(cfg)`` (detectron2's
-``@configurable``) and called with a ``MatchInputs``, returning a ``MatchResult``.
+``@configurable``) and called with a ``MatchInputs``, returning a ``MatchResult``. A class
+whose results carry the soft pairwise fields says so with ``SOFT = True``.
 """
 
 
@@ -24,10 +26,19 @@ def register_matcher(name: str):
     return register
 
 
-def build_matcher(cfg: CfgNode):
-    """Builds the matcher named by ``cfg.MODEL.MATCHER.NAME``."""
-    name = cfg.MODEL.MATCHER.NAME
+def matcher_class(name: str) -> type:
+    """The class registered under ``name`` (a ``MODEL.MATCHER.NAME`` value)."""
     if name not in MATCHER_REGISTRY:
         known = ", ".join(sorted(k for k, _ in MATCHER_REGISTRY))
         raise KeyError(f"MODEL.MATCHER.NAME: unknown matcher '{name}'; registered: {known}")
-    return MATCHER_REGISTRY.get(name)(cfg)
+    return MATCHER_REGISTRY.get(name)
+
+
+def gives_soft_results(name: str) -> bool:
+    """Whether matcher ``name`` returns soft ``MatchResult``s (pairwise weights, DW)."""
+    return bool(getattr(matcher_class(name), "SOFT", False))
+
+
+def build_matcher(cfg: CfgNode):
+    """Builds the matcher named by ``cfg.MODEL.MATCHER.NAME``."""
+    return matcher_class(cfg.MODEL.MATCHER.NAME)(cfg)

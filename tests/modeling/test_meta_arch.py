@@ -103,7 +103,7 @@ def test_matcher_sees_detached_predictions_only():
         ("MODEL.FCOS.NORMALIZER", "batch", "MODEL.FCOS.NORMALIZER must be one of"),
         ("MODEL.FCOS.CLS_LOSS", "bce", "MODEL.FCOS.CLS_LOSS must be one of"),
         ("MODEL.FCOS.BOX_ACTIVATION", "exp", "MODEL.FCOS.BOX_ACTIVATION must be one of"),
-        ("MODEL.FCOS.LOSS", "soft", "MODEL.FCOS.LOSS must be one of"),
+        ("MODEL.FCOS.LOSS", "soft", "MODEL.FCOS.LOSS must be .auto. or one of"),
         ("MODEL.FCOS.TEST_SCORE", "sqrt", "MODEL.FCOS.TEST_SCORE must be one of"),
         ("MODEL.MATCHER.ATSS.TOPK", 0, "TOPK must be a positive integer"),
         ("MODEL.FCOS.IN_FEATURES", ["p3", "p9"], r"\['p9'\] not produced by the backbone"),

@@ -150,3 +150,17 @@ def test_config_selects_the_loss_and_its_factors():
     with pytest.raises(ValueError, match="MODEL.FCOS.WEIGHTED_PAIRS.BOX_WEIGHT must be >= 0"):
         build_loss(small_cfg(**{"MODEL.FCOS.LOSS": "weighted_pairs",
                                 "MODEL.FCOS.WEIGHTED_PAIRS.BOX_WEIGHT": -1.0}))
+
+
+def test_auto_loss_is_the_one_that_consumes_the_matchers_results():
+    from lada.matchers import MATCHER_REGISTRY
+
+    soft_matchers = {"dw"}  # the methods whose MatchResult carries pairwise weights
+    for name, _ in MATCHER_REGISTRY:
+        loss = build_loss(small_cfg(**{"MODEL.MATCHER.NAME": name}))  # LOSS left at auto
+        expected = PairwiseWeightedLoss if name in soft_matchers else DenseDetectionLoss
+        assert type(loss) is expected, name
+    explicit = small_cfg(**{"MODEL.MATCHER.NAME": "dw", "MODEL.FCOS.LOSS": "dense"})
+    assert isinstance(build_loss(explicit), DenseDetectionLoss)  # an explicit value wins
+    with pytest.raises(KeyError, match="unknown matcher 'nope'"):
+        build_loss(small_cfg(**{"MODEL.MATCHER.NAME": "nope"}))

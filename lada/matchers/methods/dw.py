@@ -63,6 +63,8 @@ class DWMatcher:
     ``BACKGROUND`` outside every bag.
     """
 
+    SOFT = True
+
     @configurable
     def __init__(
         self,

@@ -15,6 +15,8 @@ Every loss module has ``targets(match, gt_boxes, gt_classes)``, whose result its
 """
 from torch import nn
 
+from ...matchers.registry import gives_soft_results
+
 from .dense import DenseDetectionLoss
 from .pairwise import PairwiseWeightedLoss
 from .targets import DenseTargets, PairTargets, gather_pair_targets, gather_targets
@@ -26,17 +28,28 @@ __all__ = [
     "PairTargets",
     "PairwiseWeightedLoss",
     "build_loss",
+    "loss_name",
     "gather_pair_targets",
     "gather_targets",
 ]
 
 LOSSES = {"dense": DenseDetectionLoss, "weighted_pairs": PairwiseWeightedLoss}
-"""Values of ``MODEL.FCOS.LOSS`` and their modules."""
+"""Values of ``MODEL.FCOS.LOSS`` (besides "auto") and their modules."""
+
+
+def loss_name(cfg) -> str:
+    """``cfg.MODEL.FCOS.LOSS``, with "auto" resolved to the loss that consumes the
+    matcher's results: "weighted_pairs" for a soft matcher (DW), else "dense"."""
+    name = cfg.MODEL.FCOS.LOSS
+    if name == "auto":
+        return "weighted_pairs" if gives_soft_results(cfg.MODEL.MATCHER.NAME) else "dense"
+    if name not in LOSSES:
+        raise ValueError(
+            f"MODEL.FCOS.LOSS must be 'auto' or one of {tuple(LOSSES)}, got '{name}'"
+        )
+    return name
 
 
 def build_loss(cfg) -> nn.Module:
-    """The loss module named by ``cfg.MODEL.FCOS.LOSS``."""
-    name = cfg.MODEL.FCOS.LOSS
-    if name not in LOSSES:
-        raise ValueError(f"MODEL.FCOS.LOSS must be one of {tuple(LOSSES)}, got '{name}'")
-    return LOSSES[name](cfg)
+    """The loss module ``cfg.MODEL.FCOS.LOSS`` names ("auto": the matcher's)."""
+    return LOSSES[loss_name(cfg)](cfg)

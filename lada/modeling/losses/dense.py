@@ -130,7 +130,7 @@ class DenseDetectionLoss(nn.Module):
         if match.is_soft:
             raise ValueError(
                 "MODEL.FCOS.LOSS dense: the matcher gave soft pairwise weights (e.g. "
-                "MODEL.MATCHER.NAME dw); train it with MODEL.FCOS.LOSS weighted_pairs"
+                "MODEL.MATCHER.NAME dw); train it with MODEL.FCOS.LOSS weighted_pairs (or auto)"
             )
         return gather_targets(match, gt_boxes, gt_classes, self.num_classes)
 
