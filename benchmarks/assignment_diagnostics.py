@@ -123,17 +123,20 @@ def gt_statistics(cfg: CfgNode, inputs: MatchInputs) -> Dict[str, torch.Tensor]:
     return stats
 
 
-def positives_per_gt(inputs: MatchInputs, gt_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(ΣG,) positives per GT and (ΣG,) the mean IoU of their predicted boxes."""
-    counts, ious = [], []
+def positives_per_gt(inputs: MatchInputs, gt_index: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Per GT (ΣG,): "count" of positives, "iou" the mean IoU of their predicted boxes
+    with the GT, "outside" how many of its positives' points lie outside it."""
+    counts, ious, outside = [], [], []
     for image, boxes in enumerate(inputs.gt_boxes):
         fg = gt_index[image] >= 0
         gt = gt_index[image][fg]
         count = torch.bincount(gt, minlength=len(boxes)).float()
         iou = paired_iou(inputs.pred_boxes[image][fg], boxes[gt])
+        inner = inside(inputs.points[fg], boxes).gather(0, gt[None]).squeeze(0)
         counts.append(count)
         ious.append(torch.zeros(len(boxes)).index_add_(0, gt, iou) / count)
-    return torch.cat(counts), torch.cat(ious)
+        outside.append(torch.bincount(gt[~inner], minlength=len(boxes)).float())
+    return {"count": torch.cat(counts), "iou": torch.cat(ious), "outside": torch.cat(outside)}
 
 
 def report(cfg: CfgNode, captured: List[MatchInputs], matchers: Sequence[str]) -> dict:
@@ -143,9 +146,9 @@ def report(cfg: CfgNode, captured: List[MatchInputs], matchers: Sequence[str]) -
         for key, values in gt_statistics(cfg, inputs).items():
             gts[key] += values
         for name in matchers:
-            count, iou = positives_per_gt(inputs, with_matcher(cfg, name)(inputs).gt_index)
-            positives[name]["count"].append(count)
-            positives[name]["iou"].append(iou)
+            per_gt = positives_per_gt(inputs, with_matcher(cfg, name)(inputs).gt_index)
+            for key, values in per_gt.items():
+                positives[name][key].append(values)
     gts = {key: torch.cat(values) for key, values in gts.items()}
     groups = ("all", "ar<3", "ar>=3", "small", "medium", "short<8px")
     candidates = gts["candidates"]
@@ -164,11 +167,13 @@ def report(cfg: CfgNode, captured: List[MatchInputs], matchers: Sequence[str]) -
     }
     for name, values in positives.items():
         count, iou = torch.cat(values["count"]), torch.cat(values["iou"])
+        outside = torch.cat(values["outside"])
         out["matchers"][name] = {
             "without_positive_pct": {g: round(100 * float((count[gts[g]] == 0).float().mean()), 1)
                                      for g in groups},
             "positives_per_gt": round(float(count.mean()), 2),
             "positive_iou_mean": round(float(iou[count > 0].mean()), 3),
+            "positives_outside_their_gt_pct": round(100 * float(outside.sum() / count.sum()), 1),
         }
         if name == "paa":
             out["paa_positives_by_candidates"] = {

@@ -3,9 +3,11 @@ runs and writes the files it names, with the content they should hold."""
 import csv
 import importlib.util
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from coco_files import write_coco
 from conftest import REPO
 from PIL import Image
@@ -129,3 +131,19 @@ def test_plot_assignment_stats(tmp_path):
     (tmp_path / "empty" / "metrics.json").write_text(json.dumps({"iteration": 1, "loss": 1.0}))
     with pytest.raises(SystemExit, match="no assign"):
         tool.read_assignment_stats(tmp_path / "empty")
+
+
+def test_assignment_diagnostics_counts_positives_outside_their_gt():
+    from benchmarks import assignment_diagnostics as diagnostics
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
+    points = torch.tensor([[5.0, 5.0], [15.0, 5.0], [25.0, 5.0], [40.0, 5.0]])
+    pred = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 5.0, 10.0],
+                          [20.0, 0.0, 30.0, 10.0], [0.0, 0.0, 1.0, 1.0]]])
+    inputs = SimpleNamespace(gt_boxes=[boxes], points=points, pred_boxes=pred)
+    # GT 0: the point inside it (IoU 1) and the one at x = 15, outside it (IoU 0.5);
+    # GT 1: the point at x = 40, outside it (IoU 0); the point at x = 25 is background.
+    per_gt = diagnostics.positives_per_gt(inputs, torch.tensor([[0, 0, -1, 1]]))
+    assert per_gt["count"].tolist() == [2.0, 1.0]
+    assert per_gt["outside"].tolist() == [1.0, 1.0]
+    assert per_gt["iou"].tolist() == pytest.approx([0.75, 0.0])
