@@ -22,7 +22,7 @@ import argparse
 import copy
 import json
 from collections import defaultdict
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import torch
 from torchvision.ops import box_iou
@@ -31,12 +31,14 @@ import lada  # noqa: F401  (registers the model and matchers)
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 from lada.config import add_lada_config
 from lada.data import ReadCheckedDatasetMapper, register_coco_datasets
 from lada.engine import LadaCheckpointer
 from lada.matchers import MatchInputs, build_matcher
+from lada.matchers.stages.geometry import is_inside
 
 MATCHERS = ("fcos", "atss", "paa", "lada")
 BUCKETS = {"0": (0, 0), "1": (1, 1), "2-3": (2, 3), "4-9": (4, 9), ">=10": (10, 10**9)}
@@ -59,7 +61,7 @@ def capture_inputs(cfg: CfgNode, weights: str, num_images: int, batch: int) -> L
     model.matcher = recording_matcher
     mapper = ReadCheckedDatasetMapper(cfg, True)
     dataset = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])[:num_images]
-    torch.manual_seed(0)
+    seed_all_rng(0)  # the augmentations draw from numpy's and Python's generators too
     with torch.no_grad(), EventStorage(0):
         for start in range(0, len(dataset), batch):
             model([mapper(copy.deepcopy(d)) for d in dataset[start : start + batch]])
@@ -132,7 +134,7 @@ def positives_per_gt(inputs: MatchInputs, gt_index: torch.Tensor) -> Dict[str, t
         gt = gt_index[image][fg]
         count = torch.bincount(gt, minlength=len(boxes)).float()
         iou = paired_iou(inputs.pred_boxes[image][fg], boxes[gt])
-        inner = inside(inputs.points[fg], boxes).gather(0, gt[None]).squeeze(0)
+        inner = is_inside(inputs.points[fg], boxes[gt])  # the matchers' inside-GT rule
         counts.append(count)
         ious.append(torch.zeros(len(boxes)).index_add_(0, gt, iou) / count)
         outside.append(torch.bincount(gt[~inner], minlength=len(boxes)).float())

@@ -33,13 +33,18 @@ def load_study(folder: Path) -> dict:
     return study
 
 
+def config_names(study: dict) -> List[str]:
+    """The configs of a study's runs, in their first order."""
+    return list(dict.fromkeys(r["name"] for r in study["runs"]))
+
+
 def labelled_records(studies: Sequence[dict], labels: Sequence[str]) -> List[dict]:
     """Every study's done runs, each renamed to its row label (module docstring)."""
     records = []
     for study, label in zip(studies, labels):
-        names = list(dict.fromkeys(r["name"] for r in study["runs"]))
+        single = len(config_names(study)) == 1
         for run in study["runs"]:
-            name = label if len(names) == 1 else f"{label}: {run['name']}"
+            name = label if single else f"{label}: {run['name']}"
             records.append({**run, "name": name})
     return records
 
@@ -51,11 +56,8 @@ def compare(folders: Sequence[Path], output_dir: Path,
         raise ValueError(f"--labels: {len(labels)} labels for {len(folders)} studies")
     studies = [load_study(Path(f)) for f in folders]
     if labels is None:
-        labels = []
-        for folder, study in zip(folders, studies):
-            names = list(dict.fromkeys(r["name"] for r in study["runs"]))
-            labels.append(f"{names[0]} ({Path(folder).name})" if len(names) == 1
-                          else Path(folder).name)
+        labels = [f"{names[0]} ({Path(folder).name})" if len(names) == 1 else Path(folder).name
+                  for folder, names in zip(folders, map(config_names, studies))]
     records = labelled_records(studies, labels)
     if len({r["name"] for r in records}) < len(studies):
         raise ValueError(f"the labels {list(labels)} do not tell the studies apart")
