@@ -1,6 +1,6 @@
 """Config keys of lada, added to a detectron2 config by :func:`add_lada_config`.
 
-Defaults are the papers' hyperparameters (assignment spec, ``shared/docs``) and, for the
+Defaults are the papers' hyperparameters (docs/methods/, one page per matcher) and, for the
 meta-architecture, detectron2's FCOS. Keys of the meta-architecture live under
 ``MODEL.FCOS``; keys of a matcher under ``MODEL.MATCHER.<NAME>``.
 """
@@ -183,7 +183,7 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.APS.GMM_MAX_ITER = 100
     cfg.MODEL.MATCHER.APS.GMM_TOL = 1e-3
 
-    # DW (Li et al., CVPR 2022), spec section 7; a soft matcher: train it with
+    # DW (Li et al., CVPR 2022), docs/methods/dw.md; a soft matcher: train it with
     # MODEL.FCOS.LOSS "weighted_pairs". VARIANT "official" (the authors' code, which gave
     # the paper's numbers) or "paper" (section 3's text).
     cfg.MODEL.MATCHER.DW = CN()

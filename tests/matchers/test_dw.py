@@ -1,6 +1,6 @@
-"""DW (spec section 7) on a hand-built scene: two overlapping GT boxes of class 0 (A, B)
+"""DW (docs/methods/dw.md) on a hand-built scene: two overlapping GT boxes of class 0 (A, B)
 and one of class 1 (C); expected values by hand or from an independent per-pair loop in
-plain Python written from the spec text (``reference_dw``), never from the matcher."""
+plain Python written from docs/methods/dw.md (``reference_dw``), never from the matcher."""
 import dataclasses
 import math
 
@@ -57,7 +57,7 @@ def _sigmoid(x):
 
 def reference_dw(inputs, variant="official", beta=5.0, mu=5.0, mu_norm=3.0, gamma1=2.0,
                  sigma=1.11, alpha=0.25):
-    """Spec 7, one (GT, point) pair at a time, for the first image. Returns the positive
+    """dw.md, one (GT, point) pair at a time, for the first image. Returns the positive
     weights {(gt, point): w}, P_neg per pair {(gt, point): p}, the negative weights
     {(point, class): w_neg} of in-bag slots, the default outside them, and the priors."""
     points = inputs.points.tolist()
@@ -279,7 +279,7 @@ def test_paper_defaults():
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_three_loss_values_of_the_scene(variant):
     """Matcher and weighted_pairs loss together against the reference loop's weights and
-    the loss of spec 7 term by term (official factors 0.25, 1.25, 1; the paper's 1, 5, 1)."""
+    the loss of dw.md term by term (official factors 0.25, 1.25, 1; the paper's 1, 5, 1)."""
     inputs = hand_scene()
     factors = {"official": (0.25, 1.25), "paper": (1.0, 5.0)}[variant]
     loss = PairwiseWeightedLoss(pos_cls_weight=factors[0], box_weight=factors[1])
