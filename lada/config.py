@@ -229,8 +229,8 @@ def _add_data_config(cfg: CN) -> None:
     # relative paths are taken from the working directory. Same as
     # `train_net.py --dataset NAME JSON IMAGE_ROOT`.
     cfg.DATASETS.REGISTER_COCO = []
-    # Checks of every box of a dataset the run uses, once, when it is loaded (README, "Data
-    # checks and failure behaviour"). Per kind of bad box: "error" stops with a message
+    # Checks of every box of a dataset the run uses, once, when it is loaded (docs/reliability.md,
+    # "Data checks and failure behaviour"). Per kind of bad box: "error" stops with a message
     # naming the dataset, the annotation ids and image files; "drop_with_warning" drops
     # those annotations and logs their count and the first few.
     cfg.DATASETS.BAD_BOX_POLICY = CN()
