@@ -14,7 +14,7 @@ the GMM keeps from few candidates, and the IoU weights of its box loss.
     python -m benchmarks.assignment_diagnostics --config-file configs/quick/paa.yaml \
         MODEL.MATCHER.PAA.ANCHOR_SCALE 4.0 MODEL.MATCHER.LADA.ANCHOR_SCALE 4.0
 
-A diagnostic, not a test: prints a json report (README, "Why `paa` trails").
+A diagnostic, not a test: prints a json report (docs/studies/why-paa-trails.md).
 """
 from __future__ import annotations
 

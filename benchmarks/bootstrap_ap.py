@@ -12,7 +12,7 @@ per-image results of the drawn images, so a sample costs a fraction of an evalua
         atss=output/quick/atss/inference/synthetic_val/coco_instances_results.json \
         paa=output/quick/paa/inference/synthetic_val/coco_instances_results.json
 
-``--band 3 inf`` restricts the AP to the slender boxes (README, "Slender-object AP").
+``--band 3 inf`` restricts the AP to the slender boxes (docs/slender-ap.md).
 Prints each detector's AP with its bootstrap standard deviation and, for each pair, the
 difference with its standard deviation and the share of samples where it changes sign.
 This is the evaluation's sampling noise only; another training seed adds its own.

@@ -37,7 +37,7 @@ class _MissingCompiledOps(types.ModuleType):
         raise MissingCompiledOpError(
             f"detectron2 compiled op '{name}' is unavailable: this detectron2 was installed "
             "without its C++/CUDA extension (detectron2._C). Models of lada do not need it; "
-            "to use this op, install detectron2 from source (see README, 'Installation')."
+            "to use this op, install detectron2 from source (see README, 'detectron2 versions')."
         )
 
 

@@ -1,6 +1,6 @@
 """Config keys of lada, added to a detectron2 config by :func:`add_lada_config`.
 
-Defaults are the papers' hyperparameters (assignment spec, ``shared/docs``) and, for the
+Defaults are the papers' hyperparameters (docs/methods/, one page per matcher) and, for the
 meta-architecture, detectron2's FCOS. Keys of the meta-architecture live under
 ``MODEL.FCOS``; keys of a matcher under ``MODEL.MATCHER.<NAME>``.
 """
@@ -183,7 +183,7 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.APS.GMM_MAX_ITER = 100
     cfg.MODEL.MATCHER.APS.GMM_TOL = 1e-3
 
-    # DW (Li et al., CVPR 2022), spec section 7; a soft matcher: train it with
+    # DW (Li et al., CVPR 2022), docs/methods/dw.md; a soft matcher: train it with
     # MODEL.FCOS.LOSS "weighted_pairs". VARIANT "official" (the authors' code, which gave
     # the paper's numbers) or "paper" (section 3's text).
     cfg.MODEL.MATCHER.DW = CN()
@@ -229,8 +229,8 @@ def _add_data_config(cfg: CN) -> None:
     # relative paths are taken from the working directory. Same as
     # `train_net.py --dataset NAME JSON IMAGE_ROOT`.
     cfg.DATASETS.REGISTER_COCO = []
-    # Checks of every box of a dataset the run uses, once, when it is loaded (README, "Data
-    # checks and failure behaviour"). Per kind of bad box: "error" stops with a message
+    # Checks of every box of a dataset the run uses, once, when it is loaded (docs/reliability.md,
+    # "Data checks and failure behaviour"). Per kind of bad box: "error" stops with a message
     # naming the dataset, the annotation ids and image files; "drop_with_warning" drops
     # those annotations and logs their count and the first few.
     cfg.DATASETS.BAD_BOX_POLICY = CN()
@@ -301,8 +301,8 @@ def _add_recipe_config(cfg: CN) -> None:
     # Schedule: images per iteration (BASE_LR scaled linearly from the config's batch)
     # and the iterations for EPOCHS passes over the training images, at most what
     # BUDGET_MEGAPIXELS of training images (at the chosen sizes) allow. 184 megapixels is
-    # what a quick config trains on (700 x 16 images of 128 x 128 px): 15-20 minutes with
-    # one thread of a 2-core Xeon VM. STEPS and WARMUP_ITERS keep the config's fractions of MAX_ITER.
+    # what a quick config trains on (700 x 16 images of 128 x 128 px); the training time
+    # grows in proportion. STEPS and WARMUP_ITERS keep the config's fractions of MAX_ITER.
     cfg.RECIPE.IMS_PER_BATCH = 8
     cfg.RECIPE.EPOCHS = 100
     cfg.RECIPE.BUDGET_MEGAPIXELS = 184.0

@@ -154,8 +154,8 @@ def check_dataset(
         raise DatasetError(
             f"{_title(name)}: bad boxes:\n  "
             + "\n  ".join(_describe(dicts, table, kinds[kind], kind, "error") for kind in errors)
-            + "\nFix the annotations, or set the policy to drop_with_warning (README, 'Data"
-            " checks and failure behaviour')."
+            + "\nFix the annotations, or set the policy to drop_with_warning (docs/reliability.md,"
+            " 'Data checks and failure behaviour')."
         )
     if found:
         if warn:

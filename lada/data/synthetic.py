@@ -49,7 +49,7 @@ class SyntheticSpec:
     """Size and seed of a synthetic dataset; its fingerprint decides whether to regenerate."""
 
     num_train: int = 1500
-    num_val: int = 1000  # 200 until 2026-11-22; the first 200 are the same images
+    num_val: int = 1000  # per-image streams: the first n images do not depend on num_val
     image_size: int = 128  # square images; object sizes scale with image_size / 128
     max_objects: int = 6
     seed: int = 0

@@ -95,7 +95,7 @@ class EnvLayout:
                 f"--dist-url env:// reads the process layout from the environment, but "
                 f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: start "
                 "train_net.py with torchrun, or set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR "
-                "and MASTER_PORT in each process (see README, 'Scale-out')."
+                "and MASTER_PORT in each process (see docs/scale-out.md)."
             )
         values = {name: _env_int(environ, name) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
         local_world = (

@@ -1,4 +1,5 @@
-"""The matcher contract: what a matcher receives and what it returns (spec section 1).
+"""The matcher contract: what a matcher receives and what it returns (docs/methods/README.md,
+"The matcher contract").
 
 Letters: N images, R anchor points over all FPN levels (highest resolution first),
 C classes, G_i ground-truth boxes of image i. Per-image matcher tensors are oriented

@@ -1,4 +1,5 @@
-"""DW's box refinement (Li et al., CVPR 2022, section 3.4; spec section 7): each side of
+"""DW's box refinement (Li et al., CVPR 2022, section 3.4; docs/methods/dw.md, "Box
+refinement"): each side of
 a point's coarse box is re-read from the coarse box map at a learned point near that
 side, where the prediction is expected to be more accurate."""
 from __future__ import annotations

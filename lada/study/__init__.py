@@ -1,6 +1,6 @@
 """Comparison study: trains configs for several seeds on one schedule, through
 ``train_net.py``, and reports mean and standard deviation per config (``python -m
-lada.study``; README, "Comparison study")."""
+lada.study``; docs/studies/running.md)."""
 from .report import ConfigSummary, bar_chart, markdown_report, summarize, table_metrics, welch_p_value
 from .runs import StudyError, StudyRun, final_metrics, plan_runs, run_study_run
 

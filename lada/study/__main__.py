@@ -1,5 +1,5 @@
 """``python -m lada.study``: train configs for several seeds on one schedule, through
-``train_net.py``, and compare them (README, "Comparison study").
+``train_net.py``, and compare them (docs/studies/running.md).
 
     python -m lada.study                                  # every quick matcher config, seeds 0 1 2
     python -m lada.study --jobs 2                         # two trainings at a time

@@ -1,6 +1,5 @@
 """``python -m lada.study.compare``: one table and chart from several studies, such as a
-baseline and interventions that differ only in their overrides (README, "Comparison
-study").
+baseline and interventions that differ only in their overrides (docs/studies/running.md).
 
     python -m lada.study.compare output/study_paa output/study_paa_anchor4 \
         --labels "paa" "paa, ANCHOR_SCALE 4" --output-dir output/paa_interventions

@@ -1,7 +1,7 @@
 """Catalogue of bad inputs and faults, as a new user meets them: small hand-written COCO
 datasets registered with ``--dataset``, run through ``train_net.main`` (in process, tiny
 configs) or, for the kill, as a subprocess. Each case asserts its documented outcome
-(README, "Data checks and failure behaviour"): the error names the file / key, or the
+(docs/reliability.md): the error names the file / key, or the
 warning gives the counts, or the run behaves as stated.
 
 ``ISSUE`` cases were silent corruption, unclear crashes or unsafe before issue 11; ``WORKED``

@@ -1,5 +1,5 @@
-"""Independent per-GT reference loops of PAA and LADA, written from the assignment spec
-(sections 1, 5 and 6) and the official PAA code, with torchvision's and scikit-learn's
+"""Independent per-GT reference loops of PAA and LADA, written from docs/methods/
+(README.md, paa.md and lada.md) and the official PAA code, with torchvision's and scikit-learn's
 functions: they share no code with ``lada.matchers``. Slow on purpose: one GT at a time.
 """
 import warnings
@@ -22,7 +22,7 @@ def sklearn_gmm(scores: np.ndarray, max_iter: int = 100) -> GaussianMixture:
 
 
 def gmm_positives(scores: np.ndarray, max_iter: int = 100) -> np.ndarray:
-    """Spec 5 step 4 for one GT: sort the scores; the positives are the sorted candidates
+    """paa.md steps 5-6 for one GT: sort the scores; the positives are the sorted candidates
     up to and including the first component-0 member of highest log-likelihood; one
     candidate or an empty component 0 -> all positive. (n,) -> (n,) bool."""
     order = np.argsort(scores, kind="stable")
@@ -42,7 +42,7 @@ def gmm_positives(scores: np.ndarray, max_iter: int = 100) -> np.ndarray:
 
 
 def preliminary_match(inputs, image, threshold=0.1):
-    """Spec 5 step 1, as maskrcnn-benchmark's Matcher(0.1, 0.1, True): (R,) GT or -1."""
+    """paa.md step 1, as maskrcnn-benchmark's Matcher(0.1, 0.1, True): (R,) GT or -1."""
     half = 4 * inputs.strides[:, None]  # anchor boxes of side 8 s
     anchors = torch.cat([inputs.points - half, inputs.points + half], dim=1)
     iou = box_iou(inputs.gt_boxes[image], anchors)  # (G, R)
@@ -57,12 +57,12 @@ def preliminary_match(inputs, image, threshold=0.1):
 
 
 def inside(points, box):
-    """Spec 1: every side distance > 0.01. points (P, 2), box (4,) -> (P,) bool."""
+    """README.md: every side distance > 0.01. points (P, 2), box (4,) -> (P,) bool."""
     return ((points - box[:2]) > 0.01).all(dim=1) & ((box[2:] - points) > 0.01).all(dim=1)
 
 
 def anchor_losses(inputs, image, gt, points):
-    """Spec 1: focal loss summed over classes and GIoU loss (predicted boxes with
+    """README.md: focal loss summed over classes and GIoU loss (predicted boxes with
     x1 = max(x0, x1), y1 = max(y0, y1)) of the given points for one GT, float64."""
     logits = inputs.pred_logits[image, points].double()
     target = torch.zeros_like(logits)
@@ -86,7 +86,7 @@ def lowest_per_level(inputs, points, scores, k):
 
 
 def paa_positives(inputs, image, inside_gt=True, topk=9):
-    """PAA (spec 5) of one image, one GT at a time: {gt: sorted list of positive points}."""
+    """PAA (paa.md) of one image, one GT at a time: {gt: sorted list of positive points}."""
     matched = preliminary_match(inputs, image)
     result = {}
     for gt, box in enumerate(inputs.gt_boxes[image]):
@@ -107,7 +107,7 @@ def paa_positives(inputs, image, inside_gt=True, topk=9):
 
 
 def lada_positives(inputs, image, radius=2.5, lambda_reg=1.5, lambda_dev=1.0, topk=9, topm=20):
-    """LADA Algorithm 1 (spec 6) of one image, one GT at a time:
+    """LADA Algorithm 1 (lada.md) of one image, one GT at a time:
     {gt: sorted list of positive points}."""
     matched = preliminary_match(inputs, image)
     result = {}

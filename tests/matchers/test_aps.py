@@ -1,4 +1,4 @@
-"""MMMC's aligned points sampler (spec section 8): each stage against values computed by
+"""MMMC's aligned points sampler (docs/methods/aps.md): each stage against values computed by
 hand, and invariants of the whole matcher on random scenes."""
 import math
 

@@ -1,4 +1,4 @@
-"""ATSS on hand-built scenes (spec section 3)."""
+"""ATSS on hand-built scenes (docs/methods/atss.md)."""
 import pytest
 import torch
 from conftest import random_boxes

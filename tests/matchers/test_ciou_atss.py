@@ -1,4 +1,4 @@
-"""Dynamic CIoU-ATSS (spec section 4) on hand-built scenes. Expected IoUs come from the
+"""Dynamic CIoU-ATSS (docs/methods/ciou_atss.md) on hand-built scenes. Expected IoUs come from the
 scene's geometry by hand or from torchvision's ``box_iou``, the statistics from
 Python's ``statistics`` module."""
 import statistics

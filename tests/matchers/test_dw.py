@@ -1,6 +1,6 @@
-"""DW (spec section 7) on a hand-built scene: two overlapping GT boxes of class 0 (A, B)
+"""DW (docs/methods/dw.md) on a hand-built scene: two overlapping GT boxes of class 0 (A, B)
 and one of class 1 (C); expected values by hand or from an independent per-pair loop in
-plain Python written from the spec text (``reference_dw``), never from the matcher."""
+plain Python written from docs/methods/dw.md (``reference_dw``), never from the matcher."""
 import dataclasses
 import math
 
@@ -57,7 +57,7 @@ def _sigmoid(x):
 
 def reference_dw(inputs, variant="official", beta=5.0, mu=5.0, mu_norm=3.0, gamma1=2.0,
                  sigma=1.11, alpha=0.25):
-    """Spec 7, one (GT, point) pair at a time, for the first image. Returns the positive
+    """dw.md, one (GT, point) pair at a time, for the first image. Returns the positive
     weights {(gt, point): w}, P_neg per pair {(gt, point): p}, the negative weights
     {(point, class): w_neg} of in-bag slots, the default outside them, and the priors."""
     points = inputs.points.tolist()
@@ -279,7 +279,7 @@ def test_paper_defaults():
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_three_loss_values_of_the_scene(variant):
     """Matcher and weighted_pairs loss together against the reference loop's weights and
-    the loss of spec 7 term by term (official factors 0.25, 1.25, 1; the paper's 1, 5, 1)."""
+    the loss of dw.md term by term (official factors 0.25, 1.25, 1; the paper's 1, 5, 1)."""
     inputs = hand_scene()
     factors = {"official": (0.25, 1.25), "paper": (1.0, 5.0)}[variant]
     loss = PairwiseWeightedLoss(pos_cls_weight=factors[0], box_weight=factors[1])
@@ -326,3 +326,59 @@ def test_crowded_batch_in_small_gt_chunks_equals_the_reference_loop_per_image(va
         for (r, c), value in neg.items():
             expected[r, c] = value
         torch.testing.assert_close(result.neg_weight[image], expected, atol=1e-5, rtol=1e-4)
+
+
+# Degenerate bags (docs/methods/dw.md, "Negative weights"): D holds one point, E three
+# points whose predictions all have IoU 0.8 with it, F two points with IoU 1.0 and 0.6
+# (an ordinary bag, the control). One class each, so each bag writes its own slot.
+D, E, F = [0.0, 0.0, 16.0, 16.0], [32.0, 0.0, 64.0, 16.0], [0.0, 32.0, 32.0, 48.0]
+DEGENERATE_POINTS = [(8, 8), (36, 8), (48, 8), (60, 8), (8, 40), (24, 40), (56, 56)]
+DEGENERATE_PRED = [
+    D,                                                            # IoU 1.0 with D
+    [32, 0, 64, 12.8], [32, 0, 64, 12.8], [32, 0, 64, 12.8],      # IoU 12.8 / 16 = 0.8 with E
+    F, [0, 32, 32, 41.6],                                         # IoU 1.0 and 9.6 / 16 = 0.6 with F
+    [52, 52, 60, 60],                                             # point 6: in no bag
+]
+
+
+def degenerate_scene():
+    inputs = scene([(8, DEGENERATE_POINTS)], [[D, E, F]], num_classes=NUM_CLASSES)
+    inputs.gt_classes = [torch.tensor([0, 1, 2])]
+    generator = torch.Generator().manual_seed(5)
+    inputs.pred_logits = torch.randn(1, 7, NUM_CLASSES, generator=generator)
+    inputs.pred_quality = torch.randn(1, 7, generator=generator)
+    inputs.pred_boxes = torch.tensor([DEGENERATE_PRED])
+    return inputs
+
+
+def _in_bag_p_neg(result, inputs):
+    """P_neg of each bag pair, read from the public result: neg_weight at the slot
+    (point, class of its GT)."""
+    classes = inputs.gt_classes[0].tolist()
+    return {(g, r): result.neg_weight[0, r, classes[g]].item() for g, r in _pairs(result)}
+
+
+def test_official_degenerate_bags_give_every_point_a_negative_probability_of_one():
+    inputs = degenerate_scene()
+    result = _matcher()(inputs)
+    got = _in_bag_p_neg(result, inputs)
+    assert sorted(got) == [(0, 0), (1, 1), (1, 2), (1, 3), (2, 4), (2, 5)]
+    # D, one point: x = x_min = min(1, x_max) = (1 - 1^2) / 0.75 = 0, so (x - x_min + eps) /
+    # (min(1, x_max) - x_min + eps) = eps / eps = 1, although its prediction is perfect.
+    assert got[0, 0] == pytest.approx(1.0, abs=1e-6)
+    # E, IoUs all 0.8 >= 0.5: x = 0.36 / 0.75 = 0.48 for each, so again eps / eps = 1.
+    assert [got[1, r] for r in (1, 2, 3)] == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)
+    # F, the control: curve 0 (IoU 1) and 0.64 / 0.75 (IoU 0.6), rescaled to 0 and 1.
+    assert got[2, 4] == pytest.approx(0.0, abs=1e-6)
+    assert got[2, 5] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_paper_variant_has_no_degenerate_bags():
+    inputs = degenerate_scene()
+    got = _in_bag_p_neg(_matcher("paper")(inputs), inputs)
+    # (0.95^2 - IoU^2) / (0.95^2 - 0.5^2) clipped to [0, 1], pair by pair: IoU 1 -> 0,
+    # IoU 0.8 -> 0.2625 / 0.6525 = 0.402299, IoU 0.6 -> 0.5425 / 0.6525 = 0.831418.
+    assert got[0, 0] == pytest.approx(0.0, abs=1e-6)
+    assert [got[1, r] for r in (1, 2, 3)] == pytest.approx([0.402299] * 3, abs=1e-6)
+    assert got[2, 4] == pytest.approx(0.0, abs=1e-6)
+    assert got[2, 5] == pytest.approx(0.831418, abs=1e-6)

@@ -1,4 +1,4 @@
-"""LADA's stages and matcher on hand-built cases (spec section 6)."""
+"""LADA's stages and matcher on hand-built cases (docs/methods/lada.md)."""
 import pytest
 import torch
 from conftest import small_cfg

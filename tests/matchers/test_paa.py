@@ -1,4 +1,4 @@
-"""PAA (spec section 5): hand-built scenes for the preliminary match and the inside-GT
+"""PAA (docs/methods/paa.md): hand-built scenes for the preliminary match and the inside-GT
 rule, and the whole matcher against an independent per-GT loop (tests/matchers/
 references.py: torchvision losses, scikit-learn's GaussianMixture) on crowded scenes."""
 import pytest
@@ -35,7 +35,7 @@ def test_tied_points_inside_a_large_gt_stay_with_the_small_gt():
     # Twenty 10x10 anchors in a row, all inside the large GT [0, 0, 200, 40]: each has
     # IoU 100 / 8000 = 0.0125 with it, its highest (tied) IoU. The small GT [40, 0, 53, 10]
     # has IoU 100 / 130 with anchor 4 and 30 / 200 = 0.15 >= 0.1 with anchor 5, so both
-    # are its own; the large GT's best-IoU points go to their own best GT (spec 5 step 1),
+    # are its own; the large GT's best-IoU points go to their own best GT (docs/methods/paa.md),
     # anchors 4 and 5 included: they stay with the small GT.
     anchors = torch.tensor([[10.0 * i, 0.0, 10.0 * i + 10, 10.0] for i in range(20)])
     gts = torch.tensor([[0.0, 0.0, 200.0, 40.0], [40.0, 0.0, 53.0, 10.0]])

@@ -1,4 +1,4 @@
-"""DW's box refinement (section 3.4, spec section 7): against a per-point bilinear loop,
+"""DW's box refinement (section 3.4, docs/methods/dw.md): against a per-point bilinear loop,
 zero offsets on a consistent box map, zeros outside the map, gradients, mixed precision."""
 import math
 
@@ -25,7 +25,7 @@ def _bilinear(grid, x, y):
 
 
 def _reference(distances, offsets):
-    """Spec 7 / section 3.4, one point and one side at a time: side k of the point's
+    """docs/methods/dw.md / section 3.4, one point and one side at a time: side k of the point's
     coarse box is read at the point of that side moved by its offset (dx, dy)."""
     _, height, width = distances.shape
     d, o = distances.tolist(), offsets.tolist()

@@ -1,4 +1,4 @@
-"""QFL and VFL (spec section 9) against the papers' formulas evaluated by hand on plain
+"""QFL and VFL (docs/methods/README.md) against the papers' formulas evaluated by hand on plain
 floats, their numerical range, and the ``MODEL.FCOS.CLS_LOSS`` option of the loss."""
 import math
 

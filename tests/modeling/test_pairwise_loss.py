@@ -1,4 +1,4 @@
-"""The weighted_pairs loss (spec section 7) on hand-made soft assignments, against plain
+"""The weighted_pairs loss (docs/methods/dw.md) on hand-made soft assignments, against plain
 per-term loops; refusal of the wrong kind of assignment; fp32 and finiteness."""
 import math
 
@@ -45,7 +45,7 @@ def _giou_loss(pred, gt):
 
 
 def _expected(pos_norm, neg_norm, cls_w=0.25, box_w=1.25, neg_w=1.0, power=2.0):
-    """Spec 7's three terms, one at a time."""
+    """The three terms of docs/methods/dw.md ("Loss"), one at a time."""
     cls, aux, boxes = CLS_LOGITS[0].tolist(), AUX_LOGITS[0].tolist(), PRED_BOXES[0].tolist()
     gts, classes = GT_BOXES[0].tolist(), GT_CLASSES[0].tolist()
     score = [[_sigmoid(c) * _sigmoid(aux[r]) for c in cls[r]] for r in range(3)]

@@ -1,5 +1,5 @@
 """``aps``: MMMC's aligned points sampler (Hao et al., "Toward Minimal Misalignment at
-Minimal Cost in One-Stage and Anchor-Free Object Detection", section 3.2; spec section 8).
+Minimal Cost in One-Stage and Anchor-Free Object Detection", section 3.2; docs/methods/aps.md).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class APSMatcher:
     """Aligned points sampler, vectorised over all GT boxes of the batch:
 
     1. candidates (Eq. 4-5): per level, the ``topk`` points inside the GT with the lowest
-       ``cls_loss + reg_loss`` (spec section 1 losses) **[reading: Eq. 4's max is
+       ``cls_loss + reg_loss`` (docs/methods/README.md) **[reading: Eq. 4's max is
        min(K, #inside)]**;
     2. scale (Eq. 6): the ``num_levels`` levels of lowest mean candidate loss
        (``scale_criterion`` comb = cls + reg, or cls, reg alone: Table 1); one level when

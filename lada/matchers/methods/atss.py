@@ -1,4 +1,4 @@
-"""``atss``: Adaptive Training Sample Selection (Zhang et al., CVPR 2020; spec section 3)."""
+"""``atss``: Adaptive Training Sample Selection (Zhang et al., CVPR 2020; docs/methods/atss.md)."""
 from __future__ import annotations
 
 import torch

@@ -1,6 +1,6 @@
 """``ciou_atss``: dynamic label assignment with combined IoUs (Zhang et al., "Dynamic
-Label Assignment for Object Detection by Combining Predicted and Anchor IoUs"; spec
-section 4). "CIoU" is the *combined* IoU = anchor-box IoU + predicted-box IoU, not
+Label Assignment for Object Detection by Combining Predicted and Anchor IoUs";
+docs/methods/ciou_atss.md). "CIoU" is the *combined* IoU = anchor-box IoU + predicted-box IoU, not
 Complete-IoU."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``dw``: Dual Weighting (Li et al., "A Dual Weighting Label Assignment Scheme for Object
-Detection", CVPR 2022; spec section 7). A soft assignment: every (point, GT) pair of a
+Detection", CVPR 2022; docs/methods/dw.md). A soft assignment: every (point, GT) pair of a
 GT's bag gets a positive weight, every (point, class) slot a negative weight."""
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ EPS = 1e-12
 
 @register_matcher("dw")
 class DWMatcher:
-    """Dual Weighting, vectorised over the GT boxes of the batch; both variants of spec 7.
+    """Dual Weighting, vectorised over the GT boxes of the batch; both variants of
+    docs/methods/dw.md.
 
     For a GT of class c and a point p of its bag, with
     ``s = sigmoid(cls logit of c) * sigmoid(centerness logit)`` (the joint score,

@@ -1,4 +1,4 @@
-"""``fcos``: detectron2's FCOS matching with centre sampling (spec section 2)."""
+"""``fcos``: detectron2's FCOS matching with centre sampling (docs/methods/fcos.md)."""
 from __future__ import annotations
 
 import torch

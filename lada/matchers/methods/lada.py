@@ -1,5 +1,5 @@
-"""``lada``: Lightweight Anchor Dynamic Assignment (Han et al., Sensors 2023; spec
-section 6): preliminary match -> EPCP -> CLA -> DLT, each stage switchable for the
+"""``lada``: Lightweight Anchor Dynamic Assignment (Han et al., Sensors 2023;
+docs/methods/lada.md): preliminary match -> EPCP -> CLA -> DLT, each stage switchable for the
 paper's ablations (Tables 1, 6, 7, 8, 9)."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``paa``: Probabilistic Anchor Assignment (Kim & Lee, ECCV 2020; spec section 5)."""
+"""``paa``: Probabilistic Anchor Assignment (Kim & Lee, ECCV 2020; docs/methods/paa.md)."""
 from __future__ import annotations
 
 import torch
@@ -17,7 +17,7 @@ __all__ = ["PAAMatcher"]
 
 @register_matcher("paa")
 class PAAMatcher(CandidateDivisionMatcher):
-    """PAA, as its official code (spec section 5):
+    """PAA, as its official code (docs/methods/paa.md):
 
     1. preliminary match: each point to the GT of largest anchor IoU if ``>= prelim_iou_thresh``;
        a point below it that is some GT's highest-IoU point is restored to its own

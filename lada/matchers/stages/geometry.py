@@ -16,7 +16,8 @@ __all__ = [
 ]
 
 INSIDE_EPS = 0.01
-"""A point is inside a box when all four side distances exceed this (spec section 1)."""
+"""A point is inside a box when all four side distances exceed this (docs/methods/README.md,
+"Conventions shared by the methods")."""
 
 
 def box_centers(boxes: torch.Tensor) -> torch.Tensor:

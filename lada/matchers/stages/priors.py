@@ -120,7 +120,7 @@ def preliminary_iou_match(
     ``Matcher(t, t, allow_low_quality_matches=True)``: each point goes to the GT of
     largest anchor-box IoU when that IoU is ``>= threshold``; a point below the threshold
     that is the highest-IoU point of some GT (IoU > 0, ties included) is restored to its
-    *own* largest-IoU GT (spec 5 step 1), so a point always belongs to the GT it overlaps
+    *own* largest-IoU GT (docs/methods/paa.md), so a point always belongs to the GT it overlaps
     most. (R, 4), (G, 4) -> (R,) GT index or ``BACKGROUND``. For a batch, ``gt_image``
     (G,) gives each GT's image among ``num_images`` sharing the anchors, and the result
     is (num_images * R,): the GT (batch index) of each image's points, images in order.
@@ -295,7 +295,7 @@ def _group_then_score_order(group: torch.Tensor, score: torch.Tensor) -> torch.T
 def gaussian_center_prior(
     points: torch.Tensor, strides: torch.Tensor, boxes: torch.Tensor, sigma: float
 ) -> torch.Tensor:
-    """DW's fixed soft centre prior (spec 7; DW paper Table 4, "soft center prior"):
+    """DW's fixed soft centre prior (docs/methods/dw.md; DW paper Table 4, "soft center prior"):
     ``exp(-||(p - c) / s||^2 / (2 sigma^2))`` with c the box centre and s the point's
     stride, the product of one Gaussian per axis. Broadcasts points (..., 2), strides
     (...), boxes (..., 4) -> (...). It does not zero points outside the box."""

@@ -1,4 +1,5 @@
-"""Quality scores of (point, GT) pairs, lower is better (spec section 1): the anchor
+"""Quality scores of (point, GT) pairs, lower is better (docs/methods/README.md, "Conventions
+shared by the methods"): the anchor
 losses of PAA and LADA's Combined Loss of Anchor (CLA)."""
 from __future__ import annotations
 

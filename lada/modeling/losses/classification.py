@@ -1,4 +1,5 @@
-"""Quality-aware classification losses with soft targets (spec section 9): QFL of GFL
+"""Quality-aware classification losses with soft targets (docs/methods/README.md, "The
+losses that consume the results"): QFL of GFL
 and VFL of VarifocalNet. Letters: N images, R anchor points, C classes, P positives.
 
 Both are elementwise functions of logits and soft targets in [0, 1]: a positive's

@@ -1,4 +1,5 @@
-"""Losses of the FCOS-family detector, computed from dense targets (spec section 9):
+"""Losses of the FCOS-family detector, computed from dense targets (docs/methods/README.md,
+"The losses that consume the results"):
 focal, QFL or VFL classification, GIoU box regression, BCE on the auxiliary branch."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The loss of soft pairwise assignments (``MODEL.FCOS.LOSS weighted_pairs``): DW's
-loss (DW paper Eq. 1, 11-12; spec section 7), read from the soft fields of a
+loss (DW paper Eq. 1, 11-12; docs/methods/dw.md, "Loss"), read from the soft fields of a
 ``MatchResult`` whatever matcher set them. Letters: N images, R points, C classes,
 P positive (point, GT) pairs."""
 from __future__ import annotations
