@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 import random
 import types
 
-__all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group"]
+__all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group",
+           "detectron2_in_use"]
 
 
 class MissingCompiledOpError(RuntimeError):
@@ -65,6 +67,16 @@ def _install_compiled_ops_stand_in() -> bool:
 
 
 HAS_COMPILED_OPS: bool = _install_compiled_ops_stand_in()
+
+
+def detectron2_in_use() -> str:
+    """Which detectron2 is imported: version, package folder and whether it has its
+    compiled ops (for test reports and bug reports; v0.6 and main both say 0.6)."""
+    import detectron2
+
+    folder = os.path.dirname(os.path.abspath(detectron2.__file__))
+    ops = "compiled ops" if HAS_COMPILED_OPS else "no compiled ops (lada.compat stand-in for _C)"
+    return f"detectron2 {detectron2.__version__} from {folder}, {ops}"
 
 
 def _cpu_aware_ddp(create_ddp_model):
