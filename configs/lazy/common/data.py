@@ -40,7 +40,9 @@ dataloader.test = L(build_detection_test_loader)(
     dataset=L(get_detection_dataset_dicts)(names=["coco_2017_val"], filter_empty=False),
     mapper=L(ReadCheckedDatasetMapper)(
         is_train=False,
-        augmentations=[L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333)],
+        augmentations=[
+            L(T.ResizeShortestEdge)(short_edge_length=800, max_size=1333, sample_style="choice")
+        ],
         image_format="${...train.mapper.image_format}",
         dataset_names="${..dataset.names}",
     ),
