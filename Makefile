@@ -23,9 +23,12 @@ demo: data
 
 test: setup
 ifeq ($(LADA_DETECTRON2_SRC),)
+	$(PYTHON) -c "import lada.compat as c; print(c.detectron2_in_use())"
 	$(PYTHON) -m pytest -q tests
 else
 	@test -f "$(LADA_DETECTRON2_SRC)/detectron2/__init__.py" || \
 		{ echo "LADA_DETECTRON2_SRC=$(LADA_DETECTRON2_SRC) is not a detectron2 source tree (no detectron2/__init__.py)"; exit 2; }
+	PYTHONPATH="$(abspath $(LADA_DETECTRON2_SRC))$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) -c \
+		"import lada.compat as c; print(c.detectron2_in_use())"
 	PYTHONPATH="$(abspath $(LADA_DETECTRON2_SRC))$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) -m pytest -q tests
 endif

@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""Train or evaluate a LazyConfig (``.py``) config of ``configs/lazy``, detectron2's
+r"""Train or evaluate a LazyConfig (``.py``) config of ``configs/lazy``, detectron2's
 convention for its newer projects; ``train_net.py`` is the same for the yaml configs.
 
     python tools/lazyconfig_train_net.py --config-file configs/lazy/quick_lada.py
-    python tools/lazyconfig_train_net.py --config-file CONFIG --eval-only train.init_checkpoint=model_final.pth
+    python tools/lazyconfig_train_net.py --config-file CONFIG --eval-only \
+        train.init_checkpoint=model_final.pth
     python tools/lazyconfig_train_net.py --config-file CONFIG --num-gpus 8 train.device=cuda
 
 Overrides are ``key=value`` (``train.max_iter=100``, ``dataloader.train.total_batch_size=8``);

@@ -47,9 +47,12 @@ from .checkpoint import LadaCheckpointer
 from .results import write_results_file
 
 __all__ = [
+    "do_eval_only",
     "do_test",
     "do_train",
     "load_lazy_config",
+    "register_datasets",
+    "setup",
     "test_dataset_names",
     "warmup_multistep",
 ]

@@ -112,7 +112,8 @@ def test_lazy_config_has_the_data_optimizer_and_schedule_of_its_yaml_twin(lazy_n
     assert list(data.test.dataset.names) == list(yaml_cfg.DATASETS.TEST)
     assert data.train.dataset.filter_empty == yaml_cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
     assert data.train.num_workers == yaml_cfg.DATALOADER.NUM_WORKERS
-    assert [list(e) for e in data.register_coco] == [list(e) for e in yaml_cfg.DATASETS.REGISTER_COCO]
+    registered = [list(e) for e in yaml_cfg.DATASETS.REGISTER_COCO]
+    assert [list(e) for e in data.register_coco] == registered
     assert list(data.evaluator.aspect_ratio_edges) == list(yaml_cfg.TEST.ASPECT_RATIO_EDGES)
     assert train.eval_period == yaml_cfg.TEST.EVAL_PERIOD
     policy = yaml_cfg.DATASETS.BAD_BOX_POLICY
@@ -146,7 +147,9 @@ def test_warmup_multistep_refuses_steps_outside_the_schedule():
     assert schedule(0.0) == pytest.approx(0.001)
     assert schedule(0.5) == pytest.approx(0.1)  # at the first step, after the warm-up
     assert schedule(0.8) == pytest.approx(0.01)
-    with pytest.raises(ValueError, match=r"lr_multiplier.steps must increase within \(0, train.max_iter = 100\), got \[50, 120\]"):
+    outside = (r"lr_multiplier.steps must increase within \(0, train.max_iter = 100\), "
+               r"got \[50, 120\]")
+    with pytest.raises(ValueError, match=outside):
         warmup_multistep(max_iter=100, steps=[50, 120], warmup_iters=10)
     with pytest.raises(ValueError, match="must increase"):
         warmup_multistep(max_iter=100, steps=[80, 50], warmup_iters=10)

@@ -19,7 +19,9 @@ model.backbone.bottom_up = L(ResNet)(
             block_class=BasicBlock, num_blocks=2, in_channels=in_channels,
             out_channels=out_channels, stride_per_block=[stride, 1], norm="GN",
         )
-        for in_channels, out_channels, stride in [(32, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+        for in_channels, out_channels, stride in [
+            (32, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)
+        ]
     ],
     out_features=["res3", "res4", "res5"],
     freeze_at=0,
