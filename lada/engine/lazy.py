@@ -47,6 +47,7 @@ from .checkpoint import LadaCheckpointer
 from .results import write_results_file
 
 __all__ = [
+    "build_step",
     "do_eval_only",
     "do_test",
     "do_train",
@@ -185,7 +186,7 @@ def do_train(cfg: DictConfig, resume: bool) -> None:
     optimizer = instantiate(cfg.optimizer)
     loader = instantiate(cfg.dataloader.train)
     model = detectron2_defaults.create_ddp_model(model, **cfg.train.ddp)
-    trainer = _build_step(cfg, model, loader, optimizer)
+    trainer = build_step(cfg, model, loader, optimizer)
     checkpointer = LadaCheckpointer(
         model, cfg.train.output_dir, trust_pickle=cfg.train.weights_trust_pickle,
         trainer=trainer,
@@ -213,7 +214,11 @@ def _build_model(cfg: DictConfig) -> torch.nn.Module:
     return model.to(cfg.train.device)
 
 
-def _build_step(cfg: DictConfig, model, loader, optimizer) -> SimpleTrainer:
+def build_step(cfg: DictConfig, model, loader, optimizer) -> SimpleTrainer:
+    """The trainer step of ``train.amp`` on ``train.device``: detectron2's
+    ``SimpleTrainer`` without AMP, its ``AMPTrainer`` in float16, :class:`AutocastTrainer`
+    in bfloat16; a precision the device does not allow raises ``ValueError`` naming
+    the ``train.*`` key."""
     amp = cfg.train.amp
     dtype = autocast_dtype(amp.enabled, amp.precision, cfg.train.device, keys=AMP_KEYS)
     if dtype is None:

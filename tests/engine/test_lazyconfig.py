@@ -11,6 +11,7 @@ import torch
 from conftest import REPO, make_batch
 from detectron2.config import get_cfg, instantiate
 from detectron2.data import DatasetCatalog
+from detectron2.engine import SimpleTrainer
 from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler, build_optimizer
 from detectron2.utils.events import EventStorage
@@ -18,7 +19,8 @@ from detectron2.utils.events import EventStorage
 from lada.config import add_lada_config
 from lada.data import DatasetError, ReadCheckedDatasetMapper
 from lada.data.synthetic import SyntheticSpec, generate
-from lada.engine.lazy import load_lazy_config, register_datasets, warmup_multistep
+from lada.engine import AutocastTrainer
+from lada.engine.lazy import build_step, load_lazy_config, register_datasets, warmup_multistep
 
 LAZY = REPO / "configs/lazy"
 QUICK = ["aps", "aps_plain", "atss", "ciou_atss", "dw", "fcos", "lada", "paa"]
@@ -155,6 +157,22 @@ def test_warmup_multistep_refuses_steps_outside_the_schedule():
         warmup_multistep(max_iter=100, steps=[80, 50], warmup_iters=10)
 
 
+def test_train_amp_chooses_the_step():
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(*overrides):
+        cfg = load_lazy_config(str(LAZY / "quick_lada.py"), overrides)
+        return build_step(cfg, model, [], optimizer)
+
+    assert type(step()) is SimpleTrainer
+    bfloat16 = step("train.amp.enabled=True")
+    assert type(bfloat16) is AutocastTrainer
+    assert (bfloat16.device_type, bfloat16.dtype) == ("cpu", torch.bfloat16)
+    with pytest.raises(ValueError, match="train.amp.precision float16 needs train.device cuda"):
+        step("train.amp.enabled=True", "train.amp.precision=float16")
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("tiny"), SyntheticSpec(num_train=8, num_val=4))
@@ -182,10 +200,10 @@ def test_data_checks_are_put_on_the_lazy_config_datasets(tiny):
             DatasetCatalog.remove(name)
 
 
-def _lazyconfig_train_net(tiny, output_dir, *extra):
+def _lazyconfig_train_net(tiny, output_dir, *overrides, flags=()):
     command = [
         sys.executable, str(REPO / "tools/lazyconfig_train_net.py"),
-        "--config-file", str(LAZY / "quick_lada.py"), *_dataset_args(tiny), *extra,
+        "--config-file", str(LAZY / "quick_lada.py"), *_dataset_args(tiny), *flags,
         "dataloader.register_coco=[]",
         "dataloader.train.dataset.names=[tiny_train]",
         "dataloader.test.dataset.names=[tiny_val]",
@@ -194,13 +212,14 @@ def _lazyconfig_train_net(tiny, output_dir, *extra):
         "train.max_iter=2", "lr_multiplier.steps=[1]", "lr_multiplier.warmup_iters=1",
         "model.test_score_thresh=0.0",
         f"train.output_dir={output_dir}",
+        *overrides,  # after the defaults above: a later override wins
     ]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
 
 
-def test_lazyconfig_train_net_trains_two_iterations_then_evaluates(tiny, tmp_path):
+def test_lazyconfig_train_net_trains_two_iterations_evaluates_and_resumes(tiny, tmp_path):
     out = tmp_path / "run"
     log = _lazyconfig_train_net(tiny, out)
     assert "Starting training from iteration 0" in log
@@ -215,10 +234,15 @@ def test_lazyconfig_train_net_trains_two_iterations_then_evaluates(tiny, tmp_pat
     assert len(trained) > 0
 
     eval_dir = tmp_path / "eval"
-    _lazyconfig_train_net(tiny, eval_dir, "--eval-only",
-                          f"train.init_checkpoint={out / 'model_final.pth'}")
+    _lazyconfig_train_net(tiny, eval_dir, f"train.init_checkpoint={out / 'model_final.pth'}",
+                          flags=["--eval-only"])
     again = json.loads((eval_dir / "inference/tiny_val/coco_instances_results.json").read_text())
     assert again == trained
     results = json.loads((eval_dir / "eval_results.json").read_text())
     assert results["weights"] == str(out / "model_final.pth")
     assert results["metrics"]["bbox/AP"] == pytest.approx(lines[-1]["bbox/AP"], nan_ok=True)
+
+    log = _lazyconfig_train_net(tiny, out, "train.max_iter=3", flags=["--resume"])
+    assert "Starting training from iteration 2" in log
+    resumed = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
+    assert resumed["iteration"] == 2
