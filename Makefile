@@ -3,6 +3,10 @@
 PYTHON3 ?= python3
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+# A detectron2 source tree (e.g. a clone of upstream main) to test against instead of the
+# installed detectron2: `LADA_DETECTRON2_SRC=/path/to/detectron2 make test`. Its pure-Python
+# package goes first on the path; lada.compat stands in for its uncompiled `_C`.
+LADA_DETECTRON2_SRC ?=
 # Quick CPU config of the project's namesake matcher (see README, "Results").
 DEMO_CONFIG ?= configs/quick/lada.yaml
 
@@ -18,4 +22,13 @@ demo: data
 	$(PYTHON) train_net.py --config-file $(DEMO_CONFIG)
 
 test: setup
+ifeq ($(LADA_DETECTRON2_SRC),)
+	$(PYTHON) -c "import lada.compat as c; print(c.detectron2_in_use())"
 	$(PYTHON) -m pytest -q tests
+else
+	@test -f "$(LADA_DETECTRON2_SRC)/detectron2/__init__.py" || \
+		{ echo "LADA_DETECTRON2_SRC=$(LADA_DETECTRON2_SRC) is not a detectron2 source tree (no detectron2/__init__.py)"; exit 2; }
+	PYTHONPATH="$(abspath $(LADA_DETECTRON2_SRC))$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) -c \
+		"import lada.compat as c; print(c.detectron2_in_use())"
+	PYTHONPATH="$(abspath $(LADA_DETECTRON2_SRC))$${PYTHONPATH:+:$$PYTHONPATH}" $(PYTHON) -m pytest -q tests
+endif

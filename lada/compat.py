@@ -14,14 +14,23 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
 * ``MapDataset`` (both versions) documents that a mapper may return None to skip an
   element and then draws a replacement with ``random.sample`` from a set, which Python
   3.11 refuses (TypeError): its generator is given a ``sample`` that accepts sets.
+* v0.6's ``RetinaNetHead`` (and so its ``FCOSHead``) probes the type of its norm with
+  ``get_norm(norm, 1)``, which for ``norm="GN"`` is ``GroupNorm(32, 1)``, refused by
+  torch ("num_channels must be divisible by num_groups"): on v0.6 that probe is given 32
+  channels, as upstream main does.
+* The v0.6 / main API differences the tests meet (``FCOS.match_anchors`` became
+  ``FCOS._match_anchors`` with an (M, R) quality matrix) are handled in the tests.
 """
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import os
 import random
 import types
 
-__all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group"]
+__all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group",
+           "detectron2_in_use"]
 
 
 class MissingCompiledOpError(RuntimeError):
@@ -58,6 +67,16 @@ def _install_compiled_ops_stand_in() -> bool:
 
 
 HAS_COMPILED_OPS: bool = _install_compiled_ops_stand_in()
+
+
+def detectron2_in_use() -> str:
+    """Which detectron2 is imported: version, package folder and whether it has its
+    compiled ops (for test reports and bug reports; v0.6 and main both say 0.6)."""
+    import detectron2
+
+    folder = os.path.dirname(os.path.abspath(detectron2.__file__))
+    ops = "compiled ops" if HAS_COMPILED_OPS else "no compiled ops (lada.compat stand-in for _C)"
+    return f"detectron2 {detectron2.__version__} from {folder}, {ops}"
 
 
 def _cpu_aware_ddp(create_ddp_model):
@@ -122,5 +141,20 @@ def _patch_map_dataset_fallback() -> None:
     MapDataset.__init__ = __init__
 
 
+def _patch_retinanet_norm_probe() -> None:
+    from detectron2.layers import get_norm
+    from detectron2.modeling.meta_arch import retinanet
+
+    if "get_norm(norm, 1)" not in inspect.getsource(retinanet.RetinaNetHead.__init__):
+        return  # upstream main probes with 32 channels
+
+    def get_norm_probing_with_32_channels(norm, out_channels):
+        return get_norm(norm, 32 if out_channels == 1 else out_channels)
+
+    get_norm_probing_with_32_channels.__doc__ = get_norm.__doc__
+    retinanet.get_norm = get_norm_probing_with_32_channels
+
+
 _patch_create_ddp_model()
 _patch_map_dataset_fallback()
+_patch_retinanet_norm_probe()

@@ -1,4 +1,5 @@
 """Shared fixtures: seeded RNG, a small LadaFCOS config and synthetic batches."""
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,26 @@ from lada.config import add_lada_config
 NUM_CLASSES = 5
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the benchmarks hold the per-GT scikit-learn reference
+
+
+def pytest_report_header(config):
+    return lada.compat.detectron2_in_use()
+
+
+def pytest_configure(config):
+    """``LADA_DETECTRON2_SRC`` (``make test``) names the detectron2 source tree to test
+    against: refuse to run the suite on another detectron2."""
+    source = os.environ.get("LADA_DETECTRON2_SRC")
+    if not source:
+        return
+    import detectron2
+
+    wanted = Path(source).resolve() / "detectron2"
+    if Path(detectron2.__file__).resolve().parent != wanted:
+        raise pytest.UsageError(
+            f"LADA_DETECTRON2_SRC={source}, but {lada.compat.detectron2_in_use()}; put "
+            f"{Path(source).resolve()} first on PYTHONPATH (make test does)"
+        )
 
 
 @pytest.fixture(autouse=True)

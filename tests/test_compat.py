@@ -11,3 +11,16 @@ def test_missing_compiled_op_raises_a_clear_error():
 
     with pytest.raises(compat.MissingCompiledOpError, match="'deform_conv_forward' is unavailable"):
         _C.deform_conv_forward
+
+
+def test_detectron2_fcos_head_builds_with_group_norm():
+    """v0.6's RetinaNetHead probes its norm with ``get_norm(norm, 1)``: GroupNorm(32, 1)."""
+    from detectron2.layers import ShapeSpec
+    from detectron2.modeling.meta_arch.fcos import FCOSHead
+    from torch import nn
+
+    head = FCOSHead(input_shape=[ShapeSpec(channels=64)] * 2, num_classes=3, conv_dims=[64, 64],
+                    norm="GN")
+    norms = [m for m in head.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 4  # two convs in each of the two towers
+    assert all((m.num_groups, m.num_channels) == (32, 64) for m in norms)

@@ -38,6 +38,7 @@ __all__ = [
     "DatasetChecks",
     "check_dataset",
     "classify_boxes",
+    "install_dataset_check",
     "install_dataset_checks",
 ]
 
@@ -182,13 +183,21 @@ def install_dataset_checks(cfg: CfgNode) -> None:
     nothing; a name that is not registered is left to the catalog's own error. Calling it
     again (another config in the same process) replaces the previous checks."""
     for name in dict.fromkeys([*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]):
-        if name not in DatasetCatalog:
-            continue
-        loader = DatasetCatalog[name]
-        loader = getattr(loader, "unchecked", loader)
-        checks = DatasetChecks.from_config(cfg, training=name in cfg.DATASETS.TRAIN)
-        DatasetCatalog.remove(name)
-        DatasetCatalog.register(name, _CheckedLoader(name, loader, checks))
+        install_dataset_check(
+            name, DatasetChecks.from_config(cfg, training=name in cfg.DATASETS.TRAIN)
+        )
+
+
+def install_dataset_check(name: str, checks: DatasetChecks) -> None:
+    """Wraps the catalog loader of dataset ``name`` so that each load is checked with
+    ``checks`` (replacing earlier checks). A name that is not registered is left to the
+    catalog's own error."""
+    if name not in DatasetCatalog:
+        return
+    loader = DatasetCatalog[name]
+    loader = getattr(loader, "unchecked", loader)
+    DatasetCatalog.remove(name)
+    DatasetCatalog.register(name, _CheckedLoader(name, loader, checks))
 
 
 class _CheckedLoader:

@@ -13,51 +13,62 @@ float32 (see ``lada.modeling.meta_arch``).
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from detectron2.config import CfgNode
 from detectron2.engine import SimpleTrainer
 
-__all__ = ["PRECISIONS", "AutocastTrainer", "amp_dtype"]
+__all__ = ["PRECISIONS", "AutocastTrainer", "amp_dtype", "autocast_dtype"]
 
 PRECISIONS = ("auto", "float16", "bfloat16")
 
 
 def amp_dtype(cfg: CfgNode) -> Optional[torch.dtype]:
-    """The autocast dtype of ``SOLVER.AMP`` on ``MODEL.DEVICE``, None when AMP is off.
-    ``auto`` is float16 on CUDA (detectron2's AMPTrainer) and bfloat16 on the CPU. Raises
-    ``ValueError`` naming the key when the device does not allow the precision."""
-    if not cfg.SOLVER.AMP.ENABLED:
+    """The autocast dtype of ``SOLVER.AMP`` on ``MODEL.DEVICE`` (see :func:`autocast_dtype`)."""
+    return autocast_dtype(cfg.SOLVER.AMP.ENABLED, cfg.SOLVER.AMP.PRECISION, cfg.MODEL.DEVICE)
+
+
+def autocast_dtype(
+    enabled: bool,
+    precision: str,
+    device: str,
+    *,
+    keys: Tuple[str, str, str] = ("SOLVER.AMP.ENABLED", "SOLVER.AMP.PRECISION", "MODEL.DEVICE"),
+) -> Optional[torch.dtype]:
+    """The autocast dtype of mixed precision ``enabled`` at ``precision`` on ``device``,
+    None when it is off. ``auto`` is float16 on CUDA (detectron2's AMPTrainer) and
+    bfloat16 on the CPU. Raises ``ValueError`` naming the config ``keys`` (enabled,
+    precision, device: the yaml keys, or a LazyConfig's) when the device does not allow
+    the precision."""
+    enabled_key, precision_key, device_key = keys
+    if not enabled:
         return None
-    precision = cfg.SOLVER.AMP.PRECISION
     if precision not in PRECISIONS:
-        raise ValueError(f"SOLVER.AMP.PRECISION must be one of {PRECISIONS}, got '{precision}'")
-    device = torch.device(cfg.MODEL.DEVICE).type
-    if device == "cuda":
+        raise ValueError(f"{precision_key} must be one of {PRECISIONS}, got '{precision}'")
+    device_type = torch.device(device).type
+    if device_type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"SOLVER.AMP.ENABLED with MODEL.DEVICE '{cfg.MODEL.DEVICE}', but no CUDA device "
-                "is available; add `MODEL.DEVICE cpu` (bfloat16 autocast on the CPU)."
+                f"{enabled_key} with {device_key} '{device}', but no CUDA device "
+                f"is available; set {device_key} cpu (bfloat16 autocast on the CPU)."
             )
         if precision == "bfloat16":
             if not torch.cuda.is_bf16_supported():
                 raise ValueError(
-                    "SOLVER.AMP.PRECISION bfloat16: this CUDA device does not support bfloat16 "
+                    f"{precision_key} bfloat16: this CUDA device does not support bfloat16 "
                     "(compute capability 8.0 or newer needed); use float16 (or auto)."
                 )
             return torch.bfloat16
         return torch.float16
-    if device == "cpu":
+    if device_type == "cpu":
         if precision == "float16":
             raise ValueError(
-                "SOLVER.AMP.PRECISION float16 needs MODEL.DEVICE cuda (detectron2's AMPTrainer "
+                f"{precision_key} float16 needs {device_key} cuda (detectron2's AMPTrainer "
                 "with gradient scaling); on the CPU use bfloat16 (or auto)."
             )
         return torch.bfloat16
-    raise ValueError(
-        f"SOLVER.AMP.ENABLED supports MODEL.DEVICE cuda and cpu, got '{cfg.MODEL.DEVICE}'"
-    )
+    raise ValueError(f"{enabled_key} supports {device_key} cuda and cpu, got '{device}'")
 
 
 class AutocastTrainer(SimpleTrainer):

@@ -1,40 +1,49 @@
-"""The results of ``train_net.py --eval-only`` as a file, for scripts (the study's
-re-evaluation among them): detectron2 only logs them when no trainer runs."""
+"""The results of ``train_net.py --eval-only`` (and of ``tools/lazyconfig_train_net.py``) as
+a file, for scripts (the study's re-evaluation among them): detectron2 only logs them when
+no trainer runs."""
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
 
-__all__ = ["EVAL_RESULTS", "write_eval_results"]
+__all__ = ["EVAL_RESULTS", "write_eval_results", "write_results_file"]
 
 EVAL_RESULTS = "eval_results.json"
 
 
 def write_eval_results(cfg: CfgNode, results: Mapping[str, Any]) -> Path | None:
-    """Writes ``OUTPUT_DIR/eval_results.json`` on the main process and returns its path:
+    """Writes ``OUTPUT_DIR/eval_results.json`` (see :func:`write_results_file`) of a yaml
+    config's ``MODEL.WEIGHTS`` on ``DATASETS.TEST``."""
+    return write_results_file(cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS, cfg.DATASETS.TEST, results)
+
+
+def write_results_file(
+    output_dir: str, weights: str, test_datasets: Sequence[str], results: Mapping[str, Any]
+) -> Path | None:
+    """Writes ``output_dir/eval_results.json`` on the main process and returns its path:
     the weights evaluated, each test dataset's number of images and annotations (what was
     evaluated), and the metrics, flattened with the keys of ``metrics.json``
     (``bbox/AP``, ``bbox/AP@ar>=3``; ``<dataset>/bbox/AP`` with several test datasets)."""
     if not comm.is_main_process():
         return None
     datasets = {}
-    for name in cfg.DATASETS.TEST:
+    for name in test_datasets:
         records = DatasetCatalog.get(name)
         datasets[name] = {
             "images": len(records),
             "annotations": sum(len(r.get("annotations", ())) for r in records),
         }
-    path = Path(cfg.OUTPUT_DIR) / EVAL_RESULTS
+    path = Path(output_dir) / EVAL_RESULTS
     path.parent.mkdir(parents=True, exist_ok=True)
     content = {
-        "weights": cfg.MODEL.WEIGHTS,
+        "weights": weights,
         "datasets": datasets,
         "metrics": {k: float(v) for k, v in flatten_results_dict(dict(results)).items()},
     }
