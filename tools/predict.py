@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--confidence-threshold", type=float, default=0.5,
                         help="draw the detections scoring at least this (default 0.5); "
                              "the results json holds them all")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="size of the drawings relative to the images (default 1; e.g. "
+                             "4 for 128 px images)")
     parser.add_argument("--show-gt", action="store_true",
                         help="with a dataset --input, draw its GT boxes (dashed)")
     parser.add_argument("--dataset", nargs=3, action="append", default=[],
@@ -167,12 +170,12 @@ def load_model(cfg: CfgNode) -> torch.nn.Module:
 
 def draw(
     image: np.ndarray, instances: Instances, metadata: Metadata, threshold: float,
-    gt: Sequence[dict] = (),
+    gt: Sequence[dict] = (), scale: float = 1.0,
 ) -> np.ndarray:
     """``image`` (H, W, 3) RGB uint8 with the detections of ``instances`` scoring at least
     ``threshold`` drawn by ``Visualizer`` and, dashed, the GT boxes of the dataset
-    annotations ``gt``; returns the drawing, (H, W, 3) RGB uint8."""
-    visualizer = Visualizer(image, metadata)
+    annotations ``gt``; returns the drawing, (H * scale, W * scale, 3) RGB uint8."""
+    visualizer = Visualizer(image, metadata, scale=scale)
     for annotation in gt:
         box = BoxMode.convert(list(annotation["bbox"]), annotation["bbox_mode"], BoxMode.XYXY_ABS)
         visualizer.draw_box(box, edge_color=GT_COLOUR, line_style="--")
@@ -234,7 +237,8 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
         images.append({"id": image_id, "file_name": record["file_name"],
                        "height": example["height"], "width": example["width"]})
         drawing = draw(read_image(record["file_name"], format="RGB"), instances, metadata,
-                       args.confidence_threshold, record.get("annotations", ()) if args.show_gt else ())
+                       args.confidence_threshold,
+                       record.get("annotations", ()) if args.show_gt else (), args.scale)
         target = output_path(output, inputs, record["file_name"])
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawing).save(target)
@@ -251,6 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise SystemExit(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    if not args.scale > 0:
+        raise SystemExit(f"--scale must be positive, got {args.scale}")
     setup_logger(name="lada")
     cfg, _ = build_cfg(args.config_file, args.opts, args.dataset)
     register_datasets(cfg, args)
