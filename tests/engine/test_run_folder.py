@@ -148,9 +148,11 @@ def test_a_recipe_run_config_keeps_what_was_trained(tmp_path):
     reused, it neither reads the training data again (here removed) nor changes them;
     with RECIPE.APPLIED False the recipe reads the data again."""
     json_file, image_dir = write_coco(tmp_path / "data", [[(1, [10, 10, 40, 40])]] * 4, size=320)
-    opts = ["DATASETS.TRAIN", "('mine',)", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "run")]
+    # in-process: only this test's dataset is registered (not the embedded one of the config)
+    opts = ["DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "('run_folder_recipe',)",
+            "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "run")]
     cfg, recipe = build_cfg(str(REPO / "configs/quick/own_data.yaml"), opts,
-                            [["mine", str(json_file), str(image_dir)]])
+                            [["run_folder_recipe", str(json_file), str(image_dir)]])
     assert recipe is not None and cfg.INPUT.MIN_SIZE_TEST == 256  # 320 x 32 / 40
     path = save_run_config(cfg)
     assert yaml.safe_load(path.read_text())["RECIPE"]["APPLIED"] is True
