@@ -6,6 +6,8 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
   ROIAlignRotated, the fast COCO evaluator), ``detectron2.layers`` cannot be imported.
   A stand-in module is registered instead; using any op of it raises
   :class:`MissingCompiledOpError` naming the op. FCOS-family models need none of them.
+  (The build of ``tools/setup_env.py`` carries its own stand-in, so that scripts import
+  detectron2 without lada; this one covers other builds without ``_C``.)
 * :data:`HAS_COMPILED_OPS` tells the evaluator whether the fast COCO-eval op exists.
 * ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
   ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given.

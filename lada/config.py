@@ -286,6 +286,11 @@ def _add_recipe_config(cfg: CN) -> None:
     # why is logged. configs/quick/own_data.yaml turns it on.
     cfg.RECIPE = CN()
     cfg.RECIPE.ENABLED = False
+    # Set in a run's saved OUTPUT_DIR/config.yaml when the recipe chose its keys: that
+    # config then holds the sizes and schedule the model was trained with, and reusing it
+    # (--eval-only, tools/predict.py) keeps them instead of choosing again. Set it to
+    # False to have the recipe choose again (e.g. fine-tuning on other data).
+    cfg.RECIPE.APPLIED = False
     # Input size: the short side that keeps the median object (square root of its box
     # area) at OBJECT_SIZE px, never above the training images' median short side (no
     # upsampling) nor MAX_SIZE (CPU speed), never below MIN_SIZE (unless the images are

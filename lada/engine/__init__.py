@@ -1,10 +1,12 @@
 """Training entry points: argument parsing, config setup, process launch, the trainer, its
-mixed-precision step, its checkpointer and the evaluation results file."""
+mixed-precision step, its checkpointer, the run folder's config and the evaluation results
+file."""
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import CheckpointError, LadaCheckpointer
 from .launch import launch
 from .results import EVAL_RESULTS, write_eval_results
-from .setup import build_argument_parser, register_datasets, setup_cfg
+from .run_folder import RUN_CONFIG, save_run_config
+from .setup import build_argument_parser, build_cfg, register_datasets, setup_cfg
 from .trainer import Trainer
 
 __all__ = [
@@ -15,8 +17,11 @@ __all__ = [
     "Trainer",
     "EVAL_RESULTS",
     "write_eval_results",
+    "RUN_CONFIG",
+    "save_run_config",
     "launch",
     "build_argument_parser",
+    "build_cfg",
     "register_datasets",
     "setup_cfg",
 ]

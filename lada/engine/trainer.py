@@ -15,6 +15,7 @@ from ..data import ReadCheckedDatasetMapper
 from ..evaluation import SlenderCOCOEvaluator, aspect_ratio_bands
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import LadaCheckpointer
+from .run_folder import save_run_config
 
 __all__ = ["Trainer"]
 
@@ -32,7 +33,9 @@ class Trainer(DefaultTrainer):
     * with ``SOLVER.AMP.ENABLED`` (see :mod:`lada.engine.amp`) steps with detectron2's
       ``AMPTrainer`` in float16 (CUDA) and with :class:`AutocastTrainer` in bfloat16;
     * checkpoints the optimizer and the grad scaler of its step, as upstream detectron2
-      does (v0.6's ``DefaultTrainer`` saves neither, so ``--resume`` restarted them).
+      does (v0.6's ``DefaultTrainer`` saves neither, so ``--resume`` restarted them);
+    * writes ``OUTPUT_DIR/config.yaml`` when training starts, once the model, the data and
+      the checkpoint have loaded (:mod:`lada.engine.run_folder`).
     """
 
     def __init__(self, cfg):
@@ -52,6 +55,10 @@ class Trainer(DefaultTrainer):
             )
         for name in cfg.DATASETS.TEST:
             DatasetCatalog.get(name)
+
+    def train(self):
+        save_run_config(self.cfg)
+        return super().train()
 
     def state_dict(self) -> Dict[str, Any]:
         state = TrainerBase.state_dict(self)  # iteration, hooks (LR scheduler)

@@ -1,0 +1,182 @@
+"""The run folder is reusable alone: a training run saves ``OUTPUT_DIR/config.yaml`` with
+its ``--dataset`` registrations, ``--eval-only`` and ``tools/predict.py`` run from it
+without ``--dataset`` (from another working folder), and neither ``--eval-only`` nor a run
+that fails at start-up rewrites it. ``tools/predict.py`` gives the detections of
+``--eval-only``."""
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from coco_files import write_coco
+from conftest import REPO
+from PIL import Image
+
+from lada.data.synthetic import SyntheticSpec, generate
+from lada.engine import build_cfg, save_run_config
+from lada.engine.setup import merge_registrations
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def _run(script, *arguments, cwd):
+    command = [sys.executable, str(REPO / script), *map(str, arguments)]
+    return subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 4-iteration training run on a tiny synthetic dataset given with --dataset."""
+    tiny = generate(tmp_path_factory.mktemp("tiny"), SyntheticSpec(num_train=8, num_val=4))
+    out = tmp_path_factory.mktemp("run")
+    done = _run(
+        "train_net.py", "--config-file", REPO / "configs/quick/atss.yaml",
+        "--dataset", "tiny_train", tiny["train"], tiny["train_images"],
+        "--dataset", "tiny_val", tiny["val"], tiny["val_images"],
+        "DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "('tiny_train',)",
+        "DATASETS.TEST", "('tiny_val',)", "DATALOADER.NUM_WORKERS", "0",
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)",
+        "SOLVER.WARMUP_ITERS", "2", "MODEL.FCOS.SCORE_THRESH_TEST", "0.05",
+        "OUTPUT_DIR", out, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"out": out, **tiny}
+
+
+def test_saved_config_registers_the_command_line_datasets(run):
+    config = yaml.safe_load((run["out"] / "config.yaml").read_text())
+    assert config["DATASETS"]["REGISTER_COCO"] == [
+        ["tiny_train", str(run["train"].resolve()), str(run["train_images"].resolve())],
+        ["tiny_val", str(run["val"].resolve()), str(run["val_images"].resolve())],
+    ]
+
+
+def test_eval_only_and_predict_from_the_saved_config(run, tmp_path):
+    out, saved = run["out"], (run["out"] / "config.yaml").read_bytes()
+    weights = out / "model_final.pth"
+    done = _run("train_net.py", "--config-file", out / "config.yaml", "--eval-only",
+                "MODEL.WEIGHTS", weights, cwd=tmp_path)  # no --dataset, another folder
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "config.yaml").read_bytes() == saved
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["weights"] == str(weights) and results["datasets"]["tiny_val"]["images"] == 4
+    evaluated = json.loads((out / "inference/tiny_val/coco_instances_results.json").read_text())
+    assert len(evaluated) > 0
+
+    drawn = tmp_path / "drawn"
+    done = _run("tools/predict.py", "--config-file", out / "config.yaml", "--input", "tiny_val",
+                "--output", drawn, "--show-gt", "--confidence-threshold", "0.1",
+                "MODEL.WEIGHTS", weights, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "4 images" in done.stdout and "images/s" in done.stdout
+    predicted = json.loads((drawn / "coco_instances_results.json").read_text())
+    _assert_same_detections(predicted, evaluated)
+
+    val = json.loads(run["val"].read_text())
+    for image in val["images"]:
+        source = np.asarray(Image.open(run["val_images"] / image["file_name"]).convert("RGB"))
+        drawing = np.asarray(Image.open(drawn / image["file_name"]))
+        assert drawing.shape == source.shape and (drawing != source).any()
+    assert (drawn / "images.json").is_file()
+
+
+def test_predict_on_a_folder_matches_the_dataset_by_file(run, tmp_path):
+    """Files instead of a dataset: ids 1, 2, ... in sorted order, the dataset's category ids
+    (from the config's datasets), the same detections as the dataset's images."""
+    out = run["out"]
+    common = ("--config-file", out / "config.yaml", "MODEL.WEIGHTS", out / "model_final.pth")
+    by_dataset, by_folder = tmp_path / "dataset", tmp_path / "folder"
+    done = _run("tools/predict.py", "--input", "tiny_val", "--output", by_dataset, *common,
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _run("tools/predict.py", "--input", run["val_images"], "--output", by_folder, *common,
+                cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = {image["id"]: Path(image["file_name"]).name
+             for image in json.loads((by_folder / "images.json").read_text())}
+    assert sorted(names) == [1, 2, 3, 4] and list(names.values()) == sorted(names.values())
+    val = json.loads(run["val"].read_text())
+    dataset_id = {image["file_name"]: image["id"] for image in val["images"]}
+    renamed = [{**d, "image_id": dataset_id[names[d["image_id"]]]}
+               for d in json.loads((by_folder / "coco_instances_results.json").read_text())]
+    _assert_same_detections(renamed, json.loads((by_dataset / "coco_instances_results.json").read_text()))
+
+
+@pytest.mark.parametrize("bad", [("MODEL.MATCHER.NAME", "no_such_matcher"),
+                                 ("DATASETS.IMAGE_READ_POLICY", "ignore")])
+def test_a_failing_start_leaves_the_saved_config(run, tmp_path, bad):
+    saved = (run["out"] / "config.yaml").read_bytes()
+    done = _run("train_net.py", "--config-file", run["out"] / "config.yaml", *bad, cwd=tmp_path)
+    assert done.returncode != 0
+    assert bad[1] in done.stderr
+    assert (run["out"] / "config.yaml").read_bytes() == saved
+
+
+def test_predict_refuses_an_unknown_input(run, tmp_path):
+    done = _run("tools/predict.py", "--config-file", run["out"] / "config.yaml",
+                "--input", "no_such_thing", "--output", tmp_path / "p",
+                "MODEL.WEIGHTS", run["out"] / "model_final.pth", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "--input no_such_thing: no such image file" in done.stderr
+    assert "tiny_val" in done.stderr  # the registered datasets are listed
+
+
+def _assert_same_detections(actual, expected):
+    """Same images, categories and count per image; boxes and scores to float precision."""
+    def by_image(detections):
+        grouped = {}
+        for d in detections:
+            grouped.setdefault((d["image_id"], d["category_id"]), []).append(d)
+        return {key: sorted(group, key=lambda d: -d["score"]) for key, group in grouped.items()}
+
+    actual, expected = by_image(actual), by_image(expected)
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert len(actual[key]) == len(expected[key]), key
+        np.testing.assert_allclose([d["bbox"] for d in actual[key]],
+                                   [d["bbox"] for d in expected[key]], atol=1e-3)
+        np.testing.assert_allclose([d["score"] for d in actual[key]],
+                                   [d["score"] for d in expected[key]], atol=1e-5)
+
+
+def test_a_recipe_run_config_keeps_what_was_trained(tmp_path):
+    """The saved config of a recipe run holds the chosen keys with RECIPE.APPLIED True:
+    reused, it neither reads the training data again (here removed) nor changes them;
+    with RECIPE.APPLIED False the recipe reads the data again."""
+    json_file, image_dir = write_coco(tmp_path / "data", [[(1, [10, 10, 40, 40])]] * 4, size=320)
+    # in-process: only this test's dataset is registered (not the embedded one of the config)
+    opts = ["DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "('run_folder_recipe',)",
+            "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "run")]
+    cfg, recipe = build_cfg(str(REPO / "configs/quick/own_data.yaml"), opts,
+                            [["run_folder_recipe", str(json_file), str(image_dir)]])
+    assert recipe is not None and cfg.INPUT.MIN_SIZE_TEST == 256  # 320 x 32 / 40
+    path = save_run_config(cfg)
+    assert yaml.safe_load(path.read_text())["RECIPE"]["APPLIED"] is True
+    json_file.unlink()
+
+    reused, again = build_cfg(str(path), [])
+    assert again is None
+    for key, value in recipe.values.items():  # every key the recipe chose, as trained
+        saved = functools.reduce(lambda node, part: node[part], key.split("."), reused)
+        assert _as_lists(saved) == _as_lists(value), key
+    with pytest.raises(FileNotFoundError, match="annotation file"):
+        build_cfg(str(path), ["RECIPE.APPLIED", "False"])
+
+
+def _as_lists(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def test_merge_registrations(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    registered = [["a", "rel/a.json", "rel/a"], ["b", "b.json", "b"]]
+    merged = merge_registrations(registered, [["b", "new/b.json", "new/b"], ("c", "c.json", "c")])
+    assert merged == [["a", "rel/a.json", "rel/a"],  # the config's entries as written
+                      ["b", str(tmp_path / "new/b.json"), str(tmp_path / "new/b")],
+                      ["c", str(tmp_path / "c.json"), str(tmp_path / "c")]]
+    with pytest.raises(ValueError, match=r"DATASETS.REGISTER_COCO: .*\['a', 'a.json'\]"):
+        merge_registrations([["a", "a.json"]], [])
