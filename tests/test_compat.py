@@ -1,5 +1,9 @@
 """detectron2 without its compiled extension: everything imports, a missing op is named."""
+import subprocess
+import sys
+
 import pytest
+from conftest import REPO
 
 from lada import compat
 
@@ -11,3 +15,14 @@ def test_missing_compiled_op_raises_a_clear_error():
 
     with pytest.raises(compat.MissingCompiledOpError, match="'deform_conv_forward' is unavailable"):
         _C.deform_conv_forward
+
+
+def test_importing_lada_and_train_net_raises_no_future_warning():
+    """fvcore's and detectron2's module-level ``torch.jit.script`` calls are imported
+    without their deprecation warning; any other FutureWarning still fails this."""
+    command = "import lada, lada.engine, lada.study, train_net"
+    process = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", command],
+                             cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""},
+                             capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "jit" not in process.stderr
