@@ -3,8 +3,11 @@ mixed-precision step, its checkpointer and the evaluation results file."""
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import CheckpointError, LadaCheckpointer
 from .launch import launch
+from .output_lock import OutputDirInUseError, output_dir_lock
 from .results import EVAL_RESULTS, write_eval_results
-from .setup import build_argument_parser, register_datasets, setup_cfg
+from .setup import (
+    build_argument_parser, check_before_launch, command_line_cfg, register_datasets, setup_cfg,
+)
 from .trainer import Trainer
 
 __all__ = [
@@ -16,6 +19,10 @@ __all__ = [
     "EVAL_RESULTS",
     "write_eval_results",
     "launch",
+    "OutputDirInUseError",
+    "output_dir_lock",
+    "check_before_launch",
+    "command_line_cfg",
     "build_argument_parser",
     "register_datasets",
     "setup_cfg",

@@ -18,7 +18,10 @@ from ..data import install_dataset_checks, register_coco_datasets
 from ..data.recipe import RECIPE_KEYS, apply_recipe
 from .amp import amp_dtype
 
-__all__ = ["build_argument_parser", "register_datasets", "setup_cfg", "user_set_keys"]
+__all__ = [
+    "build_argument_parser", "check_before_launch", "command_line_cfg", "register_datasets",
+    "setup_cfg", "user_set_keys",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +96,26 @@ def register_datasets(cfg: CfgNode, args: argparse.Namespace) -> None:
     process."""
     register_coco_datasets(list(cfg.DATASETS.REGISTER_COCO) + list(args.dataset))
     install_dataset_checks(cfg)
+
+
+def check_before_launch(args: argparse.Namespace) -> None:
+    """The checks of the config that need neither data nor a process group (the device,
+    the precision), made by ``train_net.py`` before it spawns processes: a refused config
+    then ends with its own message naming the key, not with the workers'
+    ``ProcessExitedException``. :func:`setup_cfg` checks again in every process."""
+    _check_runtime(command_line_cfg(args))
+
+
+def command_line_cfg(args: argparse.Namespace) -> CfgNode:
+    """The config of the command line alone: the lada defaults, the config file and the
+    ``KEY VALUE`` overrides, without the own-data recipe (which reads the datasets and sets
+    only sizes, augmentations, the solver and the number of classes)."""
+    cfg = get_cfg()
+    add_lada_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    return cfg
 
 
 def _check_runtime(cfg: CfgNode) -> None:
