@@ -7,30 +7,32 @@
 """
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
 from lada.engine import (
-    LadaCheckpointer, Trainer, build_argument_parser, launch, register_datasets, setup_cfg,
-    write_eval_results,
+    LadaCheckpointer, Trainer, build_argument_parser, check_before_launch, command_line_cfg,
+    launch, output_dir_lock, register_datasets, setup_cfg, write_eval_results,
 )
 
 
 def main(args):
-    cfg = setup_cfg(args)
-    register_datasets(cfg, args)
-    if args.eval_only:
-        model = Trainer.build_model(cfg)
-        LadaCheckpointer(
-            model, save_dir=cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE
-        ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
-        results = Trainer.test(cfg, model)
-        write_eval_results(cfg, results)  # OUTPUT_DIR/eval_results.json
-        return results
-    trainer = Trainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    with output_dir_lock(command_line_cfg(args).OUTPUT_DIR):  # one run per folder
+        cfg = setup_cfg(args)
+        register_datasets(cfg, args)
+        if args.eval_only:
+            model = Trainer.build_model(cfg)
+            LadaCheckpointer(
+                model, save_dir=cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE
+            ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            results = Trainer.test(cfg, model)
+            write_eval_results(cfg, results)  # OUTPUT_DIR/eval_results.json
+            return results
+        trainer = Trainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
 
 
 if __name__ == "__main__":
     args = build_argument_parser().parse_args()
     print("Command Line Args:", args)
+    check_before_launch(args)  # a refused device stops here, before processes are spawned
     launch(
         main,
         args.num_gpus,

@@ -13,6 +13,12 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
   ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given.
 * :func:`create_local_process_group`: the per-machine process group that
   ``comm.get_local_rank()`` reads, created by upstream's helper or, on v0.6, directly.
+* ``fvcore.nn`` (imported by ``detectron2.engine`` for precise BN) and
+  ``detectron2.modeling.box_regression`` script functions and classes with
+  ``torch.jit.script`` at import, which torch 2.14 answers with a deprecation
+  ``FutureWarning`` on every command. lada uses neither scripted object, but both modules
+  are needed (the trainer, the model registry): they are imported here with exactly that
+  warning ignored (:func:`_import_scripting_modules`).
 * ``MapDataset`` (both versions) documents that a mapper may return None to skip an
   element and then draws a replacement with ``random.sample`` from a set, which Python
   3.11 refuses (TypeError): its generator is given a ``sample`` that accepts sets.
@@ -30,6 +36,7 @@ import inspect
 import os
 import random
 import types
+import warnings
 
 __all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group",
            "detectron2_in_use"]
@@ -79,6 +86,19 @@ def detectron2_in_use() -> str:
     folder = os.path.dirname(os.path.abspath(detectron2.__file__))
     ops = "compiled ops" if HAS_COMPILED_OPS else "no compiled ops (lada.compat stand-in for _C)"
     return f"detectron2 {detectron2.__version__} from {folder}, {ops}"
+
+
+def _import_scripting_modules() -> None:
+    """Imports the third-party modules that call ``torch.jit.script`` at import, without
+    its deprecation warnings (their code, which lada cannot change); only that message is
+    ignored, only during these imports."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.script` is (deprecated|not supported)",
+            category=FutureWarning,
+        )
+        import detectron2.modeling.box_regression  # noqa: F401
+        import fvcore.nn  # noqa: F401
 
 
 def _cpu_aware_ddp(create_ddp_model):
@@ -157,6 +177,7 @@ def _patch_retinanet_norm_probe() -> None:
     retinanet.get_norm = get_norm_probing_with_32_channels
 
 
+_import_scripting_modules()
 _patch_create_ddp_model()
 _patch_map_dataset_fallback()
 _patch_retinanet_norm_probe()

@@ -1,5 +1,9 @@
 """detectron2 without its compiled extension: everything imports, a missing op is named."""
+import subprocess
+import sys
+
 import pytest
+from conftest import REPO
 
 from lada import compat
 
@@ -24,3 +28,14 @@ def test_detectron2_fcos_head_builds_with_group_norm():
     norms = [m for m in head.modules() if isinstance(m, nn.GroupNorm)]
     assert len(norms) == 4  # two convs in each of the two towers
     assert all((m.num_groups, m.num_channels) == (32, 64) for m in norms)
+
+
+def test_importing_lada_and_train_net_raises_no_future_warning():
+    """fvcore's and detectron2's module-level ``torch.jit.script`` calls are imported
+    without their deprecation warning; any other FutureWarning still fails this."""
+    command = "import lada, lada.engine, lada.study, train_net"
+    process = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", command],
+                             cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""},
+                             capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr[-2000:]
+    assert "jit" not in process.stderr

@@ -1,7 +1,8 @@
 """Datasets: registration, checks at the dataset boundary, the image mapper and the
 embedded synthetic dataset."""
 from .checks import (
-    DatasetChecks, check_dataset, classify_boxes, install_dataset_check, install_dataset_checks,
+    DatasetChecks, check_dataset, check_test_categories, classify_boxes, install_dataset_check,
+    install_dataset_checks,
 )
 from .datasets import register_coco_dataset, register_coco_datasets
 from .errors import DatasetError, ImageReadError
@@ -13,6 +14,7 @@ __all__ = [
     "ImageReadError",
     "ReadCheckedDatasetMapper",
     "check_dataset",
+    "check_test_categories",
     "classify_boxes",
     "install_dataset_check",
     "install_dataset_checks",

@@ -13,6 +13,13 @@ dataset a run uses, vectorised over all its annotations.
   while its box is regressed, or crash a matcher deep inside torch.
 * Training datasets in which no image keeps an annotation are refused unless
   ``DATASETS.ALLOW_UNANNOTATED``: they would train the background class only.
+* A box must be 4 json numbers: strings (``"10"``), which numpy would convert here and
+  detectron2's ``Boxes`` would reject at the first iteration, are an error naming them.
+* A dataset without images is an error (detectron2 finds an empty test set only after
+  training).
+* :func:`check_test_categories`: each test set must have the training set's categories
+  at the same class indices, or the evaluation would score the model's classes against
+  other categories.
 
 :func:`install_dataset_checks` puts the checks into detectron2's ``DatasetCatalog`` for the
 datasets of ``DATASETS.TRAIN`` and ``DATASETS.TEST`` (lazily: nothing is loaded then), so
@@ -23,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from detectron2.config import CfgNode
@@ -37,6 +44,7 @@ __all__ = [
     "BOX_POLICIES",
     "DatasetChecks",
     "check_dataset",
+    "check_test_categories",
     "classify_boxes",
     "install_dataset_check",
     "install_dataset_checks",
@@ -147,6 +155,9 @@ def check_dataset(
     annotations for the bad boxes of every ``error`` policy, for classes outside
     [0, num_classes) and for a training dataset without annotated images. ``warn``: log
     the drops and other warnings (False when they were logged at an earlier load)."""
+    if not dicts:
+        role = "trained on (DATASETS.TRAIN)" if checks.training else "evaluated on (DATASETS.TEST)"
+        raise DatasetError(f"{_title(name)} has no images, but the run is to be {role} it")
     table = _annotation_table(name, dicts)
     kinds = classify_boxes(table.boxes, table.image_sizes)
     found = [kind for kind, mask in kinds.items() if mask.any()]
@@ -198,6 +209,45 @@ def install_dataset_check(name: str, checks: DatasetChecks) -> None:
     loader = getattr(loader, "unchecked", loader)
     DatasetCatalog.remove(name)
     DatasetCatalog.register(name, _CheckedLoader(name, loader, checks))
+
+
+def check_test_categories(train_names: Sequence[str], test_names: Sequence[str]) -> None:
+    """Raises :class:`DatasetError` naming both datasets when a loaded test set's
+    categories (detectron2's ``thing_classes``, in class-index order, i.e. by json id)
+    differ from the first loaded training set's: the model's class index i is the
+    training set's i-th category, and ``COCOEvaluator`` maps it to the test set's i-th.
+    The same names under other ids in the same order are fine. Datasets whose metadata
+    has no categories yet (not loaded, as the training sets of ``--eval-only``) are
+    skipped."""
+    trained = [n for n in train_names if MetadataCatalog.get(n).get("thing_classes") is not None]
+    if not trained:
+        return
+    train_classes = MetadataCatalog.get(trained[0]).thing_classes
+    for name in test_names:
+        test_classes = MetadataCatalog.get(name).get("thing_classes")
+        if test_classes is None or list(test_classes) == list(train_classes):
+            continue
+        differ = [
+            f"class index {i} is '{a}' in training and '{b}' in the test set"
+            for i, (a, b) in enumerate(zip(train_classes, test_classes)) if a != b
+        ][:_EXAMPLES]
+        if len(test_classes) != len(train_classes):
+            differ.append(f"{len(train_classes)} categories in training, {len(test_classes)} in the test set")
+        raise DatasetError(
+            f"test {_title(name)} does not have the categories of training {_title(trained[0])} "
+            f"at the same class indices: {'; '.join(differ)}. Categories (json id: name): "
+            f"training {_categories(trained[0])}; test {_categories(name)}. The evaluation "
+            "would score the model's classes against other categories: give the test json "
+            "the training json's categories."
+        )
+
+
+def _categories(name: str) -> str:
+    meta = MetadataCatalog.get(name)
+    to_json = {v: k for k, v in meta.get("thing_dataset_id_to_contiguous_id", {}).items()}
+    return "{" + ", ".join(
+        f"{to_json.get(i, '?')}: {c!r}" for i, c in enumerate(meta.thing_classes)
+    ) + "}"
 
 
 class _CheckedLoader:
@@ -255,6 +305,16 @@ def _boxes_xywh(name: str, dicts: list[dict], table: _AnnotationTable) -> np.nda
             f"{_title(name)}: {_annotation_name(dicts, table, i)} has bbox {raw[i]!r}; a box "
             "is 4 numbers"
         ) from None
+    if raw and np.array(raw).dtype.kind not in "iuf":  # numpy converted strings or bools
+        bad = [i for i, box in enumerate(raw) if not all(map(_is_number, box))]
+        examples = "; ".join(
+            f"{_annotation_name(dicts, table, i)}: {raw[i]!r}" for i in bad[:_EXAMPLES]
+        )
+        raise DatasetError(
+            f"{_title(name)}: {len(bad)} bbox(es) hold values that are not numbers (strings "
+            f"such as \"10\" are not converted), e.g. {examples}; write the coordinates as "
+            "json numbers"
+        )
     modes = np.array(
         [int(a.get("bbox_mode", BoxMode.XYWH_ABS)) for a in table.annotations], dtype=np.int64
     )
@@ -275,6 +335,10 @@ def _is_box(value) -> bool:
         return np.array(value, dtype=np.float64).shape == (4,)
     except (TypeError, ValueError):
         return False
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _annotation_name(dicts: list[dict], table: _AnnotationTable, i: int) -> str:

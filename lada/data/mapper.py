@@ -1,4 +1,7 @@
-"""detectron2's ``DatasetMapper`` whose image-read errors name the file and the dataset."""
+"""detectron2's ``DatasetMapper`` whose image-read errors name the file and the dataset,
+and which refuses images of more than 8 bits per channel (Pillow modes ``I``, ``I;16*``,
+``F``: 16-bit grayscale PNG, 32-bit or float TIFF), since detectron2's ``convert("RGB")``
+clips their values to 255 and trains on a white field."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +10,7 @@ from typing import Optional, Sequence
 
 from detectron2.config import CfgNode, configurable
 from detectron2.data import DatasetMapper, MetadataCatalog
+from detectron2.utils.file_io import PathManager
 from PIL import Image
 
 from .augmentations import build_extra_augmentations
@@ -17,6 +21,15 @@ __all__ = ["IMAGE_READ_POLICIES", "ReadCheckedDatasetMapper"]
 logger = logging.getLogger(__name__)
 
 IMAGE_READ_POLICIES = ("error", "skip_with_warning")
+
+
+class UnsupportedImageModeError(OSError):
+    """An image whose Pillow mode detectron2 cannot convert to 8-bit RGB faithfully."""
+
+
+def _is_high_bit_depth(mode: str) -> bool:
+    return mode in ("I", "F") or mode.startswith("I;16")
+
 # What PIL raises for a missing, truncated or corrupt file (OSError, including
 # UnidentifiedImageError; SyntaxError for broken PNG chunks) or a decompression bomb.
 _READ_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
@@ -25,7 +38,8 @@ _READ_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
 class ReadCheckedDatasetMapper(DatasetMapper):
     """``DatasetMapper`` (same outputs; in training, detectron2's augmentations followed by
     those of ``INPUT.EXTRA_AUGMENTATIONS``, see :mod:`lada.data.augmentations`) that turns
-    an unreadable image into an :class:`ImageReadError` naming the file and its dataset,
+    an unreadable image (or one of more than 8 bits per channel) into an
+    :class:`ImageReadError` naming the file and its dataset,
     instead of PIL's message without a file name (e.g. "image file is truncated") at some
     iteration.
 
@@ -74,6 +88,7 @@ class ReadCheckedDatasetMapper(DatasetMapper):
 
     def __call__(self, dataset_dict: dict) -> Optional[dict]:
         try:
+            _check_image_mode(dataset_dict["file_name"])
             return super().__call__(dataset_dict)
         except _READ_ERRORS as error:
             file_name = dataset_dict.get("file_name", "?")
@@ -101,6 +116,19 @@ class ReadCheckedDatasetMapper(DatasetMapper):
         if len(names) == 1:
             return f"dataset '{names[0]}'"
         return "one of the datasets " + ", ".join(f"'{n}'" for n in names)
+
+
+def _check_image_mode(file_name: str) -> None:
+    """Raises :class:`UnsupportedImageModeError` for an image of more than 8 bits per
+    channel; reads the file's header only."""
+    with PathManager.open(file_name, "rb") as f, Image.open(f) as image:
+        mode = image.mode
+    if _is_high_bit_depth(mode):
+        raise UnsupportedImageModeError(
+            f"Pillow mode {mode} (more than 8 bits per channel, e.g. a 16-bit grayscale PNG), "
+            "which detectron2's conversion to RGB clips to 255 (a white image); convert it to "
+            "8 bits per channel (README, 'Data checks and failure behaviour')"
+        )
 
 
 def _is_under(file_name: str, folder: Optional[str]) -> bool:

@@ -4,6 +4,7 @@ no trainer runs."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -30,7 +31,9 @@ def write_results_file(
     """Writes ``output_dir/eval_results.json`` on the main process and returns its path:
     the weights evaluated, each test dataset's number of images and annotations (what was
     evaluated), and the metrics, flattened with the keys of ``metrics.json``
-    (``bbox/AP``, ``bbox/AP@ar>=3``; ``<dataset>/bbox/AP`` with several test datasets)."""
+    (``bbox/AP``, ``bbox/AP@ar>=3``; ``<dataset>/bbox/AP`` with several test datasets).
+    A metric that is not a number (detectron2's NaN AP of a size range or category
+    without ground truth) is written as ``null``: strict JSON has no NaN."""
     if not comm.is_main_process():
         return None
     datasets = {}
@@ -45,9 +48,14 @@ def write_results_file(
     content = {
         "weights": weights,
         "datasets": datasets,
-        "metrics": {k: float(v) for k, v in flatten_results_dict(dict(results)).items()},
+        "metrics": {k: _json_number(v) for k, v in flatten_results_dict(dict(results)).items()},
     }
     partial = path.with_suffix(".json.tmp")
-    partial.write_text(json.dumps(content, indent=1))
+    partial.write_text(json.dumps(content, indent=1, allow_nan=False))
     os.replace(partial, path)
     return path
+
+
+def _json_number(value: Any) -> float | None:
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -22,7 +22,8 @@ from ..data.recipe import RECIPE_KEYS, Recipe, apply_recipe
 from .amp import amp_dtype
 
 __all__ = [
-    "build_argument_parser", "build_cfg", "merge_registrations", "register_datasets",
+    "build_argument_parser", "build_cfg", "check_before_launch", "command_line_cfg",
+    "merge_registrations", "register_datasets",
     "setup_cfg", "user_set_keys",
 ]
 
@@ -164,6 +165,26 @@ def _setup_run(cfg: CfgNode, args: argparse.Namespace) -> None:
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + rank)
     if not getattr(args, "eval_only", False):
         torch.backends.cudnn.benchmark = cfg.CUDNN_BENCHMARK
+
+
+def check_before_launch(args: argparse.Namespace) -> None:
+    """The checks of the config that need neither data nor a process group (the device,
+    the precision), made by ``train_net.py`` before it spawns processes: a refused config
+    then ends with its own message naming the key, not with the workers'
+    ``ProcessExitedException``. :func:`setup_cfg` checks again in every process."""
+    _check_runtime(command_line_cfg(args))
+
+
+def command_line_cfg(args: argparse.Namespace) -> CfgNode:
+    """The config of the command line alone: the lada defaults, the config file and the
+    ``KEY VALUE`` overrides, without the own-data recipe (which reads the datasets and sets
+    only sizes, augmentations, the solver and the number of classes)."""
+    cfg = get_cfg()
+    add_lada_config(cfg)
+    if args.config_file:
+        cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    return cfg
 
 
 def _check_runtime(cfg: CfgNode) -> None:

@@ -11,7 +11,7 @@ from detectron2.data import DatasetCatalog, build_detection_test_loader, build_d
 from detectron2.engine import DefaultTrainer, TrainerBase
 
 from ..compat import HAS_COMPILED_OPS
-from ..data import ReadCheckedDatasetMapper
+from ..data import ReadCheckedDatasetMapper, check_test_categories
 from ..evaluation import SlenderCOCOEvaluator, aspect_ratio_bands
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import LadaCheckpointer
@@ -24,7 +24,8 @@ class Trainer(DefaultTrainer):
     """``DefaultTrainer`` that
 
     * loads (and so checks, see ``lada.data.checks``) its test datasets at start-up, so
-      that a bad evaluation set stops the run before training rather than after it;
+      that a bad evaluation set stops the run before training rather than after it, and
+      compares their categories with the training set's;
     * maps images with :class:`ReadCheckedDatasetMapper` (read errors name the file);
     * checkpoints with :class:`LadaCheckpointer` (safe loading, atomic saving);
     * evaluates with ``COCOEvaluator`` (box AP; its compiled fast path is used only when
@@ -55,6 +56,7 @@ class Trainer(DefaultTrainer):
             )
         for name in cfg.DATASETS.TEST:
             DatasetCatalog.get(name)
+        check_test_categories(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
 
     def train(self):
         save_run_config(self.cfg)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformableConv3x3"]
+__all__ = ["DeformableConv3x3", "finite_offsets"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,11 @@ class DeformableConv3x3(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, C_out, H, W). In float32 under autocast (SOLVER.AMP), as
-        torchvision's CUDA autocast rule runs it; it has no CPU rule nor bfloat16 kernel."""
-        offset = self.offset(x)
+        torchvision's CUDA autocast rule runs it; it has no CPU rule nor bfloat16 kernel.
+
+        The offsets are made finite first (:func:`finite_offsets`): torchvision's CPU kernel
+        reads outside the feature map at a NaN offset and kills the process."""
+        offset = finite_offsets(self.offset(x), x.shape[-2:])
         with torch.autocast(x.device.type, enabled=False):
             out = deform_conv2d(x.float(), offset.float(), self.weight, self.bias, padding=(1, 1))
         return out.to(x.dtype)
@@ -60,3 +63,14 @@ class DeformableConv3x3(nn.Module):
                 "plain conv).", prefix.rstrip("."), prefix,
             )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def finite_offsets(offset: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Sampling offsets (N, 2 x 3 x 3, H, W) that ``deform_conv2d`` can use whatever the
+    features were: a NaN offset becomes 0 (the plain conv's sampling point) and every
+    offset is clamped to +-(max(H, W) + 2), beyond which a point samples only the zero
+    padding, so finite offsets keep their output and gradient. Non-finite features still
+    reach the output through the sampled values (a NaN feature gives a NaN output), so a
+    diverging training stops at detectron2's non-finite loss check."""
+    limit = float(max(size) + 2)
+    return torch.nan_to_num(offset, nan=0.0).clamp(-limit, limit)

@@ -205,8 +205,8 @@ def reevaluate_study_run(run: StudyRun, python: str) -> dict:
         )
     results = json.loads(results_path.read_text())
     record.setdefault("training_metrics", record["metrics"])
-    record["metrics"] = {k[len("bbox/"):]: v for k, v in results["metrics"].items()
-                         if k.startswith("bbox/")}
+    record["metrics"] = {k[len("bbox/"):]: float("nan") if v is None else v  # null: NaN
+                         for k, v in results["metrics"].items() if k.startswith("bbox/")}
     record["evaluation"] = {
         "datasets": results["datasets"],
         "commit": commit,

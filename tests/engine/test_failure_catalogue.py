@@ -4,8 +4,8 @@ configs) or, for the kill, as a subprocess. Each case asserts its documented out
 (docs/reliability.md): the error names the file / key, or the
 warning gives the counts, or the run behaves as stated.
 
-``ISSUE`` cases were silent corruption, unclear crashes or unsafe before issue 11; ``WORKED``
-cases already behaved and must keep doing so."""
+``ISSUE`` cases were silent corruption, unclear crashes or unsafe before issue 11, ``ISSUE22``
+ones before issue 22; ``WORKED`` cases already behaved and must keep doing so."""
 import json
 import logging
 import os
@@ -28,7 +28,8 @@ from PIL import Image
 import train_net
 from conftest import REPO
 from lada.data import DatasetError, ImageReadError
-from lada.engine import CheckpointError, build_argument_parser
+from lada.engine import CheckpointError, OutputDirInUseError, build_argument_parser
+from lada.engine.output_lock import LOCK_FILE
 
 TINY = {
     "DATASETS.TEST": "()", "MODEL.FCOS.NUM_CLASSES": "2", "SOLVER.MAX_ITER": "1",
@@ -50,10 +51,27 @@ class Workspace:
     def out(self) -> Path:
         return self.root / "output"
 
-    def dataset(self, images, **kwargs) -> tuple[Path, Path]:
-        json_file, image_dir = write_coco(self.root / "data", images, **kwargs)
-        self.datasets.append((self.name, json_file, image_dir))
+    def dataset(self, images, *, name=None, **kwargs) -> tuple[Path, Path]:
+        """Writes a dataset (in its own folder) and registers it with --dataset under the
+        case's name, or ``name`` for a second dataset."""
+        name = name or self.name
+        json_file, image_dir = write_coco(self.root / f"data_{name}", images, **kwargs)
+        self.datasets.append((name, json_file, image_dir))
         return json_file, image_dir
+
+    def edit_json(self, json_file: Path, edit) -> None:
+        """Applies ``edit`` to the json's content, e.g. a repeated id."""
+        coco = json.loads(json_file.read_text())
+        edit(coco)
+        json_file.write_text(json.dumps(coco))
+
+    def train_net(self, *flags, **opts) -> subprocess.CompletedProcess:
+        """``python train_net.py ...`` as a user runs it, in its own process."""
+        return subprocess.run(
+            [sys.executable, "train_net.py", *self.argv(*flags, **opts)], cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+            capture_output=True, text=True, timeout=600,
+        )
 
     def argv(self, *flags, config="atss", **opts) -> list[str]:
         """train_net.py's arguments: a quick config, the case's datasets, tiny settings."""
@@ -355,6 +373,153 @@ def weights_file_missing(ws):
         ws.train(**{"MODEL.WEIGHTS": ws.root / "nope.pth"})
 
 
+# ---------------------------------------------------------------- cases of issue 22
+
+
+def rfa_with_non_finite_features_stops_with_detectron2s_error(ws):
+    """PIXEL_STD 0 makes the input infinite, so every feature is NaN: the deformable
+    conv of MODEL.FCOS.RFA (configs/quick/aps.yaml) got NaN offsets, and torchvision's
+    CPU kernel killed the process (SIGSEGV, no message)."""
+    ws.dataset([GOOD, GOOD])
+    done = ws.train_net(config="aps", **{"MODEL.PIXEL_STD": "[0.0, 0.0, 0.0]"})
+    assert done.returncode == 1, done.stderr[-3000:]  # not -11 (SIGSEGV)
+    assert "FloatingPointError: Loss became infinite or NaN at iteration=0" in done.stderr
+    evaluated = ws.train_net("--eval-only", config="aps", **{
+        "MODEL.PIXEL_STD": "[0.0, 0.0, 0.0]", "DATASETS.TEST": f"('{ws.name}',)"})
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    results = json.loads((ws.out / "eval_results.json").read_text())
+    assert results["datasets"] == {ws.name: {"images": 2, "annotations": 4}}
+
+
+def sixteen_bit_png_is_refused_naming_file_and_mode(ws):
+    _, images = ws.dataset([GOOD, GOOD])
+    gray = np.random.default_rng(0).integers(0, 65536, (64, 64), dtype=np.uint16)
+    Image.fromarray(gray).save(images / "img1.png")  # 16-bit grayscale PNG
+    with pytest.raises(ImageReadError) as error:
+        ws.train()
+    message = str(error.value)
+    assert f"cannot read image {images / 'img1.png'} of dataset '{ws.name}'" in message
+    assert "Pillow mode I (more than 8 bits per channel" in message and "clips to 255" in message
+
+
+def bbox_of_strings_is_refused_at_start_up(ws):
+    json_file, _ = ws.dataset([GOOD, GOOD])
+    ws.edit_json(json_file, lambda coco: coco["annotations"][2].update(bbox=["8", "8", 20, 30]))
+    with pytest.raises(DatasetError) as error:
+        ws.train()
+    message = str(error.value)
+    assert f"dataset '{ws.name}' ({json_file}): 1 bbox(es) hold values that are not numbers" in message
+    assert "annotation id 3 in image img1.png: ['8', '8', 20, 30]" in message
+    assert not (ws.out / "metrics.json").exists()
+
+
+def repeated_image_id_is_refused_naming_id_and_files(ws):
+    json_file, _ = ws.dataset([GOOD, GOOD, GOOD])
+    ws.edit_json(json_file, lambda coco: coco["images"][2].update(id=1))
+    with pytest.raises(DatasetError) as error:
+        ws.train()
+    message = str(error.value)
+    assert f"dataset '{ws.name}': cannot load {json_file}" in message
+    assert "1 image id(s) are used by more than one image" in message
+    assert "image id 1 is used by img0.png, img2.png" in message
+
+
+def detection_only_segmentation_keeps_the_boxes(ws):
+    json_file, _ = ws.dataset([GOOD, GOOD])
+    segmentations = [[[8, 8, 20, 30]], [[]], [], [[30, 20, 55, 20, 55, 32]]]
+
+    def add(coco):
+        for annotation, segmentation in zip(coco["annotations"], segmentations):
+            annotation["segmentation"] = segmentation
+    ws.edit_json(json_file, add)
+    ws.train()
+    assert ws.trained()
+    assert (f"dataset '{ws.name}' ({json_file}): ignored the segmentation of 2 of 4 annotations"
+            in ws.warned())
+    assert ("E.g. annotation id 1 in image img0.png: [[8, 8, 20, 30]]; annotation id 2 in image "
+            "img0.png: [[]]") in ws.warned()
+    assert sum(len(r["annotations"]) for r in DatasetCatalog.get(ws.name)) == 4  # all boxes kept
+
+
+def empty_test_set_is_refused_at_start_up(ws):
+    ws.dataset([GOOD, GOOD])
+    json_file, _ = ws.dataset([], name=f"{ws.name}_test")
+    with pytest.raises(DatasetError, match=(
+            f"dataset '{ws.name}_test' \\({json_file}\\) has no images, but the run is to be "
+            "evaluated on \\(DATASETS.TEST\\) it")):
+        ws.train(**{"DATASETS.TEST": f"('{ws.name}_test',)"})
+    assert "Starting training" not in ws.logged()
+
+
+def other_category_ids_in_a_test_set_are_refused(ws):
+    train_json, _ = ws.dataset([GOOD, GOOD])  # a: id 1, b: id 2
+    test_json, _ = ws.dataset([GOOD], name=f"{ws.name}_test", categories=("b", "a"))
+    with pytest.raises(DatasetError) as error:
+        ws.train(**{"DATASETS.TEST": f"('{ws.name}_test',)"})
+    message = str(error.value)
+    assert (f"test dataset '{ws.name}_test' ({test_json}) does not have the categories of "
+            f"training dataset '{ws.name}' ({train_json})") in message
+    assert "class index 0 is 'a' in training and 'b' in the test set" in message
+    assert "training {1: 'a', 2: 'b'}; test {1: 'b', 2: 'a'}" in message
+    assert "Starting training" not in ws.logged()
+
+
+def second_run_on_one_output_dir_is_refused(ws):
+    """A first run hangs in its first checkpoint save; a second run into its folder is
+    refused naming the folder and the first run's pid; after the first is killed, its
+    lock is taken over with a warning and the folder trains."""
+    ws.dataset([GOOD, GOOD])
+    marker = ws.root / "saving"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SAVE, str(marker), "1",
+         *ws.argv(**{"SOLVER.MAX_ITER": "2", "SOLVER.CHECKPOINT_PERIOD": "1"})],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the first run never saved"
+            time.sleep(0.2)
+        with pytest.raises(OutputDirInUseError) as error:
+            ws.train()
+        assert f"OUTPUT_DIR {ws.out} is in use by another run (pid {process.pid} on " in str(error.value)
+    finally:
+        process.kill()
+        process.wait()
+        process.stderr.close()
+    ws.train()
+    assert ws.trained()
+    assert f"OUTPUT_DIR {ws.out}: took over the lock left by a run that did not release it (pid {process.pid} on" in ws.warned()
+    assert (ws.out / LOCK_FILE).read_text() == ""  # released at the end
+
+
+def num_gpus_without_a_gpu_ends_naming_the_key(ws):
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    ws.dataset([GOOD])
+    done = ws.train_net("--num-gpus", "2", **{"MODEL.DEVICE": "cuda"})
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "MODEL.DEVICE is 'cuda' but no CUDA device is available; add `MODEL.DEVICE cpu` to "
+        "the command line.")
+    assert "ProcessExitedException" not in done.stderr and "torch.jit.script" not in done.stderr
+    assert not ws.out.exists()  # nothing spawned, nothing written
+
+
+def eval_results_json_holds_null_for_nan(ws):
+    ws.dataset([GOOD, GOOD])  # 64 px images: no medium or large box, so APm and APl are NaN
+    ws.train("--eval-only", **{"DATASETS.TEST": f"('{ws.name}',)", "MODEL.FCOS.SCORE_THRESH_TEST": "0.0"})
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+    results = json.loads((ws.out / "eval_results.json").read_text(), parse_constant=refuse)
+    metrics = results["metrics"]
+    assert metrics["bbox/APm"] is None and metrics["bbox/APl"] is None
+    assert isinstance(metrics["bbox/AP"], float)
+
+
 ISSUE = [
     zero_size_box_dropped_with_warning, out_of_image_box_dropped_with_warning,
     negative_size_box_is_an_error, negative_size_box_dropped_on_request,
@@ -364,6 +529,14 @@ ISSUE = [
     truncated_image_skipped_on_request, weights_not_a_checkpoint_pth,
     weights_not_a_checkpoint_pkl, unused_datasets_are_not_checked,
     malicious_pkl_weights_are_refused, kill_during_checkpoint_save_then_resume,
+]
+ISSUE22 = [
+    rfa_with_non_finite_features_stops_with_detectron2s_error,
+    sixteen_bit_png_is_refused_naming_file_and_mode, bbox_of_strings_is_refused_at_start_up,
+    repeated_image_id_is_refused_naming_id_and_files, detection_only_segmentation_keeps_the_boxes,
+    empty_test_set_is_refused_at_start_up, other_category_ids_in_a_test_set_are_refused,
+    second_run_on_one_output_dir_is_refused, num_gpus_without_a_gpu_ends_naming_the_key,
+    eval_results_json_holds_null_for_nan,
 ]
 WORKED = [
     unknown_category_id, missing_image_file, invalid_json, unknown_matcher,
@@ -382,6 +555,7 @@ def tried(request):
     with capture.global_and_fixture_disabled():
         print(f"\nfailure catalogue: tried {len(names)} cases "
               f"({sum(n in ISSUE_NAMES for n in names)} of issue 11, "
+              f"{sum(n in ISSUE22_NAMES for n in names)} of issue 22, "
               f"{sum(n in WORKED_NAMES for n in names)} that already worked)")
 
 
@@ -393,6 +567,7 @@ def working_folder(tmp_path_factory):
 
 
 ISSUE_NAMES = {case.__name__ for case in ISSUE}
+ISSUE22_NAMES = {case.__name__ for case in ISSUE22}
 WORKED_NAMES = {case.__name__ for case in WORKED}
 
 
@@ -419,6 +594,6 @@ def workspace(tmp_path_factory, monkeypatch, tried, working_folder, request):
     d2_logger.setup_logger.cache_clear()
 
 
-@pytest.mark.parametrize("case", ISSUE + WORKED, ids=lambda case: case.__name__)
+@pytest.mark.parametrize("case", ISSUE + ISSUE22 + WORKED, ids=lambda case: case.__name__)
 def test_case(case, workspace):
     case(workspace)

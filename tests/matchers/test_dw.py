@@ -231,6 +231,14 @@ def test_best_gt_stage_breaks_ties_by_area_then_index():
     assert best_gt_per_point(weights, points, gts, areas, 4).tolist() == [1, 1, 1, BACKGROUND]
 
 
+def test_best_gt_stage_leaves_points_of_nan_weights_in_the_background():
+    weights = torch.tensor([float("nan"), float("nan"), 0.3, float("nan")])
+    points = torch.tensor([0, 0, 1, 1])
+    gts = torch.tensor([0, 1, 0, 1])
+    areas = torch.tensor([100.0, 50.0])
+    assert best_gt_per_point(weights, points, gts, areas, 3).tolist() == [BACKGROUND, BACKGROUND, BACKGROUND]
+
+
 def test_official_weight_sums_lie_between_one_and_e_squared_on_crowded_scenes():
     inputs = crowded_scene(5)
     inputs.pred_quality = torch.randn(inputs.num_images, inputs.num_points)

@@ -9,7 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from torch import nn
 
-from lada.modeling.rfa import DeformableConv3x3
+from lada.modeling.rfa import DeformableConv3x3, finite_offsets
 
 
 def test_zero_offsets_equal_the_plain_conv_forward_and_backward():
@@ -59,3 +59,21 @@ def test_checkpoint_without_rfa_loads_with_a_message(tmp_path, caplog):
         for a, b in zip(plain.head(features), rfa.head(features)):
             for x, y in zip(a, b):
                 torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_finite_offsets_replace_nan_and_clamp_beyond_the_map():
+    offset = torch.tensor([float("nan"), 1.5, -1e30, float("inf"), float("-inf"), -6.5])
+    expected = torch.tensor([0.0, 1.5, -7.0, 7.0, -7.0, -6.5])  # limit max(4, 5) + 2
+    torch.testing.assert_close(finite_offsets(offset, (4, 5)), expected)
+
+
+def test_non_finite_offsets_sample_the_padding_or_the_plain_point():
+    deform = DeformableConv3x3(2, 3)
+    nn.init.constant_(deform.bias, 0.5)
+    x = torch.randn(1, 2, 4, 5)
+    with torch.no_grad():
+        deform.offset.bias.fill_(float("inf"))  # every point far outside: the bias only
+        torch.testing.assert_close(deform(x), torch.full((1, 3, 4, 5), 0.5))
+        deform.offset.bias.fill_(float("nan"))  # NaN offsets: the plain conv's points
+        plain = nn.functional.conv2d(x, deform.weight, deform.bias, padding=1)
+        torch.testing.assert_close(deform(x), plain, rtol=1e-5, atol=1e-5)

@@ -66,9 +66,10 @@ def best_gt_per_point(
     num_points: int,
 ) -> torch.Tensor:
     """Each point's highest-weighted GT among its pairs, ``BACKGROUND`` for points in no
-    pair. Equal weights go to the smaller GT box (FCOS's rule), then to the lower index
-    only between GT boxes of equal weight and area. (P,), (P,) long, (P,) long, (G,)
-    -> (R,) long."""
+    pair or whose pair weights are all NaN (from non-finite predictions, which make the
+    loss non-finite too). Equal weights go to the smaller GT box (FCOS's rule), then to
+    the lower index only between GT boxes of equal weight and area. (P,), (P,) long,
+    (P,) long, (G,) -> (R,) long."""
     best = weights.new_full((num_points,), float("-inf")).scatter_reduce_(
         0, pair_point, weights, "amax"
     )
@@ -76,6 +77,7 @@ def best_gt_per_point(
     area = gt_areas[pair_gt].masked_fill(~tied, float("inf"))
     smallest = area.new_full((num_points,), float("inf")).scatter_reduce_(0, pair_point, area, "amin")
     chosen = tied & (area == smallest[pair_point])
-    gt_index = pair_gt.new_full((num_points,), torch.iinfo(pair_gt.dtype).max)
+    unchosen = torch.iinfo(pair_gt.dtype).max
+    gt_index = pair_gt.new_full((num_points,), unchosen)
     gt_index.scatter_reduce_(0, pair_point[chosen], pair_gt[chosen], "amin")
-    return gt_index.masked_fill(torch.isneginf(best), BACKGROUND)
+    return gt_index.masked_fill(gt_index == unchosen, BACKGROUND)
