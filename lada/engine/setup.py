@@ -16,6 +16,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_lada_config
 from ..data import install_dataset_checks, register_coco_datasets
 from ..data.recipe import RECIPE_KEYS, apply_recipe
+from ..modeling.presets import warn_detector_mismatch
 from .amp import amp_dtype
 
 __all__ = ["build_argument_parser", "register_datasets", "setup_cfg", "user_set_keys"]
@@ -41,7 +42,8 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """get_cfg -> add lada keys -> merge file -> merge KEY VALUE overrides -> with
     ``RECIPE.ENABLED``, register the datasets and apply the own-data recipe
     (:mod:`lada.data.recipe`) to the keys the user did not set -> freeze -> detectron2's
-    default_setup (logging, output dir, seeds) -> log what the recipe chose."""
+    default_setup (logging, output dir, seeds) -> log what the recipe chose -> warn when the
+    detector is not the matcher's method's (:mod:`lada.modeling.presets`)."""
     cfg = get_cfg()
     add_lada_config(cfg)
     if args.config_file:
@@ -61,6 +63,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     if recipe is not None:
         for line in recipe.lines:
             logger.info(line)
+    warn_detector_mismatch(cfg)
     return cfg
 
 
