@@ -116,7 +116,8 @@ def test_plot_assignment_stats(tmp_path):
     run.mkdir()
     lines = [{"iteration": i, "assign/pos_per_gt_mean": 4.0 + i / 10, "assign/pos_per_gt_min": 1.0,
               "assign/pos_per_gt_max": 9.0, "assign/pos_per_image": 20.0,
-              "assign/gts_without_pos": 1.0, "assign/pos_share_level0": 0.8,
+              "assign/gts_without_pos": 1.0, "assign/gts_without_pos_share": 0.05,
+              "assign/pos_share_level0": 0.8,
               "assign/pos_share_level1": 0.2, "loss_cls": 0.5} for i in range(19, 200, 20)]
     lines.append({"bbox/AP": 10.0})  # the evaluation line at the end of a run
     (run / "metrics.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
@@ -124,6 +125,7 @@ def test_plot_assignment_stats(tmp_path):
     stats = tool.read_assignment_stats(run)
     assert stats["iteration"].tolist() == list(range(19, 200, 20))
     assert stats["assign/pos_per_gt_mean"][0] == pytest.approx(5.9)
+    assert tool.untrained_share(stats).tolist() == [0.05] * 10
     output = tool.main([str(run), str(run / "metrics.json"), "--labels", "a", "b",
                         "--output", str(tmp_path / "stats.png")])
     assert_png(output)
