@@ -26,11 +26,12 @@ def untrained_gt_advice(cfg: CfgNode) -> str:
 
 
 class UntrainedGTWarning(HookBase):
-    """Warns once when more than ``max_share`` of the GT boxes of the first ``window``
-    training iterations got no positive from the matcher (summed over the iterations'
-    ``assign/gts_without_pos`` and ``assign/num_gts`` of :mod:`lada.modeling.statistics`):
-    such boxes are not trained, and for the anchor matchers the same boxes stay without a
-    positive for the whole training (README, "Why ``paa`` trails")."""
+    """Logs once the share of the GT boxes of the first ``window`` training iterations
+    that got no positive from the matcher (summed over the iterations'
+    ``assign/gts_without_pos`` and ``assign/num_gts``, :mod:`lada.modeling.statistics`),
+    as a warning naming the remedies when it is above ``max_share``: such boxes are not
+    trained, and for the anchor matchers the same boxes stay without a positive for the
+    whole training (README, "Why ``paa`` trails")."""
 
     def __init__(self, advice: str, matcher: str, window: int = 20, max_share: float = 0.05):
         self.advice, self.matcher = advice, matcher
@@ -58,9 +59,11 @@ class UntrainedGTWarning(HookBase):
 
     def _report(self) -> None:
         share = self._without / max(self._total, 1.0)
+        counted = (f"{share:.1%} of the {self._total:.0f} GT boxes of the first {self._steps} "
+                   f"iterations got no positive from '{self.matcher}'")
         if share > self.max_share:
             logger.warning(
-                f"{share:.1%} of the {self._total:.0f} GT boxes of the first {self._steps} "
-                f"iterations got no positive from '{self.matcher}' (more than "
-                f"{self.max_share:.0%}): they are not trained. Give them candidates with "
-                f"{self.advice}; tools/visualize_assignment.py shows which boxes")
+                f"{counted} (more than {self.max_share:.0%}): they are not trained. Give them "
+                f"candidates with {self.advice}; tools/visualize_assignment.py shows which boxes")
+        else:
+            logger.info(f"{counted} (at most {self.max_share:.0%})")

@@ -32,8 +32,8 @@ class Trainer(DefaultTrainer):
       aspect-ratio band of ``TEST.ASPECT_RATIO_EDGES`` (:class:`SlenderCOCOEvaluator`);
     * with ``SOLVER.AMP.ENABLED`` (see :mod:`lada.engine.amp`) steps with detectron2's
       ``AMPTrainer`` in float16 (CUDA) and with :class:`AutocastTrainer` in bfloat16;
-    * warns when more than 5 % of the GT boxes of the first 20 iterations get no positive
-      (:class:`~lada.engine.hooks.UntrainedGTWarning`);
+    * logs the share of the first 20 iterations' GT boxes without a positive, a warning
+      above 5 % (:class:`~lada.engine.hooks.UntrainedGTWarning`);
     * checkpoints the optimizer and the grad scaler of its step, as upstream detectron2
       does (v0.6's ``DefaultTrainer`` saves neither, so ``--resume`` restarted them).
     """
