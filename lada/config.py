@@ -311,6 +311,11 @@ def _add_recipe_config(cfg: CN) -> None:
     cfg.RECIPE.IMS_PER_BATCH = 8
     cfg.RECIPE.EPOCHS = 100
     cfg.RECIPE.BUDGET_MEGAPIXELS = 184.0
+    # Anchor boxes of the matchers that have them (MODEL.MATCHER.<NAME>.ANCHOR_SCALE of
+    # atss, ciou_atss, paa, lada): the P3 anchor at ANCHOR_TO_OBJECT times the median
+    # object at the chosen size; 0.9 is the ratio of the papers' 8-stride anchors (64 px)
+    # to the median COCO object at 800 px (lada.data.recipe.COCO_ANCHOR_TO_OBJECT).
+    cfg.RECIPE.ANCHOR_TO_OBJECT = 0.9
 
 
 def _add_test_config(cfg: CN) -> None:

@@ -116,7 +116,8 @@ def test_plot_assignment_stats(tmp_path):
     run.mkdir()
     lines = [{"iteration": i, "assign/pos_per_gt_mean": 4.0 + i / 10, "assign/pos_per_gt_min": 1.0,
               "assign/pos_per_gt_max": 9.0, "assign/pos_per_image": 20.0,
-              "assign/gts_without_pos": 1.0, "assign/pos_share_level0": 0.8,
+              "assign/gts_without_pos": 1.0, "assign/gts_without_pos_share": 0.05,
+              "assign/pos_share_level0": 0.8,
               "assign/pos_share_level1": 0.2, "loss_cls": 0.5} for i in range(19, 200, 20)]
     lines.append({"bbox/AP": 10.0})  # the evaluation line at the end of a run
     (run / "metrics.json").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
@@ -124,6 +125,7 @@ def test_plot_assignment_stats(tmp_path):
     stats = tool.read_assignment_stats(run)
     assert stats["iteration"].tolist() == list(range(19, 200, 20))
     assert stats["assign/pos_per_gt_mean"][0] == pytest.approx(5.9)
+    assert tool.untrained_share(stats).tolist() == [0.05] * 10
     output = tool.main([str(run), str(run / "metrics.json"), "--labels", "a", "b",
                         "--output", str(tmp_path / "stats.png")])
     assert_png(output)
@@ -147,3 +149,37 @@ def test_assignment_diagnostics_counts_positives_outside_their_gt():
     assert per_gt["count"].tolist() == [2.0, 1.0]
     assert per_gt["outside"].tolist() == [1.0, 1.0]
     assert per_gt["iou"].tolist() == pytest.approx([0.75, 0.0])
+
+
+def test_visualize_assignment_sizes_as_training_under_the_recipe(tmp_path):
+    """own_data.yaml on 320-px images with 40-px objects: the visualiser's config and
+    picture have training's size (the recipe's 320 x 32 / 40 = 256 px, not the quick
+    configs' 128), class count (2) and anchors (3.6 strides), as train_net's setup."""
+    from lada.engine.setup import build_argument_parser, setup_cfg
+
+    json_file, images = write_coco(tmp_path / "data", [[(1, [10, 10, 40, 40]), (2, [100, 120, 40, 40])]] * 3,
+                                   size=320)
+    data = ["DATASETS.TRAIN", "('own_vis',)", "DATASETS.TEST", "('own_vis',)"]
+    train = setup_cfg(build_argument_parser().parse_args([
+        "--config-file", str(REPO / "configs/quick/own_data.yaml"),
+        "--dataset", "own_vis", str(json_file), str(images), *data, "OUTPUT_DIR", str(tmp_path / "run")]))
+    tool = load_tool("visualize_assignment")
+    output = tmp_path / "assignment.png"
+    argv = ["--config-file", str(REPO / "configs/quick/own_data.yaml"), "--register", "own_vis",
+            str(json_file), str(images), "--matchers", "lada", "paa", "--output", str(output), *data]
+    shown = tool.setup(tool.build_parser().parse_args(argv))
+    keys = ("INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "MODEL.FCOS.NUM_CLASSES",
+            "MODEL.MATCHER.PAA.ANCHOR_SCALE")
+    assert [value_of(shown, k) for k in keys] == [value_of(train, k) for k in keys] == [256, 256, 2, 3.6]
+    assert tool.load_example(shown, "own_vis", 0)["image"].shape[1:] == (256, 256)
+    assert_png(tool.main(argv))
+    # a run's saved config gives the same sizes (every key in it is kept)
+    saved = tool.setup(tool.build_parser().parse_args(["--config-file", str(tmp_path / "run/config.yaml"),
+                                        "--register", "own_vis", str(json_file), str(images)]))
+    assert [value_of(saved, k) for k in keys] == [256, 256, 2, 3.6]
+
+
+def value_of(cfg, key):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg

@@ -5,8 +5,9 @@ plots the mean number of positives per GT during training).
 Reads the ``assign/*`` scalars every step logs to ``OUTPUT_DIR/metrics.json``
 (``lada/modeling/statistics.py``) from one or more runs and plots, one line per run:
 positives per GT (mean; for a single run the batch's min-max range shaded), positives
-per image, GT boxes left without a positive, and each FPN level's share of the
-positives averaged over the last fifth of the run.
+per image, the share of the batch's GT boxes left without a positive, and each FPN
+level's share of the positives averaged over the last fifth of the run; the mean share
+without a positive over the run is printed per run.
 
     python tools/plot_assignment_stats.py output/quick/fcos output/quick/lada \\
         --output assignment_stats.png
@@ -19,7 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -52,6 +53,12 @@ def read_assignment_stats(path: Path) -> Dict[str, np.ndarray]:
     return stats
 
 
+def untrained_share(stats: Dict[str, np.ndarray]) -> Optional[np.ndarray]:
+    """(T,) share of each logged step's GT boxes left without a positive; None for a run
+    that logged only their count (older runs: the count alone does not give the share)."""
+    return stats.get(PREFIX + "gts_without_pos_share")
+
+
 def plot(runs: Dict[str, Dict[str, np.ndarray]], output: Path) -> None:
     import matplotlib
 
@@ -67,14 +74,16 @@ def plot(runs: Dict[str, Dict[str, np.ndarray]], output: Path) -> None:
             if len(runs) == 1 and f"{PREFIX}pos_per_gt_max" in stats:
                 axes[0].fill_between(steps, stats[f"{PREFIX}pos_per_gt_min"],
                                      stats[f"{PREFIX}pos_per_gt_max"], color=colour, alpha=0.12)
-        for axis, key in ((axes[1], "pos_per_image"), (axes[2], "gts_without_pos")):
-            if PREFIX + key in stats:
-                axis.plot(steps, stats[PREFIX + key], color=colour, label=label)
+        if PREFIX + "pos_per_image" in stats:
+            axes[1].plot(steps, stats[PREFIX + "pos_per_image"], color=colour, label=label)
+        share = untrained_share(stats)
+        if share is not None:
+            axes[2].plot(steps, 100 * share, color=colour, label=label)
     _level_shares(axes[3], runs)
     titles = [("positives per GT (mean" + ("; batch min-max shaded)" if len(runs) == 1 else ")"),
                "positives"),
               ("positives per image", "positives"),
-              ("GT boxes without a positive (batch)", "GT boxes")]
+              ("GT boxes without a positive (share of the batch's)", "% of GT boxes")]
     for axis, (title, ylabel) in zip(axes, titles):
         axis.set(title=title, xlabel="iteration", ylabel=ylabel)
         axis.grid(True, alpha=0.3)
@@ -118,6 +127,11 @@ def main(argv=None) -> Path:
     ]
     runs = {label: read_assignment_stats(run) for label, run in zip(labels, args.runs)}
     plot(runs, args.output)
+    for label, stats in runs.items():
+        share = untrained_share(stats)
+        if share is not None:
+            print(f"{label}: {100 * np.nanmean(share):.1f} % of the GT boxes without a positive "
+                  f"(mean over {len(share)} logged steps)")
     print(f"wrote {args.output}")
     return args.output
 

@@ -8,7 +8,9 @@ drawn dashed around each GT, at each level where the GT has positives. All match
 the same ``MatchInputs``: the model of ``--config-file`` with ``--weights`` (without
 weights, its initialisation: the matchers that read predictions then assign from
 untrained ones) on the image as the training mapper makes it, at the test size (no
-random resizing or flips).
+random resizing or flips). A config with the own-data recipe (``RECIPE.ENABLED``, e.g.
+``configs/quick/own_data.yaml``, or a run's saved ``OUTPUT_DIR/config.yaml``) gets the
+sizes, class count and anchors of its training (``--register`` the training datasets too).
 
     python tools/visualize_assignment.py --config-file configs/quick/lada.yaml \\
         --weights output/quick/lada/model_final.pth --index 3 --output assignment.png
@@ -41,6 +43,8 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from lada.config import add_lada_config
 from lada.data import register_coco_datasets
+from lada.data.recipe import RECIPE_KEYS, apply_recipe
+from lada.engine.setup import user_set_keys
 from lada.matchers import MATCHER_REGISTRY, MatchInputs, MatchResult, build_matcher
 from lada.matchers.methods.lada import LADAMatcher
 from lada.matchers.stages.pairs import level_maxima
@@ -50,11 +54,22 @@ LEVEL_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
+    """The config as ``train_net.py`` makes it: with ``RECIPE.ENABLED`` the own-data
+    recipe reads the training datasets and sets the same sizes, class count and anchors
+    as in training (the keys you set, and every key of a run's saved ``config.yaml``
+    given as ``--config-file``, are kept)."""
     cfg = add_lada_config(get_cfg())
     cfg.merge_from_file(args.config_file)
+    base = cfg.clone()
     cfg.merge_from_list(args.opts)
     if args.weights is not None:
         cfg.MODEL.WEIGHTS = args.weights
+    if cfg.RECIPE.ENABLED:
+        entries = list(cfg.DATASETS.REGISTER_COCO) + args.register
+        register_coco_datasets([entry for entry in entries if entry[0] in cfg.DATASETS.TRAIN])
+        user_keys = user_set_keys(args.config_file, args.opts) & set(RECIPE_KEYS)
+        for line in apply_recipe(cfg, user_keys, base).lines:
+            print(line)
     cfg.freeze()
     return cfg
 
@@ -214,7 +229,7 @@ def save_small_png(figure, path: Path, dpi: int = 72,
     rgb.quantize(palette=target, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
-def main(argv=None) -> Path:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", help="checkpoint (default: the config's MODEL.WEIGHTS)")
@@ -222,14 +237,19 @@ def main(argv=None) -> Path:
     parser.add_argument("--register", nargs=3, action="append", default=[],
                         metavar=("NAME", "JSON", "IMAGE_ROOT"),
                         help="a COCO-format dataset to register (repeatable); like the "
-                             "config's DATASETS.REGISTER_COCO, only --dataset's is registered")
+                             "config's DATASETS.REGISTER_COCO, only --dataset's is "
+                             "registered, and with the recipe DATASETS.TRAIN's")
     parser.add_argument("--index", type=int, default=0, help="image index in the dataset")
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--iteration", type=int, default=0,
                         help="training iteration the matchers see (schedules)")
     parser.add_argument("--output", default="output/assignment.png")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE ...")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> Path:
+    args = build_parser().parse_args(argv)
     cfg = setup(args)
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if dataset is None:

@@ -18,7 +18,14 @@ training datasets once and sets
   linearly from the config's batch (Goyal et al. 2017), ``MAX_ITER`` for ``RECIPE.EPOCHS``
   epochs but at most what ``RECIPE.BUDGET_MEGAPIXELS`` of training pixels allow, ``STEPS``
   and ``WARMUP_ITERS`` at the config's fractions of its ``MAX_ITER``;
-* ``MODEL.FCOS.NUM_CLASSES``: the training datasets' number of categories.
+* ``MODEL.FCOS.NUM_CLASSES``: the training datasets' number of categories;
+* the anchor boxes of every matcher that has them (``MODEL.MATCHER.<NAME>.ANCHOR_SCALE``
+  of ``atss``, ``ciou_atss``, ``paa``, ``lada``): the P3 anchor (side ``ANCHOR_SCALE`` x 8
+  px) at ``RECIPE.ANCHOR_TO_OBJECT`` times the median object at the chosen size, the
+  ratio the papers' 8-stride anchors have to the median COCO object at 800 px (see
+  :data:`COCO_ANCHOR_TO_OBJECT`). The papers' 8 strides are 64 px at P3, twice the 32-px
+  objects the size above gives, and leave boxes without a candidate (README, "Why
+  ``paa`` trails").
 
 A key the user set (see :func:`lada.engine.setup.user_set_keys`) is kept and the others
 are chosen consistently with it (e.g. your ``INPUT.MIN_SIZE_TEST`` is the size the
@@ -36,6 +43,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 __all__ = [
+    "ANCHOR_KEYS",
+    "ANCHOR_MATCHERS",
     "RECIPE_AUGMENTATIONS",
     "DatasetStats",
     "Recipe",
@@ -52,7 +61,21 @@ AUGMENTATION_KEYS = ("INPUT.RANDOM_FLIP", "INPUT.EXTRA_AUGMENTATIONS")
 SOLVER_KEYS = ("SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.MAX_ITER", "SOLVER.STEPS",
                "SOLVER.WARMUP_ITERS")
 CLASS_KEY = "MODEL.FCOS.NUM_CLASSES"
-RECIPE_KEYS = SIZE_KEYS + AUGMENTATION_KEYS + SOLVER_KEYS + (CLASS_KEY,)
+# The matchers with anchor boxes, and their keys (tests check that no other matcher
+# config has an ANCHOR_SCALE).
+ANCHOR_MATCHERS = ("atss", "ciou_atss", "paa", "lada")
+ANCHOR_KEYS = tuple(f"MODEL.MATCHER.{name.upper()}.ANCHOR_SCALE" for name in ANCHOR_MATCHERS)
+RECIPE_KEYS = SIZE_KEYS + AUGMENTATION_KEYS + SOLVER_KEYS + (CLASS_KEY,) + ANCHOR_KEYS
+# P3's stride, px: the anchor box of a P3 point is ANCHOR_SCALE x P3_STRIDE px wide.
+P3_STRIDE = 8
+# The ratio of the papers' P3 anchor (8 strides = 64 px) to the median COCO object at
+# detectron2's 800-px test size, the default of RECIPE.ANCHOR_TO_OBJECT. The COCO
+# detection evaluation page gives 41 % of the objects small (area < 32^2 px), 34 % medium
+# (32^2-96^2), 24 % large at the images' own size: the median object's side (square root
+# of its area) lies 9/34 of the way into the medium band, 32 x 3^(9/34) = 43 px
+# (interpolated in log size). The images are at most 640 px wide, mostly 640 x 480, so 800
+# px is 800 / 480 = 1.67 x: the median object is about 72 px there, and 64 / 72 = 0.9.
+COCO_ANCHOR_TO_OBJECT = 0.9
 
 
 @dataclass(frozen=True)
@@ -156,6 +179,7 @@ def choose_recipe(
         count = choose(CLASS_KEY, stats.num_classes)
         choose.say(f"  classes: {count} (MODEL.FCOS.NUM_CLASSES, "
                    + ("yours)" if choose.yours(CLASS_KEY) else "the training set's categories)"))
+    _choose_anchors(choose, cfg, stats, size)
     if choose.recipe.kept:
         choose.say("  kept as you set them: " + ", ".join(
             f"{key} {value}" for key, value in choose.recipe.kept.items()))
@@ -192,6 +216,27 @@ def _choose_sizes(choose: _Chooser, r: CfgNode, stats: DatasetStats) -> tuple[in
         f"{origin}); long side at most {max_train} px in training, {max_test} px in testing "
         f"(INPUT.MAX_SIZE_TRAIN / TEST, median aspect ratio {stats.aspect:.2f})")
     return size, sides, max_train
+
+
+def _choose_anchors(choose: _Chooser, cfg: CfgNode, stats: DatasetStats, size: int) -> None:
+    """``ANCHOR_SCALE`` of every anchor matcher: P3 anchor = ``RECIPE.ANCHOR_TO_OBJECT`` x
+    the median object at the test size ``size``, in strides of P3."""
+    if stats.object_size is None:
+        choose.say("  anchors: the configs' (no boxes to size them from)")
+        return
+    obj = stats.object_size * size / stats.short_side
+    ratio = cfg.RECIPE.ANCHOR_TO_OBJECT
+    scale = round(ratio * obj / P3_STRIDE, 2)
+    chosen = {name: choose(key, scale) for name, key in zip(ANCHOR_MATCHERS, ANCHOR_KEYS)}
+    active = cfg.MODEL.MATCHER.NAME
+    what = ", ".join(f"{name} {value:g}" + (" (yours)" if choose.yours(key) else "")
+                     for (name, value), key in zip(chosen.items(), ANCHOR_KEYS))
+    choose.say(
+        f"  anchors: ANCHOR_SCALE {what} (MODEL.MATCHER.<NAME>.ANCHOR_SCALE"
+        + (f"; in use: {active}" if active in chosen else f"; {active} has no anchors")
+        + f"): the P3 anchor at RECIPE.ANCHOR_TO_OBJECT {ratio:g} x the median object at this "
+        f"size ({obj:.0f} px) = {scale * P3_STRIDE:.0f} px, {scale:g} strides; the papers' "
+        f"{P3_STRIDE}-stride anchors have that ratio to the median COCO object at 800 px")
 
 
 def _choose_augmentations(choose: _Chooser, cfg: CfgNode, multi_scale: bool) -> None:
@@ -280,7 +325,8 @@ def _check_recipe_config(r: CfgNode) -> None:
     if unknown:
         raise ValueError(
             f"RECIPE.AUGMENTATIONS: unknown {unknown}; choose from {list(RECIPE_AUGMENTATIONS)}")
-    for key in ("OBJECT_SIZE", "MIN_SIZE", "MAX_SIZE", "IMS_PER_BATCH", "EPOCHS", "BUDGET_MEGAPIXELS"):
+    for key in ("OBJECT_SIZE", "MIN_SIZE", "MAX_SIZE", "IMS_PER_BATCH", "EPOCHS", "BUDGET_MEGAPIXELS",
+                "ANCHOR_TO_OBJECT"):
         if not r[key] > 0:
             raise ValueError(f"RECIPE.{key} must be positive, got {r[key]}")
     if r.MIN_SIZE > r.MAX_SIZE:

@@ -19,6 +19,7 @@ from detectron2.utils.logger import setup_logger
 from ..config import add_lada_config
 from ..data import install_dataset_checks, register_coco_datasets
 from ..data.recipe import RECIPE_KEYS, Recipe, apply_recipe
+from ..modeling.presets import warn_detector_mismatch
 from .amp import amp_dtype
 
 __all__ = [
@@ -47,7 +48,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """The config of ``train_net.py`` (:func:`build_cfg`), then the run's set-up: logging to
     the console and ``OUTPUT_DIR/log.txt``, the environment and the full config logged,
-    seeds (``SEED``), and what the own-data recipe chose.
+    seeds (``SEED``), what the own-data recipe chose, and a warning when the detector is not
+    the matcher's method's (:mod:`lada.modeling.presets`).
 
     This is detectron2's ``default_setup`` except that it does not write
     ``OUTPUT_DIR/config.yaml``: the training run writes it once it has started
@@ -63,6 +65,7 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
     elif cfg.RECIPE.ENABLED:
         logger.info("own-data recipe: applied when this config was saved (RECIPE.APPLIED): "
                     "its sizes and schedule are used as they are")
+    warn_detector_mismatch(cfg)
     return cfg
 
 

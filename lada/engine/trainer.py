@@ -15,6 +15,7 @@ from ..data import ReadCheckedDatasetMapper, check_test_categories
 from ..evaluation import SlenderCOCOEvaluator, aspect_ratio_bands
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import LadaCheckpointer
+from .hooks import UntrainedGTWarning, untrained_gt_advice
 from .run_folder import save_run_config
 
 __all__ = ["Trainer"]
@@ -33,6 +34,8 @@ class Trainer(DefaultTrainer):
       aspect-ratio band of ``TEST.ASPECT_RATIO_EDGES`` (:class:`SlenderCOCOEvaluator`);
     * with ``SOLVER.AMP.ENABLED`` (see :mod:`lada.engine.amp`) steps with detectron2's
       ``AMPTrainer`` in float16 (CUDA) and with :class:`AutocastTrainer` in bfloat16;
+    * logs the share of the first 20 iterations' GT boxes without a positive, a warning
+      above 5 % (:class:`~lada.engine.hooks.UntrainedGTWarning`);
     * checkpoints the optimizer and the grad scaler of its step, as upstream detectron2
       does (v0.6's ``DefaultTrainer`` saves neither, so ``--resume`` restarted them);
     * writes ``OUTPUT_DIR/config.yaml`` when training starts, once the model, the data and
@@ -80,7 +83,11 @@ class Trainer(DefaultTrainer):
             old.model, old.save_dir, trust_pickle=self.cfg.MODEL.WEIGHTS_TRUST_PICKLE,
             save_to_disk=old.save_to_disk, **old.checkpointables,
         )
-        return super().build_hooks()
+        hooks = super().build_hooks()
+        # before the writers (the last hooks), so that its warning precedes their output
+        hooks.insert(len(hooks) - 1, UntrainedGTWarning(untrained_gt_advice(self.cfg),
+                                                        self.cfg.MODEL.MATCHER.NAME))
+        return hooks
 
     @classmethod
     def build_train_loader(cls, cfg):

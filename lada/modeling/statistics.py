@@ -15,8 +15,9 @@ def assignment_statistics(
     """gt_index (N, R) of a ``MatchResult``; GT boxes per image; points per level.
 
     Returns positives per image, positives per GT (mean/min/max over the GT boxes of the
-    batch), the number of GT boxes left without any positive, and each level's share of
-    the positives. One host transfer for all values."""
+    batch), the batch's GT boxes (``num_gts``), the number and the share of them left
+    without any positive (never trained in this step), and each level's share of the
+    positives. One host transfer for all values."""
     offsets = torch.tensor([0] + num_gts[:-1], device=gt_index.device).cumsum(0)
     foreground = gt_index >= 0
     flat = (gt_index + offsets[:, None])[foreground]
@@ -36,6 +37,8 @@ def assignment_statistics(
             "assign/pos_per_gt_mean": mean,
             "assign/pos_per_gt_min": low,
             "assign/pos_per_gt_max": high,
+            "assign/num_gts": float(total_gts),
             "assign/gts_without_pos": without,
+            "assign/gts_without_pos_share": without / total_gts,
         })
     return stats

@@ -10,11 +10,13 @@ from conftest import REPO
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
 
 from lada.config import add_lada_config
 from lada.data import ReadCheckedDatasetMapper, register_coco_dataset
 from lada.data.augmentations import build_extra_augmentations
-from lada.data.recipe import RECIPE_KEYS, apply_recipe
+from lada.data.recipe import (ANCHOR_KEYS, COCO_ANCHOR_TO_OBJECT, RECIPE_KEYS, apply_recipe,
+                              choose_recipe, dataset_stats)
 from lada.engine.setup import user_set_keys
 
 OWN_DATA = REPO / "configs/quick/own_data.yaml"
@@ -212,3 +214,70 @@ def test_registered_320px_dataset_is_intact(dataset):
     dicts = DatasetCatalog.get("recipe320_train")
     assert len(dicts) == 10 and {(d["height"], d["width"]) for d in dicts} == {(320, 320)}
     assert MetadataCatalog.get("recipe320_train").thing_classes == ["a", "b"]
+
+
+def _square_boxes(side: float, image: int = 128, count: int = 3) -> list:
+    """Detectron2 dataset dicts: ``count`` images of ``image`` x ``image`` px, each with
+    one ``side`` x ``side`` box (XYWH_ABS)."""
+    return [{"height": image, "width": image, "annotations": [
+        {"bbox": [4.0, 4.0, side, side], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0}]}
+        for _ in range(count)]
+
+
+@pytest.mark.parametrize("side, size, scale", [
+    # 128-px images, RECIPE.OBJECT_SIZE 32, MIN_SIZE 128: 16-px objects would need 256 px
+    # (no upsampling: 128), 32-px ones 128, 64-px ones 64 (raised to 128); so the objects
+    # stay 16, 32, 64 px and the P3 anchor is 0.9 x that: 14.4, 28.8, 57.6 px = 1.8, 3.6,
+    # 7.2 strides of 8 px.
+    (16, 128, 1.8), (32, 128, 3.6), (64, 128, 7.2),
+])
+def test_anchor_scale_from_the_objects(side, size, scale):
+    cfg = add_lada_config(get_cfg())
+    cfg.merge_from_file(str(OWN_DATA))
+    recipe = choose_recipe(cfg, dataset_stats(_square_boxes(side), num_classes=1))
+    assert recipe.values["INPUT.MIN_SIZE_TEST"] == size
+    assert {key: recipe.values[key] for key in ANCHOR_KEYS} == {
+        f"MODEL.MATCHER.{name}.ANCHOR_SCALE": pytest.approx(scale)
+        for name in ("ATSS", "CIOU_ATSS", "PAA", "LADA")}
+    assert f"ANCHOR_SCALE atss {scale:g}, ciou_atss {scale:g}, paa {scale:g}, lada {scale:g}" in \
+        "\n".join(recipe.lines)
+
+
+def test_anchor_scale_after_resizing(dataset):
+    # 320-px images, median object 40 px: size 256, where the object is 32 px; anchor
+    # 0.9 x 32 = 28.8 px = 3.6 strides. A ratio of 0.5: 16 px = 2 strides.
+    cfg, base = own_data_cfg()
+    recipe = apply_recipe(cfg, set(), base)
+    assert cfg.MODEL.MATCHER.LADA.ANCHOR_SCALE == pytest.approx(3.6)
+    assert cfg.MODEL.MATCHER.PAA.ANCHOR_SCALE == pytest.approx(3.6)
+    assert "in use: lada" in "\n".join(recipe.lines)
+    cfg, base = own_data_cfg("RECIPE.ANCHOR_TO_OBJECT", "0.5")
+    apply_recipe(cfg, set(), base)
+    assert cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE == pytest.approx(2.0)
+
+
+def test_your_anchor_scale_wins(dataset):
+    opts = ["MODEL.MATCHER.PAA.ANCHOR_SCALE", "8.0", "MODEL.MATCHER.NAME", "paa"]
+    cfg, base = own_data_cfg(*opts)
+    recipe = apply_recipe(cfg, user_set_keys(str(OWN_DATA), opts), base)
+    assert cfg.MODEL.MATCHER.PAA.ANCHOR_SCALE == 8.0
+    assert cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE == pytest.approx(3.6)
+    assert recipe.kept == {"MODEL.MATCHER.PAA.ANCHOR_SCALE": 8.0}
+    assert "paa 8 (yours)" in "\n".join(recipe.lines)
+
+
+def test_without_boxes_the_anchors_stay():
+    cfg = add_lada_config(get_cfg())
+    dicts = [{"height": 128, "width": 128, "annotations": []}]
+    recipe = choose_recipe(cfg, dataset_stats(dicts))
+    assert not set(ANCHOR_KEYS) & set(recipe.values)
+
+
+def test_every_anchor_matcher_is_sized():
+    """Every matcher config with an ANCHOR_SCALE key is one the recipe sizes, and the
+    config's default ratio is the module's COCO ratio."""
+    cfg = add_lada_config(get_cfg())
+    with_anchors = {f"MODEL.MATCHER.{name}.ANCHOR_SCALE" for name, node in cfg.MODEL.MATCHER.items()
+                    if isinstance(node, dict) and "ANCHOR_SCALE" in node}
+    assert with_anchors == set(ANCHOR_KEYS)
+    assert cfg.RECIPE.ANCHOR_TO_OBJECT == COCO_ANCHOR_TO_OBJECT

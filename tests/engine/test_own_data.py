@@ -40,12 +40,15 @@ def test_two_iterations_from_an_embedded_data_checkpoint(tmp_path):
     # -> 320 x 32 / 40 = 256 px; 2 classes; iterations yours.
     assert "own-data recipe (RECIPE.ENABLED): 4 training images, median 320 x 320 px" in log
     assert "short side 256 px (INPUT.MIN_SIZE_TEST)" in log
+    # P3 anchor at 0.9 x the 32-px object at that size = 28.8 px = 3.6 strides
+    assert "anchors: ANCHOR_SCALE atss 3.6, ciou_atss 3.6, paa 3.6, lada 3.6" in log
     assert "2 iterations of 8 images" in log and "kept as you set them: SOLVER.MAX_ITER 2" in log
     assert "class head re-initialised: head.cls_score predicts 5 classes in the checkpoint and 2" in log
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["INPUT"]["MIN_SIZE_TEST"] == 256
     assert config["INPUT"]["MIN_SIZE_TRAIN"] == [205, 230, 256, 282, 307]
     assert config["INPUT"]["EXTRA_AUGMENTATIONS"] == ["vertical_flip", "color_jitter"]
+    assert config["MODEL"]["MATCHER"]["LADA"]["ANCHOR_SCALE"] == 3.6
     assert config["MODEL"]["FCOS"]["NUM_CLASSES"] == 2 and config["SOLVER"]["IMS_PER_BATCH"] == 8
 
     final = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
