@@ -8,13 +8,13 @@ does for ``model([{"image": image}])``:
   the resolution the model sees (after the config's test resize, as detectron2's
   ``DefaultPredictor`` applies it); H and W are free;
 * outputs ``boxes`` (K, 4) XYXY in that image's pixels, ``scores`` (K,) and ``classes``
-  (K,) int64, sorted by score within each class after NMS.
+  (K,) int64, by decreasing score.
 
 In the graph: normalisation, padding to the backbone's size divisibility, backbone,
 head, the anchor points of every level (from each feature map's traced size), decoding,
 the score threshold, per-level top-k, class-wise NMS, ``TEST.DETECTIONS_PER_IMAGE`` and
-the clip to the image. Matching and losses run in training only and are detached from the
-model while tracing, so that they can be neither called nor stored.
+the clip to the image. Matching and losses run in training only; while tracing they are
+set to None on the model, so that they can be neither called nor stored.
 
 RFA (``MODEL.FCOS.RFA``, torchvision's ``deform_conv2d``) exports to TorchScript (load
 ``torchvision`` before the model) and to ONNX ``DeformConv`` from opset 19; DW's box
@@ -41,13 +41,17 @@ __all__ = [
 
 FORMATS = ("torchscript", "onnx")
 DEFAULT_OPSET = 17
-MIN_OPSET = {"MODEL.FCOS.BOX_REFINE": 16, "MODEL.FCOS.RFA": 19}
+# Config key (a MODEL.FCOS switch) -> the ONNX op its layer exports to and that op's opset.
+ONNX_OPS = {"MODEL.FCOS.BOX_REFINE": ("GridSample", 16), "MODEL.FCOS.RFA": ("DeformConv", 19)}
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("boxes", "scores", "classes")
 TRAINING_ONLY = ("matcher", "loss")
 # What "the same detections" means for an exported model: the same number, the same
 # classes, boxes within 1e-3 px and scores within 1e-4 of the eager model's.
 PARITY_TOLERANCE = {"boxes": 1e-3, "scores": 1e-4}
+
+# detectron2's batched_nms switches implementation at this many boxes, in Python.
+NMS_BRANCH_CANDIDATES = 40000
 
 Detections = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -65,6 +69,13 @@ def check_exportable(cfg: CfgNode, fmt: str, opset: int = DEFAULT_OPSET) -> None
         raise ExportError(
             f"MODEL.META_ARCHITECTURE: only LadaFCOS exports, got '{cfg.MODEL.META_ARCHITECTURE}'"
         )
+    candidates = len(cfg.MODEL.FCOS.IN_FEATURES) * cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST
+    if candidates >= NMS_BRANCH_CANDIDATES:
+        raise ExportError(
+            f"MODEL.FCOS.TOPK_CANDIDATES_TEST: {candidates} NMS candidates per image (levels x "
+            f"top-k) reach {NMS_BRANCH_CANDIDATES}, where detectron2's batched_nms takes "
+            "another branch than the one a trace records; lower it"
+        )
     if fmt != "onnx":
         return
     missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
@@ -73,9 +84,8 @@ def check_exportable(cfg: CfgNode, fmt: str, opset: int = DEFAULT_OPSET) -> None
             f"--format onnx needs {' and '.join(missing)}: "
             "pip install -r requirements/export.txt"
         )
-    for key, minimum in MIN_OPSET.items():
+    for key, (op, minimum) in ONNX_OPS.items():
         if cfg.MODEL.FCOS.get(key.rsplit(".", 1)[1]) and opset < minimum:
-            op = "DeformConv" if key.endswith("RFA") else "GridSample"
             raise ExportError(
                 f"{key} True needs ONNX opset {minimum} or higher (its op is ONNX {op}); "
                 f"got --opset {opset}"
@@ -108,7 +118,7 @@ def _inference_only(model: nn.Module) -> Iterator[nn.Module]:
 @contextlib.contextmanager
 def _quiet_tracer() -> Iterator[None]:
     """Silences the tracer's warnings: detectron2's asserts and fixed branches (no image
-    reaches 40,000 NMS candidates, convolutions never see empty inputs) are recorded as
+    reaches NMS_BRANCH_CANDIDATES, convolutions never see empty inputs) are recorded as
     constants by design; the size-dependent parts are ops (tests/test_export.py)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -171,7 +181,7 @@ def _register_deform_conv2d_symbolic() -> None:
     symbolic = parse_args("v", "v", "v", "v", "v", "i", "i", "i", "i", "i", "i", "i", "i", "b")(
         _deform_conv2d_symbolic
     )
-    torch.onnx.register_custom_op_symbolic("torchvision::deform_conv2d", symbolic, MIN_OPSET["MODEL.FCOS.RFA"])
+    torch.onnx.register_custom_op_symbolic("torchvision::deform_conv2d", symbolic, ONNX_OPS["MODEL.FCOS.RFA"][1])
 
 
 def load_exported(path: str, num_threads: int = 0) -> Callable[[torch.Tensor], Detections]:

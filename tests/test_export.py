@@ -5,6 +5,7 @@ traced, within lada.export.PARITY_TOLERANCE; matching and losses stay out of the
 The models are random but spread (seeded noise on every parameter), so that their scores
 are distinct: at initialisation every point scores the prior and ties would make the
 comparison depend on float rounding rather than on the graph."""
+import csv
 import json
 
 import numpy as np
@@ -16,7 +17,7 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from PIL import Image
 
-from lada import export
+from lada import compat, export
 from lada.config import add_lada_config
 
 SAMPLE_SIZE = (96, 128)
@@ -166,3 +167,37 @@ def test_export_model_tool_with_a_saved_config(tmp_path):
     assert all(c["ok"] == 1.0 and c["count"] > 0 for c in written["checks"])
     metadata = {p.key: p.value for p in onnx.load(str(tmp_path / "export" / "model.onnx")).metadata_props}
     assert json.loads(metadata["opset"]) == export.DEFAULT_OPSET
+
+
+def test_inference_benchmark_quick(tmp_path):
+    from benchmarks import inference
+
+    paths = inference.main(["--quick", "--output-dir", str(tmp_path)])
+    with open(paths["inference.csv"]) as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["runtime"] for row in rows] == list(inference.RUNTIMES)
+    assert all(float(row["median_ms"]) > 0 and float(row["images_per_s"]) > 0 for row in rows)
+    meta = json.loads(paths["inference.json"].read_text())
+    assert meta["model_sizes"][inference.QUICK]["params_m"] > 0 and meta["load_before"]
+
+
+def test_a_top_k_beyond_the_traced_nms_branch_is_refused():
+    cfg = quick_cfg("lada", "MODEL.FCOS.TOPK_CANDIDATES_TEST", 8000)  # 5 levels x 8000
+    with pytest.raises(export.ExportError, match="MODEL.FCOS.TOPK_CANDIDATES_TEST"):
+        export.check_exportable(cfg, "torchscript")
+
+
+@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "aps"])
+def test_every_other_matcher_exports_to_torchscript(name):
+    model = spread_model(quick_cfg(name))
+    torchscript = export.trace(model, image(SAMPLE_SIZE, seed=100))
+    assert_same_detections(model, torchscript, CHECK_SIZES[1], seed=6)
+
+
+def test_detectron2_export_imports_without_caffe2():
+    import detectron2.export
+    from detectron2.export import TracingAdapter  # noqa: F401  (fails on v0.6 without lada.compat)
+
+    if isinstance(detectron2.export, compat._ExportWithoutCaffe2):
+        with pytest.raises(ImportError, match="caffe2"):
+            detectron2.export.Caffe2Tracer
