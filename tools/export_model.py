@@ -3,7 +3,7 @@
 model on every ``--input`` image.
 
     python tools/export_model.py --config-file output/quick/lada/config.yaml \\
-        --format onnx --input datasets/synthetic/val --output export/lada \\
+        --format onnx --input datasets/synthetic/val --output output/quick/lada/export \\
         MODEL.WEIGHTS output/quick/lada/model_final.pth
 
 The model is traced on the first input image; the exported graph takes one image of any
