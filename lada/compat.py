@@ -28,6 +28,11 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
   channels, as upstream main does.
 * The v0.6 / main API differences the tests meet (``FCOS.match_anchors`` became
   ``FCOS._match_anchors`` with an (M, R) quality matrix) are handled in the tests.
+* ``detectron2.export`` of v0.6 imports its caffe2 exporter in ``__init__``, so without
+  caffe2 (absent from every recent torch) even ``TracingAdapter`` cannot be imported.
+  There, ``detectron2.export`` is registered as a package holding the caffe2-free parts
+  (``TracingAdapter``, ``scripting_with_instances``, ``dump_torchscript_IR``); its
+  caffe2 names raise an ImportError that says so.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import importlib.util
 import inspect
 import os
 import random
+import sys
 import types
 import warnings
 
@@ -177,7 +183,51 @@ def _patch_retinanet_norm_probe() -> None:
     retinanet.get_norm = get_norm_probing_with_32_channels
 
 
+_CAFFE2_EXPORT_NAMES = (
+    "add_export_config", "Caffe2Model", "Caffe2Tracer", "export_caffe2_model", "export_onnx_model",
+)
+
+
+class _ExportWithoutCaffe2(types.ModuleType):
+    """``detectron2.export`` without the caffe2 exporter (see the module docstring)."""
+
+    def __getattr__(self, name: str):
+        if name in _CAFFE2_EXPORT_NAMES:
+            raise ImportError(
+                f"detectron2.export.{name} needs caffe2, which this torch does not include; "
+                "export with TracingAdapter instead (tools/export_model.py)"
+            )
+        raise AttributeError(f"module 'detectron2.export' has no attribute '{name}'")
+
+
+def _make_export_importable_without_caffe2() -> None:
+    try:
+        import detectron2.export  # noqa: F401
+        return
+    except ModuleNotFoundError as error:
+        if not (error.name or "").startswith("caffe2"):
+            raise
+    for name in [n for n in sys.modules if n.startswith("detectron2.export.")]:
+        del sys.modules[name]  # the submodules the failed __init__ had imported
+    spec = importlib.util.find_spec("detectron2.export")
+    package = _ExportWithoutCaffe2("detectron2.export", _ExportWithoutCaffe2.__doc__)
+    package.__spec__, package.__file__ = spec, spec.origin
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__package__ = "detectron2.export"
+    sys.modules["detectron2.export"] = package
+    import detectron2
+    from detectron2.export.flatten import TracingAdapter
+    from detectron2.export.torchscript import dump_torchscript_IR, scripting_with_instances
+
+    detectron2.export = package
+    package.TracingAdapter = TracingAdapter
+    package.dump_torchscript_IR = dump_torchscript_IR
+    package.scripting_with_instances = scripting_with_instances
+    package.__all__ = ["TracingAdapter", "dump_torchscript_IR", "scripting_with_instances"]
+
+
 _import_scripting_modules()
 _patch_create_ddp_model()
 _patch_map_dataset_fallback()
 _patch_retinanet_norm_probe()
+_make_export_importable_without_caffe2()

@@ -4,7 +4,8 @@ Steps, each skipped when already satisfied:
   1. a virtual environment at ``--venv`` (default ``.venv``);
   2. torch/torchvision from ``requirements/torch.txt`` unless torch already imports
      (a user's own CUDA build is kept);
-  3. the pinned runtime and test dependencies;
+  3. the pinned runtime, test and export (onnx, onnxruntime) dependencies, resolved
+     together so that no extra moves a runtime pin;
   4. detectron2: an importable one (for instance a source build with its CUDA ops) is
      used as is, unless it is an earlier build of this script; otherwise v0.6 is built as
      a pure-Python wheel from the ``pb1-detectron2`` sdist on PyPI, whose ``.py`` files
@@ -187,7 +188,7 @@ def setup(venv: Path) -> None:
     if not imports(python, "torch"):
         pip(python, "install", "-r", str(REQUIREMENTS / "torch.txt"))
     pip(python, "install", "-r", str(REQUIREMENTS / "runtime.txt"),
-        "-r", str(REQUIREMENTS / "test.txt"))
+        "-r", str(REQUIREMENTS / "test.txt"), "-r", str(REQUIREMENTS / "export.txt"))
     if keeps_detectron2(python):
         print("using the detectron2 already installed in", venv)
     else:

@@ -206,13 +206,8 @@ class LadaFCOS(DenseDetector):
             scores, thresh = self._test_scores(
                 [x[image] for x in logits], [x[image] for x in aux]
             )
-            # Per level, not detectron2's _decode_multi_level_predictions: in v0.6 that
-            # one ignores its score_thresh argument for self.test_score_thresh.
             detections = Instances.cat([
-                self._decode_per_level_predictions(
-                    level_anchors, level_scores, level_deltas[image], thresh,
-                    self.test_topk_candidates, image_size,
-                )
+                self._decode_level(level_anchors, level_scores, level_deltas[image], thresh, image_size)
                 for level_anchors, level_scores, level_deltas in zip(anchors, scores, deltas)
             ])
             keep = batched_nms(
@@ -223,6 +218,35 @@ class LadaFCOS(DenseDetector):
             )
             results.append(detections[keep[: self.max_detections_per_image]])
         return results
+
+    def _decode_level(
+        self,
+        anchors: Boxes,
+        scores: torch.Tensor,
+        deltas: torch.Tensor,
+        score_thresh: float,
+        image_size: Tuple[int, int],
+    ) -> Instances:
+        """One level of one image: anchors (R_l, 4), scores (R_l, C), deltas (R_l, 4) ->
+        the (point, class) pairs scoring above ``score_thresh``, at most
+        ``test_topk_candidates`` of the best, with their decoded boxes.
+
+        As detectron2's ``_decode_per_level_predictions``, except that the top k are a
+        slice of the sorted candidates rather than ``min(k, number of candidates)`` in
+        Python, which a trace (``tools/export_model.py``) would freeze at the sample
+        image's count; and the ``score_thresh`` given is used (v0.6's multi-level
+        version reads ``self.test_score_thresh`` instead)."""
+        keep = scores > score_thresh
+        candidate_scores, order = scores[keep].sort(descending=True)
+        order = order[: self.test_topk_candidates]
+        point_index, class_index = torch.nonzero(keep)[order].unbind(dim=1)
+        boxes = self.box2box_transform.apply_deltas(deltas[point_index], anchors.tensor[point_index])
+        return Instances(
+            image_size,
+            pred_boxes=Boxes(boxes),
+            scores=candidate_scores[: self.test_topk_candidates],
+            pred_classes=class_index,
+        )
 
     def _test_scores(
         self, logits: List[torch.Tensor], aux: List[torch.Tensor]
