@@ -1,4 +1,5 @@
 """Shared fixtures: seeded RNG, a small LadaFCOS config and synthetic batches."""
+import logging
 import os
 import sys
 from pathlib import Path
@@ -39,6 +40,16 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _propagating_loggers():
+    """``setup_cfg`` run in a test's process calls detectron2's ``setup_logger``, which
+    stops these loggers propagating to the root, where pytest's ``caplog`` listens: later
+    tests would capture nothing."""
+    yield
+    for name in ("lada", "detectron2", "fvcore", "d2"):
+        logging.getLogger(name).propagate = True
 
 
 def small_cfg(**overrides):

@@ -155,11 +155,13 @@ def test_visualize_assignment_sizes_as_training_under_the_recipe(tmp_path):
     """own_data.yaml on 320-px images with 40-px objects: the visualiser's config and
     picture have training's size (the recipe's 320 x 32 / 40 = 256 px, not the quick
     configs' 128), class count (2) and anchors (3.6 strides), as train_net's setup."""
+    from lada.engine import save_run_config
     from lada.engine.setup import build_argument_parser, setup_cfg
 
     json_file, images = write_coco(tmp_path / "data", [[(1, [10, 10, 40, 40]), (2, [100, 120, 40, 40])]] * 3,
                                    size=320)
-    data = ["DATASETS.TRAIN", "('own_vis',)", "DATASETS.TEST", "('own_vis',)"]
+    data = ["DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "('own_vis',)",
+            "DATASETS.TEST", "('own_vis',)"]
     train = setup_cfg(build_argument_parser().parse_args([
         "--config-file", str(REPO / "configs/quick/own_data.yaml"),
         "--dataset", "own_vis", str(json_file), str(images), *data, "OUTPUT_DIR", str(tmp_path / "run")]))
@@ -174,6 +176,7 @@ def test_visualize_assignment_sizes_as_training_under_the_recipe(tmp_path):
     assert tool.load_example(shown, "own_vis", 0)["image"].shape[1:] == (256, 256)
     assert_png(tool.main(argv))
     # a run's saved config gives the same sizes (every key in it is kept)
+    save_run_config(train)
     saved = tool.setup(tool.build_parser().parse_args(["--config-file", str(tmp_path / "run/config.yaml"),
                                         "--register", "own_vis", str(json_file), str(images)]))
     assert [value_of(saved, k) for k in keys] == [256, 256, 2, 3.6]
