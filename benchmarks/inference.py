@@ -20,9 +20,6 @@ and ``inference.md`` to ``--output-dir``.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import json
 import os
 import random
 import sys
@@ -38,7 +35,7 @@ import numpy as np
 import torch
 
 import lada  # noqa: F401  (registers the meta-architecture)
-from benchmarks.measure import LoadMonitor, machine_description
+from benchmarks.measure import LoadMonitor, machine_description, write_results
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from lada import export
@@ -175,26 +172,9 @@ def main(argv=None) -> Dict[str, Path]:
                 rows.extend(case_rows)
                 print(markdown(case_rows), flush=True)
     print(load.summary())
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    paths = {name: output / name for name in ("inference.csv", "inference.json", "inference.md")}
-    with open(paths["inference.csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    meta = {
-        "command": " ".join(["python", "benchmarks/inference.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine, "warmup": args.warmup, "model_sizes": sizes,
-        "load_before": load.load_before, "load_after": load.load_after,
-        "other_processes": [{"command": name, "cpu_share": share} for name, share in load.others],
-    }
-    paths["inference.json"].write_text(json.dumps(meta, indent=2) + "\n")
-    table = markdown(rows)
-    paths["inference.md"].write_text(table)
-    print(table)
-    print("wrote " + ", ".join(str(path) for path in paths.values()))
-    return paths
+    return write_results(args.output_dir, "inference", rows, markdown(rows),
+                         argv if argv is not None else sys.argv[1:], machine, load,
+                         warmup=args.warmup, model_sizes=sizes)
 
 
 if __name__ == "__main__":

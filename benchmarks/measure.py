@@ -12,6 +12,9 @@ objects or numpy arrays (the matchers allocate torch tensors only).
 """
 from __future__ import annotations
 
+import csv
+import datetime
+import json
 import os
 import platform
 import statistics
@@ -20,7 +23,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Tuple, Union
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -191,6 +195,34 @@ class LoadMonitor:
         others = ", ".join(f"{name} {share:.0%}" for name, share in self.others) or "none"
         return (f"load average (1/5/15 min) before {load(self.load_before)}, after "
                 f"{load(self.load_after)}; other processes using CPU meanwhile: {others}")
+
+
+def write_results(
+    output_dir: str, name: str, rows: List[Dict[str, object]], table: str, argv: Sequence[str],
+    machine: Dict[str, object], load: LoadMonitor, **settings: object,
+) -> Dict[str, Path]:
+    """Writes a benchmark's ``<name>.csv`` (``rows``), ``<name>.md`` (``table``) and
+    ``<name>.json`` (the command, UTC date, ``machine``, the benchmark's ``settings`` and
+    how busy the machine was) into ``output_dir``; prints the table and returns the paths."""
+    output = Path(output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    paths = {suffix: output / f"{name}.{suffix}" for suffix in ("csv", "json", "md")}
+    with open(paths["csv"], "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
+        writer.writeheader()
+        writer.writerows(rows)
+    meta = {
+        "command": " ".join(["python", f"benchmarks/{name}.py", *argv]),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine, **settings,
+        "load_before": load.load_before, "load_after": load.load_after,
+        "other_processes": [{"command": command, "cpu_share": share} for command, share in load.others],
+    }
+    paths["json"].write_text(json.dumps(meta, indent=2) + "\n")
+    paths["md"].write_text(table)
+    print(table)
+    print("wrote " + ", ".join(str(path) for path in paths.values()))
+    return {path.name: path for path in paths.values()}
 
 
 def _walk(nodes) -> Iterator:

@@ -21,9 +21,6 @@ Writes ``train_step.csv``, ``train_step.json`` (machine, load, command, date) an
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import json
 import os
 import random
 import statistics
@@ -39,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 import lada  # noqa: F401  (registers the matchers and the meta-architecture)
-from benchmarks.measure import LoadMonitor, machine_description
+from benchmarks.measure import LoadMonitor, machine_description, write_results
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
@@ -180,28 +177,10 @@ def main(argv=None) -> Dict[str, Path]:
     with LoadMonitor() as load:
         rows = measure(cfg, names, batch, args.steps, args.warmup)
     print(load.summary())
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    paths = {name: output / name for name in ("train_step.csv", "train_step.json", "train_step.md")}
-    with open(paths["train_step.csv"], "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
-        writer.writeheader()
-        writer.writerows(rows)
-    meta = {
-        "command": " ".join(["python", "benchmarks/train_step.py", *(argv or sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "config_file": args.config_file, "images": args.images, "size": args.size,
-        "gts_per_image": args.gts, "rounds": args.steps, "warmup": args.warmup,
-        "load_before": load.load_before, "load_after": load.load_after,
-        "other_processes": [{"command": name, "cpu_share": share} for name, share in load.others],
-    }
-    paths["train_step.json"].write_text(json.dumps(meta, indent=2) + "\n")
-    table = markdown(rows)
-    paths["train_step.md"].write_text(table)
-    print(table)
-    print("wrote " + ", ".join(str(path) for path in paths.values()))
-    return paths
+    return write_results(args.output_dir, "train_step", rows, markdown(rows), argv or sys.argv[1:],
+                         machine, load, omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
+                         config_file=args.config_file, images=args.images, size=args.size,
+                         gts_per_image=args.gts, rounds=args.steps, warmup=args.warmup)
 
 
 if __name__ == "__main__":
