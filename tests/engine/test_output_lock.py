@@ -46,5 +46,6 @@ def test_a_killed_runs_lock_is_taken_over_with_a_warning(tmp_path, caplog):
 def test_other_ranks_do_not_lock(tmp_path, monkeypatch):
     with output_dir_lock(tmp_path):
         monkeypatch.setattr(comm, "get_rank", lambda: 1)
-        with output_dir_lock(tmp_path):  # a worker of the run holding the lock
-            pass
+        holder = (tmp_path / LOCK_FILE).read_text()
+        with output_dir_lock(tmp_path):  # a worker of the run holding the lock: no refusal
+            assert (tmp_path / LOCK_FILE).read_text() == holder  # and it writes nothing
