@@ -395,3 +395,16 @@ def test_paper_variant_has_no_degenerate_bags():
     assert [got[1, r] for r in (1, 2, 3)] == pytest.approx([0.402299] * 3, abs=1e-6)
     assert got[2, 4] == pytest.approx(0.0, abs=1e-6)
     assert got[2, 5] == pytest.approx(0.831418, abs=1e-6)
+
+
+def test_focal_alpha_is_the_matchers_own_key():
+    # The paper variant's outside-bag weight 1 - alpha reads MODEL.MATCHER.DW.FOCAL_ALPHA
+    # (default 0.25, Eq. 12's FL), never the detector's focal loss key.
+    assert small_cfg().MODEL.MATCHER.DW.FOCAL_ALPHA == 0.25
+    cfg = small_cfg(**{"MODEL.MATCHER.NAME": "dw", "MODEL.MATCHER.DW.VARIANT": "paper",
+                       "MODEL.FCOS.FOCAL_LOSS_ALPHA": 0.5})
+    assert build_matcher(cfg).outside_neg_weight == 0.75
+    cfg.MODEL.MATCHER.DW.FOCAL_ALPHA = 0.4
+    assert build_matcher(cfg).outside_neg_weight == pytest.approx(0.6)
+    with pytest.raises(ValueError, match=r"MODEL.MATCHER.DW.FOCAL_ALPHA must be in \[0, 1\]"):
+        _matcher("paper", FOCAL_ALPHA=1.5)
