@@ -81,8 +81,8 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
     # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
     # Focal Loss of GFL) or "vfl" (Varifocal Loss of VarifocalNet). QFL and VFL use soft
-    # targets: a positive's MatchResult.cls_target_quality, or, when its matcher gives
-    # none, the detached IoU of its predicted box with its GT (CIoU-ATSS Tables I-II).
+    # targets: a positive's target is the detached IoU of its predicted box with its GT,
+    # whatever the matcher (CIoU-ATSS's PIoU; CIoU-ATSS Tables I-II).
     cfg.MODEL.FCOS.CLS_LOSS = "focal"
     # QFL's beta (GFL: 2; no alpha).
     cfg.MODEL.FCOS.QFL_BETA = 2.0
@@ -200,6 +200,9 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER.DW.MU_NORM = 3.0
     # gamma1 of Eq. 6, the power of IoU in P_neg (Table 3: 2).
     cfg.MODEL.MATCHER.DW.GAMMA1 = 2.0
+    # Variant "paper" only: alpha of Eq. 12's focal loss FL(s, 0), whose weight 1 - alpha
+    # the slots outside every bag get (the paper's FL: alpha 0.25, gamma2 2).
+    cfg.MODEL.MATCHER.DW.FOCAL_ALPHA = 0.25
 
     # LADA (Han et al., Sensors 2023), Algorithm 1; each switch reproduces an ablation.
     cfg.MODEL.MATCHER.LADA = CN()

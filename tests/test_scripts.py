@@ -14,7 +14,7 @@ from PIL import Image
 
 from benchmarks import matchers as bench_matchers
 from benchmarks import train_step
-from lada.matchers import MATCHER_REGISTRY, MatchResult
+from lada.matchers import MATCHER_REGISTRY, MatchResult, PairWeights
 
 REGISTERED = sorted(name for name, _ in MATCHER_REGISTRY)
 
@@ -100,11 +100,13 @@ def test_marker_sizes_follow_soft_weights():
     # point 3 (0.25); image 1's pair is not drawn
     soft = MatchResult(
         gt_index=torch.from_numpy(np.stack([gt_index, gt_index])),
-        pair_index=torch.tensor([[0, 0, 0], [0, 0, 1], [0, 2, 1], [0, 3, 0], [1, 1, 0]]),
-        pair_weight=torch.tensor([0.5, 0.4, 1.0, 0.25, 3.0]),
-        neg_weight=torch.ones(2, 4, 1),
-        pos_normalizer=torch.tensor(2.0),
-        neg_normalizer=torch.tensor(1.0),
+        soft=PairWeights(
+            pair_index=torch.tensor([[0, 0, 0], [0, 0, 1], [0, 2, 1], [0, 3, 0], [1, 1, 0]]),
+            pair_weight=torch.tensor([0.5, 0.4, 1.0, 0.25, 3.0]),
+            neg_weight=torch.ones(2, 4, 1),
+            pos_normalizer=torch.tensor(2.0),
+            neg_normalizer=torch.tensor(1.0),
+        ),
     )
     assert tool.point_weights(soft, 4).tolist() == [0.5, 0.0, 1.0, 0.25]
     sizes = tool.marker_sizes(positive, tool.point_weights(soft, 4), 10.0)

@@ -18,7 +18,7 @@ sizes, class count and anchors of its training (``--register`` the training data
 ``--dataset`` picks any registered dataset (the config's ``DATASETS.REGISTER_COCO``,
 ``--register NAME JSON IMAGE_ROOT`` or detectron2's builtin COCO); the default is the
 config's first test dataset (the embedded synthetic data for ``configs/quick/``).
-Soft matchers (``MatchResult.pair_weight`` set, ``dw``): each point's marker area is
+Soft matchers (``MatchResult.soft`` set, ``dw``): each point's marker area is
 proportional to the weight of its highest-weighted pair, the pair with the GT it is
 drawn for.
 """
@@ -112,12 +112,12 @@ def assign(cfg: CfgNode, inputs: MatchInputs, names: List[str]) -> Dict[str, tup
 def point_weights(result: MatchResult, num_points: int) -> Optional[np.ndarray]:
     """(R,) weight of each point of the first image for soft matchers: its largest pair
     weight (0 for a point in no pair); None for hard matchers."""
-    if result.pair_weight is None:
+    if not result.is_soft:
         return None
-    image, point, _ = result.pair_index.unbind(dim=1)
+    image, point, _ = result.soft.pair_index.unbind(dim=1)
     first = image == 0
     weights = torch.zeros(num_points, dtype=torch.float32, device=point.device)
-    weights.scatter_reduce_(0, point[first], result.pair_weight[first].float(), "amax")
+    weights.scatter_reduce_(0, point[first], result.soft.pair_weight[first].float(), "amax")
     return weights.cpu().numpy()
 
 

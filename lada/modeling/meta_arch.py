@@ -18,7 +18,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..matchers import MatchInputs, build_matcher
+from ..matchers import MatchInputs, Matcher, build_matcher, check_result_kind, declared_soft
 from .head import FCOSHead
 from .losses import build_loss
 from .statistics import assignment_statistics
@@ -63,7 +63,7 @@ class LadaFCOS(DenseDetector):
         backbone: nn.Module,
         head: nn.Module,
         head_in_features: List[str],
-        matcher,
+        matcher: Matcher,
         loss: nn.Module,
         num_classes: int,
         anchor_offset: float = 0.0,
@@ -86,6 +86,7 @@ class LadaFCOS(DenseDetector):
         )
         self.box2box_transform = Box2BoxTransformLinear(normalize_by_size=True)
         self.matcher = matcher
+        self.soft_matcher = declared_soft(matcher)  # every result is checked against it
         self.loss = loss
         self.num_classes = num_classes
         self.max_iter = max_iter
@@ -144,14 +145,15 @@ class LadaFCOS(DenseDetector):
             features, predictions, gt_instances, storage.iter
         )
         match = self.matcher(inputs)
+        check_result_kind(match, self.soft_matcher)
         gt_boxes, gt_classes = inputs.gt_boxes, inputs.gt_classes
         targets = self.loss.targets(match, gt_boxes, gt_classes)
         storage.put_scalars(**assignment_statistics(
             match.gt_index, [len(b) for b in gt_boxes], inputs.num_points_per_level
         ))
-        losses = self.loss(inputs.points, logits, pred_boxes, aux, targets)
-        storage.put_scalars(**self.loss.logged_normalizers)
-        return losses
+        output = self.loss(inputs.points, logits, pred_boxes, aux, targets)
+        storage.put_scalars(**output.normalizers)
+        return output.losses
 
     @torch.no_grad()
     def assignment_inputs(self, batched_inputs: List[Dict], iteration: int = 0) -> MatchInputs:

@@ -1,4 +1,6 @@
 """Builders of hand-made and random matcher scenes."""
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -44,15 +46,14 @@ def crowded_scene(seed, num_images=2, num_small=30, num_large=4, size=256):
     inputs = scene([grid(s, size, size) for s in (8, 16, 32, 64, 128)], images, num_classes=5)
     generator = torch.Generator().manual_seed(seed)
     num_points = inputs.num_points
-    inputs.gt_classes = [torch.randint(0, 5, (len(b),), generator=generator) for b in images]
-    inputs.pred_logits = 2 * torch.randn(num_images, num_points, 5, generator=generator)
+    gt_classes = [torch.randint(0, 5, (len(b),), generator=generator) for b in images]
+    pred_logits = 2 * torch.randn(num_images, num_points, 5, generator=generator)
     half = inputs.strides[None, :, None] * (0.5 + 3 * torch.rand(num_images, num_points, 2, generator=generator))
     center = inputs.points + 4 * torch.randn(num_images, num_points, 2, generator=generator)
     boxes = torch.cat([center - half, center + half], dim=2)
     inverted = torch.rand(num_images, num_points, generator=generator) < 0.05
     boxes[inverted] = boxes[inverted][:, [2, 3, 0, 1]]
-    inputs.pred_boxes = boxes
-    return inputs
+    return replace(inputs, gt_classes=gt_classes, pred_logits=pred_logits, pred_boxes=boxes)
 
 
 def positives_per_gt(gt_index, num_gts):

@@ -1,6 +1,7 @@
 """MMMC's aligned points sampler (docs/methods/aps.md): each stage against values computed by
 hand, and invariants of the whole matcher on random scenes."""
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -64,8 +65,7 @@ def _three_level_scene(level_logits):
     logits = torch.full((inputs.num_points, 3), -6.0)
     level = torch.repeat_interleave(torch.arange(3), torch.tensor(inputs.num_points_per_level))
     logits[:, 0] = torch.tensor(level_logits)[level]
-    inputs.pred_logits = logits[None]
-    return inputs, level
+    return replace(inputs, pred_logits=logits[None]), level
 
 
 def test_scale_assignment_keeps_the_two_levels_of_lowest_mean_loss():
@@ -94,9 +94,9 @@ def test_conflicts_go_to_the_gt_of_lowest_loss():
     box = torch.tensor([[0.0, 0.0, 64.0, 64.0]])
     alone = []
     for cls in (0, 1):
-        inputs.gt_boxes, inputs.gt_classes = [box], [torch.tensor([cls])]
-        alone.append(APSMatcher()(inputs).gt_index[0] == 0)
-    inputs.gt_boxes, inputs.gt_classes = [box.repeat(2, 1)], [torch.tensor([0, 1])]
+        single = replace(inputs, gt_boxes=[box], gt_classes=[torch.tensor([cls])])
+        alone.append(APSMatcher()(single).gt_index[0] == 0)
+    inputs = replace(inputs, gt_boxes=[box.repeat(2, 1)], gt_classes=[torch.tensor([0, 1])])
     gt_index = APSMatcher()(inputs).gt_index[0]
     both = alone[0] & alone[1]
     assert both.any()
@@ -108,9 +108,8 @@ def test_conflicts_go_to_the_gt_of_lowest_loss():
 def test_no_gt_without_a_positive_and_positives_inside():
     # Disjoint GTs, each containing points: every one gets a positive.
     boxes = [[8.0 + 40 * i, 8.0 + 40 * j, 40.0 + 40 * i, 36.0 + 40 * j] for i in range(6) for j in range(6)]
-    inputs = crowded_scene(1, num_images=1, num_small=0, num_large=0)
-    inputs.gt_boxes = [torch.tensor(boxes)]
-    inputs.gt_classes = [torch.arange(36) % 5]
+    inputs = replace(crowded_scene(1, num_images=1, num_small=0, num_large=0),
+                     gt_boxes=[torch.tensor(boxes)], gt_classes=[torch.arange(36) % 5])
     gt_index = APSMatcher()(inputs).gt_index[0]
     assert set(gt_index[gt_index >= 0].tolist()) == set(range(36))
     own = inputs.gt_boxes[0][gt_index[gt_index >= 0]]
@@ -124,11 +123,13 @@ def test_batched_equals_per_image(kwargs):
     inputs = crowded_scene(2)
     batched = APSMatcher(**kwargs)(inputs).gt_index
     for image in range(inputs.num_images):
-        single = crowded_scene(2)
-        for name in ("gt_boxes", "gt_classes"):
-            setattr(single, name, [getattr(inputs, name)[image]])
-        single.pred_logits = inputs.pred_logits[image : image + 1]
-        single.pred_boxes = inputs.pred_boxes[image : image + 1]
+        single = replace(
+            crowded_scene(2),
+            gt_boxes=[inputs.gt_boxes[image]],
+            gt_classes=[inputs.gt_classes[image]],
+            pred_logits=inputs.pred_logits[image : image + 1],
+            pred_boxes=inputs.pred_boxes[image : image + 1],
+        )
         assert torch.equal(APSMatcher(**kwargs)(single).gt_index[0], batched[image])
     assert (batched >= 0).sum() > 0
 

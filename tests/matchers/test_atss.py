@@ -79,7 +79,7 @@ def test_image_without_gt_is_background_next_to_an_annotated_one():
     result = ATSSMatcher()(scene([level], [[], [[8.0, 8.0, 40.0, 40.0]]]))
     assert (result.gt_index[0] == BACKGROUND).all()
     assert (result.gt_index[1] == 0).any()
-    assert result.cls_target_quality is None
+    assert not result.is_soft
 
 
 def _reference_atss(points, strides, counts, boxes, k, scale):

@@ -2,6 +2,7 @@
 scene's geometry by hand or from torchvision's ``box_iou``, the statistics from
 Python's ``statistics`` module."""
 import statistics
+from dataclasses import replace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from lada.config import add_lada_config
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.atss import ATSSMatcher
 from lada.matchers.methods.ciou_atss import CIoUATSSMatcher, scheduled_weight
+from lada.modeling.losses.targets import gather_targets, iou_quality
 
 # A row of six points (stride 10, 20x20 anchors: scale 2) under the GT [0, 0, 60, 20],
 # and one far point; with k = 6 the six row points are the candidates. Anchor IoUs:
@@ -29,8 +31,16 @@ def _row_scene(pred_heights):
     far away for h_i = 0."""
     inputs = scene(ROW, [[ROW_GT]])
     preds = [[0.0, 0.0, 60.0, h] if h > 0 else NOWHERE for h in pred_heights] + [NOWHERE]
-    inputs.pred_boxes = torch.tensor([preds])
-    return inputs
+    return replace(inputs, pred_boxes=torch.tensor([preds]))
+
+
+def _cls_target_quality(inputs, result):
+    """(N, R) the QFL/VFL target the dense loss trains each point with
+    (``iou_quality``), 0 for background."""
+    targets = gather_targets(result, inputs.gt_boxes, inputs.gt_classes, num_classes=1)
+    quality = torch.zeros(targets.foreground.shape)
+    quality[targets.foreground] = iou_quality(targets, inputs.pred_boxes)
+    return quality
 
 
 def _thresholds(aiou, piou):
@@ -82,7 +92,7 @@ def test_a_candidate_becomes_positive_only_through_its_predicted_iou():
     result = CIoUATSSMatcher(topk=6, anchor_scale=2.0)(inputs)
     assert result.gt_index[0].tolist() == [0] + [BACKGROUND] * 6
     # Its classification target is its predicted IoU.
-    assert result.cls_target_quality[0].tolist() == [1.0] + [0.0] * 6
+    assert _cls_target_quality(inputs, result)[0].tolist() == [1.0] + [0.0] * 6
 
 
 def test_a_point_claimed_by_two_gts_goes_to_the_largest_combined_iou():
@@ -96,7 +106,7 @@ def test_a_point_claimed_by_two_gts_goes_to_the_largest_combined_iou():
 
     def run(boxes):
         inputs = scene([level], [boxes])
-        inputs.pred_boxes = torch.tensor(big).expand(1, inputs.num_points, 4).clone()
+        inputs = replace(inputs, pred_boxes=torch.tensor(big).expand(1, inputs.num_points, 4).clone())
         return inputs, matcher(inputs).gt_index[0]
 
     alone = [run([box])[1] >= 0 for box in (big, small)]
@@ -120,13 +130,13 @@ def test_a_candidate_outside_the_gt_is_never_positive_even_with_a_perfect_predic
     level = grid(8, 64, 64)
     bar = [26.0, 4.0, 27.5, 60.0]
     inputs = scene([level], [[bar]])
-    inputs.pred_boxes = torch.tensor(bar).expand(1, inputs.num_points, 4).clone()
+    inputs = replace(inputs, pred_boxes=torch.tensor(bar).expand(1, inputs.num_points, 4).clone())
     result = CIoUATSSMatcher(anchor_scale=1.0)(inputs)
     assert (result.gt_index == BACKGROUND).all()
-    assert (result.cls_target_quality == 0).all()
+    assert (_cls_target_quality(inputs, result) == 0).all()
     # Widened to contain the x = 28 column, only points of that column are positive.
     inputs = scene([level], [[[26.0, 4.0, 29.5, 60.0]]])
-    inputs.pred_boxes = torch.tensor(bar).expand(1, inputs.num_points, 4).clone()
+    inputs = replace(inputs, pred_boxes=torch.tensor(bar).expand(1, inputs.num_points, 4).clone())
     positives = inputs.points[CIoUATSSMatcher(anchor_scale=1.0)(inputs).gt_index[0] == 0]
     assert len(positives) > 0 and (positives[:, 0] == 28).all()
 
@@ -146,8 +156,7 @@ def _random_scene(seed, num_gts=12):
     levels = [grid(s, 128, 96) for s in (8, 16, 32, 64)]
     inputs = scene(levels, [random_boxes(num_gts, 96, generator).tolist()])
     jitter = torch.rand(inputs.pred_boxes.shape, generator=generator) * 24 - 12
-    inputs.pred_boxes = torch.cat([inputs.points - 16, inputs.points + 16], dim=1) + jitter
-    return inputs
+    return replace(inputs, pred_boxes=torch.cat([inputs.points - 16, inputs.points + 16], dim=1) + jitter)
 
 
 def test_schedules_at_the_first_and_last_iteration():
@@ -157,11 +166,10 @@ def test_schedules_at_the_first_and_last_iteration():
     assert not torch.equal(atss, piou_only)
     d_up = CIoUATSSMatcher(pred_weight_schedule="d_up")
     d_down = CIoUATSSMatcher(anchor_weight_schedule="d_down")
-    inputs.max_iter = 1000
-    inputs.iteration = 0
+    inputs = replace(inputs, max_iter=1000, iteration=0)
     assert d_up.weights(0, 1000) == (1.0, 0.0) and d_down.weights(0, 1000) == (1.0, 1.0)
     assert torch.equal(d_up(inputs).gt_index, atss)  # PIoU weight 0: ATSS
-    inputs.iteration = 1000
+    inputs = replace(inputs, iteration=1000)
     assert d_up.weights(1000, 1000) == (1.0, 1.0) and d_down.weights(1000, 1000) == (0.0, 1.0)
     assert torch.equal(d_down(inputs).gt_index, piou_only)  # AIoU weight 0
     assert torch.equal(d_up(inputs).gt_index, CIoUATSSMatcher()(inputs).gt_index)
@@ -169,7 +177,7 @@ def test_schedules_at_the_first_and_last_iteration():
 
 def test_schedule_outside_the_training_is_reported():
     inputs = _random_scene(seed=0)
-    inputs.iteration, inputs.max_iter = 11, 10
+    inputs = replace(inputs, iteration=11, max_iter=10)
     with pytest.raises(ValueError, match="needs 0 <= iteration <= max_iter"):
         CIoUATSSMatcher(pred_weight_schedule="d_up")(inputs)
 
@@ -192,18 +200,20 @@ def test_quality_is_the_predicted_iou_of_each_positive_with_its_gt():
     assert positive.any()
     own = inputs.gt_boxes[0][result.gt_index[0][positive]]
     expected = box_iou(inputs.pred_boxes[0][positive], own).diagonal()
-    torch.testing.assert_close(result.cls_target_quality[0][positive], expected)
-    assert (result.cls_target_quality[0][~positive] == 0).all()
+    quality = _cls_target_quality(inputs, result)
+    torch.testing.assert_close(quality[0][positive], expected)
+    assert (quality[0][~positive] == 0).all()
 
 
 def test_image_without_gt_next_to_an_annotated_one():
     level = grid(8, 64, 64)
     inputs = scene([level], [[], [[8.0, 8.0, 40.0, 40.0]]])
-    inputs.pred_boxes = torch.tensor([8.0, 8.0, 40.0, 40.0]).expand(2, inputs.num_points, 4).clone()
+    inputs = replace(inputs, pred_boxes=torch.tensor([8.0, 8.0, 40.0, 40.0]).expand(2, inputs.num_points, 4).clone())
     result = CIoUATSSMatcher()(inputs)
-    assert (result.gt_index[0] == BACKGROUND).all() and (result.cls_target_quality[0] == 0).all()
+    quality = _cls_target_quality(inputs, result)
+    assert (result.gt_index[0] == BACKGROUND).all() and (quality[0] == 0).all()
     assert (result.gt_index[1] == 0).any()
-    assert (result.cls_target_quality[1][result.gt_index[1] == 0] == 1).all()
+    assert (quality[1][result.gt_index[1] == 0] == 1).all()
 
 
 def test_config_defaults_are_the_papers():

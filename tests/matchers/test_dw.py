@@ -30,12 +30,14 @@ NUM_CLASSES = 3
 
 def hand_scene():
     inputs = scene([(8, STRIDE8), (16, STRIDE16)], [[A, B, C]], num_classes=NUM_CLASSES)
-    inputs.gt_classes = [torch.tensor([0, 0, 1])]
     generator = torch.Generator().manual_seed(3)
-    inputs.pred_logits = torch.randn(1, 9, NUM_CLASSES, generator=generator)
-    inputs.pred_quality = torch.randn(1, 9, generator=generator)
-    inputs.pred_boxes = torch.tensor([PRED])
-    return inputs
+    return dataclasses.replace(
+        inputs,
+        gt_classes=[torch.tensor([0, 0, 1])],
+        pred_logits=torch.randn(1, 9, NUM_CLASSES, generator=generator),
+        pred_quality=torch.randn(1, 9, generator=generator),
+        pred_boxes=torch.tensor([PRED]),
+    )
 
 
 def _area(box):
@@ -112,7 +114,7 @@ def _matcher(variant="official", **keys):
 
 
 def _pairs(result):
-    return {(int(g), int(r)): w for (_, r, g), w in zip(result.pair_index.tolist(), result.pair_weight.tolist())}
+    return {(int(g), int(r)): w for (_, r, g), w in zip(result.soft.pair_index.tolist(), result.soft.pair_weight.tolist())}
 
 
 def test_bags_and_prior_by_hand():
@@ -184,17 +186,17 @@ def test_negative_weights_and_normalisers_equal_the_reference_loop(variant):
     expected = torch.full((1, 9, NUM_CLASSES), outside)
     for (r, c), value in neg.items():
         expected[0, r, c] = value
-    torch.testing.assert_close(result.neg_weight, expected, atol=1e-6, rtol=1e-5)
-    assert result.pos_normalizer.item() == 3  # the number of GT boxes
-    assert result.neg_normalizer.item() == pytest.approx(sum(1 - v for v in neg.values()), abs=1e-5)
+    torch.testing.assert_close(result.soft.neg_weight, expected, atol=1e-6, rtol=1e-5)
+    assert result.soft.pos_normalizer.item() == 3  # the number of GT boxes
+    assert result.soft.neg_normalizer.item() == pytest.approx(sum(1 - v for v in neg.values()), abs=1e-5)
 
 
 def test_a_point_in_two_bags_of_one_class_keeps_the_smallest_negative_probability():
     inputs = hand_scene()
     result = _matcher()(inputs)
     # Point 2: P_neg 0 for A (its best IoU), 1 for B (IoU 0.31 < 0.5).
-    assert result.neg_weight[0, 2, 0].item() == pytest.approx(0.0, abs=1e-6)
-    assert result.neg_weight[0, 2, 1].item() == 1.0  # class 1 has no bag there
+    assert result.soft.neg_weight[0, 2, 0].item() == pytest.approx(0.0, abs=1e-6)
+    assert result.soft.neg_weight[0, 2, 1].item() == 1.0  # class 1 has no bag there
 
 
 def test_gt_index_is_the_highest_weighted_gt():
@@ -213,13 +215,12 @@ def test_equal_weights_go_to_the_smaller_gt_whatever_the_order():
     # The paper variant normalises each bag to sum 1: two GT boxes whose bags hold only
     # the one point of the scene both give it weight 1, and the smaller box takes it.
     inputs = scene([(8, [(16, 16)])], [[[8, 8, 24, 24], [4, 4, 28, 28]]], num_classes=2)
-    inputs.pred_quality = torch.zeros(1, 1)
-    inputs.pred_boxes = torch.tensor([[[10.0, 10, 22, 22]]])
+    inputs = dataclasses.replace(inputs, pred_quality=torch.zeros(1, 1),
+                                 pred_boxes=torch.tensor([[[10.0, 10, 22, 22]]]))
     boxes = inputs.gt_boxes[0].clone()
     for order in ([0, 1], [1, 0]):
-        inputs.gt_boxes = [boxes[order]]
-        result = _matcher("paper")(inputs)
-        assert result.pair_weight.tolist() == [1.0, 1.0]
+        result = _matcher("paper")(dataclasses.replace(inputs, gt_boxes=[boxes[order]]))
+        assert result.soft.pair_weight.tolist() == [1.0, 1.0]
         assert result.gt_index[0].tolist() == [order.index(0)]
 
 
@@ -241,32 +242,33 @@ def test_best_gt_stage_leaves_points_of_nan_weights_in_the_background():
 
 def test_official_weight_sums_lie_between_one_and_e_squared_on_crowded_scenes():
     inputs = crowded_scene(5)
-    inputs.pred_quality = torch.randn(inputs.num_images, inputs.num_points)
+    inputs = dataclasses.replace(inputs, pred_quality=torch.randn(inputs.num_images, inputs.num_points))
     result = _matcher()(inputs)
-    image, _, gt = result.pair_index.unbind(dim=1)
-    sums = torch.zeros(2, 34).index_put_((image, gt), result.pair_weight, accumulate=True)
+    image, _, gt = result.soft.pair_index.unbind(dim=1)
+    sums = torch.zeros(2, 34).index_put_((image, gt), result.soft.pair_weight, accumulate=True)
     assert ((sums >= 1 - 1e-5) & (sums <= math.e**2 + 1e-4)).all()
-    assert ((result.neg_weight >= 0) & (result.neg_weight <= 1)).all()
+    assert ((result.soft.neg_weight >= 0) & (result.soft.neg_weight <= 1)).all()
 
 
 def test_images_without_gt_and_batching():
     inputs = hand_scene()
-    empty = scene([(8, STRIDE8), (16, STRIDE16)], [[A, B, C], []], num_classes=NUM_CLASSES)
-    empty.gt_classes = [inputs.gt_classes[0], torch.zeros(0, dtype=torch.long)]
-    empty.pred_logits = inputs.pred_logits.repeat(2, 1, 1)
-    empty.pred_quality = inputs.pred_quality.repeat(2, 1)
-    empty.pred_boxes = inputs.pred_boxes.repeat(2, 1, 1)
+    empty = dataclasses.replace(
+        scene([(8, STRIDE8), (16, STRIDE16)], [[A, B, C], []], num_classes=NUM_CLASSES),
+        gt_classes=[inputs.gt_classes[0], torch.zeros(0, dtype=torch.long)],
+        pred_logits=inputs.pred_logits.repeat(2, 1, 1),
+        pred_quality=inputs.pred_quality.repeat(2, 1),
+        pred_boxes=inputs.pred_boxes.repeat(2, 1, 1),
+    )
     alone, batched = _matcher()(inputs), _matcher()(empty)
-    assert (batched.gt_index[1] == BACKGROUND).all() and (batched.neg_weight[1] == 1).all()
-    assert (batched.pair_index[:, 0] == 0).all()
-    torch.testing.assert_close(batched.pair_weight, alone.pair_weight)
-    torch.testing.assert_close(batched.neg_weight[0], alone.neg_weight[0])
-    assert batched.neg_normalizer == alone.neg_normalizer
+    assert (batched.gt_index[1] == BACKGROUND).all() and (batched.soft.neg_weight[1] == 1).all()
+    assert (batched.soft.pair_index[:, 0] == 0).all()
+    torch.testing.assert_close(batched.soft.pair_weight, alone.soft.pair_weight)
+    torch.testing.assert_close(batched.soft.neg_weight[0], alone.soft.neg_weight[0])
+    assert batched.soft.neg_normalizer == alone.soft.neg_normalizer
 
 
 def test_needs_the_centerness_logits_and_valid_keys():
-    inputs = hand_scene()
-    inputs.pred_quality = None
+    inputs = dataclasses.replace(hand_scene(), pred_quality=None)
     with pytest.raises(ValueError, match="pred_quality is None"):
         _matcher()(inputs)
     with pytest.raises(ValueError, match="MODEL.MATCHER.DW.VARIANT must be one of"):
@@ -293,7 +295,7 @@ def test_three_loss_values_of_the_scene(variant):
     loss = PairwiseWeightedLoss(pos_cls_weight=factors[0], box_weight=factors[1])
     match = _matcher(variant)(inputs)
     losses = loss(inputs.points, inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality,
-                  loss.targets(match, inputs.gt_boxes, inputs.gt_classes))
+                  loss.targets(match, inputs.gt_boxes, inputs.gt_classes)).losses
 
     weight, _, neg, outside, _ = reference_dw(inputs, variant)
     logits, ctr = inputs.pred_logits[0].tolist(), inputs.pred_quality[0].tolist()
@@ -314,7 +316,8 @@ def test_three_loss_values_of_the_scene(variant):
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_crowded_batch_in_small_gt_chunks_equals_the_reference_loop_per_image(variant, monkeypatch):
     inputs = crowded_scene(3)
-    inputs.pred_quality = torch.randn(inputs.num_images, inputs.num_points, generator=torch.Generator().manual_seed(3))
+    inputs = dataclasses.replace(inputs, pred_quality=torch.randn(
+        inputs.num_images, inputs.num_points, generator=torch.Generator().manual_seed(3)))
     monkeypatch.setattr("lada.matchers.stages.pairs.MAX_CHUNK_ELEMENTS", 64)  # a few GTs per chunk
     result = _matcher(variant)(inputs)
     for image in range(inputs.num_images):
@@ -324,16 +327,16 @@ def test_crowded_batch_in_small_gt_chunks_equals_the_reference_loop_per_image(va
             pred_quality=inputs.pred_quality[image:image + 1],
         )
         weight, _, neg, outside, _ = reference_dw(alone, variant)
-        mine = result.pair_index[:, 0] == image
-        got = {(int(g), int(r)): w for (_, r, g), w in zip(result.pair_index[mine].tolist(),
-                                                           result.pair_weight[mine].tolist())}
+        mine = result.soft.pair_index[:, 0] == image
+        got = {(int(g), int(r)): w for (_, r, g), w in zip(result.soft.pair_index[mine].tolist(),
+                                                           result.soft.pair_weight[mine].tolist())}
         assert got.keys() == weight.keys()
         for pair, value in weight.items():
             assert got[pair] == pytest.approx(value, rel=1e-4, abs=1e-7), (image, pair)
         expected = torch.full((inputs.num_points, 5), outside)
         for (r, c), value in neg.items():
             expected[r, c] = value
-        torch.testing.assert_close(result.neg_weight[image], expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(result.soft.neg_weight[image], expected, atol=1e-5, rtol=1e-4)
 
 
 # Degenerate bags (docs/methods/dw.md, "Negative weights"): D holds one point, E three
@@ -351,19 +354,21 @@ DEGENERATE_PRED = [
 
 def degenerate_scene():
     inputs = scene([(8, DEGENERATE_POINTS)], [[D, E, F]], num_classes=NUM_CLASSES)
-    inputs.gt_classes = [torch.tensor([0, 1, 2])]
     generator = torch.Generator().manual_seed(5)
-    inputs.pred_logits = torch.randn(1, 7, NUM_CLASSES, generator=generator)
-    inputs.pred_quality = torch.randn(1, 7, generator=generator)
-    inputs.pred_boxes = torch.tensor([DEGENERATE_PRED])
-    return inputs
+    return dataclasses.replace(
+        inputs,
+        gt_classes=[torch.tensor([0, 1, 2])],
+        pred_logits=torch.randn(1, 7, NUM_CLASSES, generator=generator),
+        pred_quality=torch.randn(1, 7, generator=generator),
+        pred_boxes=torch.tensor([DEGENERATE_PRED]),
+    )
 
 
 def _in_bag_p_neg(result, inputs):
     """P_neg of each bag pair, read from the public result: neg_weight at the slot
     (point, class of its GT)."""
     classes = inputs.gt_classes[0].tolist()
-    return {(g, r): result.neg_weight[0, r, classes[g]].item() for g, r in _pairs(result)}
+    return {(g, r): result.soft.neg_weight[0, r, classes[g]].item() for g, r in _pairs(result)}
 
 
 def test_official_degenerate_bags_give_every_point_a_negative_probability_of_one():
@@ -390,3 +395,16 @@ def test_paper_variant_has_no_degenerate_bags():
     assert [got[1, r] for r in (1, 2, 3)] == pytest.approx([0.402299] * 3, abs=1e-6)
     assert got[2, 4] == pytest.approx(0.0, abs=1e-6)
     assert got[2, 5] == pytest.approx(0.831418, abs=1e-6)
+
+
+def test_focal_alpha_is_the_matchers_own_key():
+    # The paper variant's outside-bag weight 1 - alpha reads MODEL.MATCHER.DW.FOCAL_ALPHA
+    # (default 0.25, Eq. 12's FL), never the detector's focal loss key.
+    assert small_cfg().MODEL.MATCHER.DW.FOCAL_ALPHA == 0.25
+    cfg = small_cfg(**{"MODEL.MATCHER.NAME": "dw", "MODEL.MATCHER.DW.VARIANT": "paper",
+                       "MODEL.FCOS.FOCAL_LOSS_ALPHA": 0.5})
+    assert build_matcher(cfg).outside_neg_weight == 0.75
+    cfg.MODEL.MATCHER.DW.FOCAL_ALPHA = 0.4
+    assert build_matcher(cfg).outside_neg_weight == pytest.approx(0.6)
+    with pytest.raises(ValueError, match=r"MODEL.MATCHER.DW.FOCAL_ALPHA must be in \[0, 1\]"):
+        _matcher("paper", FOCAL_ALPHA=1.5)

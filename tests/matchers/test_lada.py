@@ -1,4 +1,6 @@
 """LADA's stages and matcher on hand-built cases (docs/methods/lada.md)."""
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import small_cfg
@@ -130,10 +132,10 @@ def _scene_with_predictions(boxes_per_image, seed=0):
     generator = torch.Generator().manual_seed(seed)
     levels = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]
     inputs = scene(levels, boxes_per_image, num_classes=5)
-    inputs.pred_logits = torch.randn(inputs.pred_logits.shape, generator=generator)
+    pred_logits = torch.randn(inputs.pred_logits.shape, generator=generator)
     jitter = torch.rand(inputs.pred_boxes.shape, generator=generator) * 20
-    inputs.pred_boxes = torch.cat([inputs.points - 12, inputs.points + 12], dim=1) + jitter - 10
-    return inputs
+    pred_boxes = torch.cat([inputs.points - 12, inputs.points + 12], dim=1) + jitter - 10
+    return replace(inputs, pred_logits=pred_logits, pred_boxes=pred_boxes)
 
 
 def test_positives_lie_inside_their_gt_and_its_epcp_region():

@@ -1,6 +1,8 @@
 """PAA (docs/methods/paa.md): hand-built scenes for the preliminary match and the inside-GT
 rule, and the whole matcher against an independent per-GT loop (tests/matchers/
 references.py: torchvision losses, scikit-learn's GaussianMixture) on crowded scenes."""
+from dataclasses import replace
+
 import pytest
 import torch
 from helpers import crowded_scene, positives_per_gt, scene
@@ -66,9 +68,9 @@ def test_a_gt_with_a_single_candidate_gets_it():
 
 def test_inside_gt_rule():
     # A slender GT: with 8s anchor boxes, points above and below it are matched to it.
-    inputs = crowded_scene(0, num_images=1, num_small=0, num_large=0)
-    inputs.gt_boxes = [torch.tensor([[20.0, 100.0, 236.0, 112.0]])]
-    inputs.gt_classes = [torch.tensor([1])]
+    inputs = replace(crowded_scene(0, num_images=1, num_small=0, num_large=0),
+                     gt_boxes=[torch.tensor([[20.0, 100.0, 236.0, 112.0]])],
+                     gt_classes=[torch.tensor([1])])
     box = inputs.gt_boxes[0][0]
     outside = lambda gt_index: ~(  # noqa: E731
         (inputs.points > box[:2] + 0.01) & (inputs.points < box[2:] - 0.01)

@@ -21,7 +21,7 @@ def test_giou_branch_target(pred, target):
                            foreground=torch.tensor([[True]]))
     logit = 1.0
     losses = loss(torch.tensor([[5.0, 5.0]]), torch.zeros(1, 1, 2), torch.tensor([[pred]]),
-                  torch.tensor([[logit]]), targets)
+                  torch.tensor([[logit]]), targets).losses
     p = 1 / (1 + math.exp(-logit))
     expected = -(target * math.log(p) + (1 - target) * math.log(1 - p))
     assert losses["loss_giou"].item() == pytest.approx(expected, rel=1e-6)

@@ -94,7 +94,7 @@ def test_soft_targets_put_the_quality_at_the_class():
         soft_class_targets(labels, foreground, torch.tensor([0.5]), 3)
 
 
-def _targets(cls_quality=None):
+def _targets():
     """One image, three points, two classes: point 0 of class 1 with GT [0, 0, 10, 10],
     point 2 of class 0 with GT [0, 0, 20, 10]; point 1 background."""
     boxes = torch.tensor([[[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 20.0, 10.0]]])
@@ -102,7 +102,6 @@ def _targets(cls_quality=None):
         labels=torch.tensor([[1, 2, 0]]),
         boxes=boxes,
         foreground=torch.tensor([[True, False, True]]),
-        cls_quality=cls_quality,
     )
 
 
@@ -112,27 +111,21 @@ LOGITS = torch.tensor([[[0.3, -1.2], [-2.0, -3.0], [1.1, 0.4]]])
 
 
 @pytest.mark.parametrize("name, formula", [("qfl", _qfl), ("vfl", _vfl)])
-def test_loss_computes_the_iou_target_when_the_matcher_gives_none(name, formula):
+def test_loss_computes_the_iou_target(name, formula):
     loss = DenseDetectionLoss(num_classes=2, cls_loss=name, aux_branch="iou", normalizer="num_pos")
     points = torch.tensor([[5.0, 5.0], [6.0, 6.0], [5.0, 5.0]])
-    values = loss(points, LOGITS, PRED_BOXES, torch.zeros(1, 3), _targets())
+    values = loss(points, LOGITS, PRED_BOXES, torch.zeros(1, 3), _targets()).losses
     logits = LOGITS[0].tolist()
     # Soft targets: point 0 class 1 = 1/2, point 2 class 0 = 1/2, all else 0; 2 positives.
     soft = [[0.0, 0.5], [0.0, 0.0], [0.5, 0.0]]
     expected = sum(formula(x, y) for row, ys in zip(logits, soft) for x, y in zip(row, ys)) / 2
     assert values["loss_cls"].item() == pytest.approx(expected, rel=1e-5)
-    # A matcher's quality is used as given (0.9 and 0.2, not the IoUs).
-    given = loss(points, LOGITS, PRED_BOXES, torch.zeros(1, 3),
-                 _targets(cls_quality=torch.tensor([[0.9, 0.0, 0.2]])))
-    soft = [[0.0, 0.9], [0.0, 0.0], [0.2, 0.0]]
-    expected = sum(formula(x, y) for row, ys in zip(logits, soft) for x, y in zip(row, ys)) / 2
-    assert given["loss_cls"].item() == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("cls_loss", ["qfl", "vfl"])
 @pytest.mark.parametrize("matcher", ["atss", "fcos"])
 def test_any_matcher_trains_with_quality_losses(matcher, cls_loss):
-    # Table I "ATSS+QFL" / "ATSS+VFL": a matcher without cls_target_quality.
+    # Table I "ATSS+QFL" / "ATSS+VFL": the IoU targets of any matcher.
     cfg = small_cfg(**{"MODEL.MATCHER.NAME": matcher, "MODEL.FCOS.CLS_LOSS": cls_loss})
     model = build_model(cfg)
     with EventStorage(0):

@@ -3,7 +3,7 @@ as empty boxes at their (x0, y0) corner, as the official PAA code clamps them: I
 GIoU loss of at most 2, in the anchor scores and in the training losses."""
 import torch
 
-from lada.matchers.stages.geometry import clamp_inverted, paired_iou
+from lada.geometry import clamp_inverted, paired_iou
 from lada.matchers.stages.scores import anchor_losses
 from lada.modeling.losses import DenseDetectionLoss
 from lada.modeling.losses.targets import DenseTargets
@@ -34,7 +34,7 @@ def test_training_loss_of_an_inverted_prediction_is_at_most_two():
     far_inverted = torch.tensor([[[500.0, 500.0, -500.0, -500.0]]], requires_grad=True)
     targets = DenseTargets(labels=torch.tensor([[1]]), boxes=GT[None], foreground=torch.tensor([[True]]))
     for boxes, expected in ((INVERTED[None], EXPECTED_GIOU_LOSS), (far_inverted, None)):
-        losses = loss(torch.tensor([[30.0, 30.0]]), torch.zeros(1, 1, 3), boxes, torch.zeros(1, 1), targets)
+        losses = loss(torch.tensor([[30.0, 30.0]]), torch.zeros(1, 1, 3), boxes, torch.zeros(1, 1), targets).losses
         value = losses["loss_box_reg"].item()
         assert 0 <= value <= 2
         if expected is not None:

@@ -1,4 +1,5 @@
-"""LadaFCOS training behaviour: empty images, normalisers, auxiliary branches, bad GT."""
+"""LadaFCOS training behaviour: empty images, normalisers, auxiliary branches, bad GT,
+results of the kind the matcher declares."""
 import pytest
 import torch
 from conftest import REPO, make_batch, small_cfg
@@ -6,7 +7,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
-from lada.matchers import MATCHER_REGISTRY
+from lada.matchers import MATCHER_REGISTRY, MatchResult
 
 
 def _losses(model, batch, step=0):
@@ -93,6 +94,14 @@ def test_matcher_sees_detached_predictions_only():
     _losses(model, make_batch([2]))
     (inputs,) = seen
     assert not any(t.requires_grad for t in (inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality))
+
+
+def test_a_result_of_the_other_kind_than_the_matcher_declared_is_refused():
+    model = build_model(small_cfg(**{"MODEL.MATCHER.NAME": "dw"}))  # SOFT = True
+    original = model.matcher
+    model.matcher = lambda inputs: MatchResult(gt_index=original(inputs).gt_index)
+    with pytest.raises(TypeError, match=r"declares SOFT = True but returned a hard"):
+        _losses(model, make_batch([2]))
 
 
 @pytest.mark.parametrize(

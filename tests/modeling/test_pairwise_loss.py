@@ -1,12 +1,13 @@
 """The weighted_pairs loss (docs/methods/dw.md) on hand-made soft assignments, against plain
 per-term loops; refusal of the wrong kind of assignment; fp32 and finiteness."""
+import dataclasses
 import math
 
 import pytest
 import torch
 from conftest import small_cfg
 
-from lada.matchers import MatchResult
+from lada.matchers import MatchResult, PairWeights
 from lada.modeling.losses import DenseDetectionLoss, PairwiseWeightedLoss, build_loss
 from lada.modeling.losses import pairwise
 
@@ -22,11 +23,13 @@ NEG = [[[1.0, 0.5], [0.2, 0.9], [1.0, 1.0]]]
 def _match(pos_normalizer=2.0, neg_normalizer=2.5):
     return MatchResult(
         gt_index=torch.tensor([[0, 1, -1]]),
-        pair_index=torch.tensor([p[:3] for p in PAIRS]),
-        pair_weight=torch.tensor([p[3] for p in PAIRS]),
-        neg_weight=torch.tensor(NEG),
-        pos_normalizer=torch.tensor(pos_normalizer),
-        neg_normalizer=torch.tensor(neg_normalizer),
+        soft=PairWeights(
+            pair_index=torch.tensor([p[:3] for p in PAIRS]),
+            pair_weight=torch.tensor([p[3] for p in PAIRS]),
+            neg_weight=torch.tensor(NEG),
+            pos_normalizer=torch.tensor(pos_normalizer),
+            neg_normalizer=torch.tensor(neg_normalizer),
+        ),
     )
 
 
@@ -59,10 +62,14 @@ def _expected(pos_norm, neg_norm, cls_w=0.25, box_w=1.25, neg_w=1.0, power=2.0):
             "loss_cls_neg": neg_w * neg / neg_norm}
 
 
-def _losses(loss, match):
+def _output(loss, match):
     targets = loss.targets(match, GT_BOXES, GT_CLASSES)
     points = torch.zeros(3, 2)
     return loss(points, CLS_LOGITS, PRED_BOXES, AUX_LOGITS, targets)
+
+
+def _losses(loss, match):
+    return _output(loss, match).losses
 
 
 def test_three_terms_equal_the_per_term_loop():
@@ -75,11 +82,12 @@ def test_three_terms_equal_the_per_term_loop():
 
 def test_paper_factors_and_normalisers_clamped_at_one():
     loss = PairwiseWeightedLoss(pos_cls_weight=1.0, box_weight=5.0, neg_weight=1.0, neg_power=3.0)
-    losses = _losses(loss, _match(pos_normalizer=0.0, neg_normalizer=0.3))
+    output = _output(loss, _match(pos_normalizer=0.0, neg_normalizer=0.3))
+    losses = output.losses
     expected = _expected(1.0, 1.0, cls_w=1.0, box_w=5.0, power=3.0)
     for name, value in expected.items():
         assert losses[name].item() == pytest.approx(value, rel=1e-5), name
-    assert {k: v.item() for k, v in loss.logged_normalizers.items()} == {
+    assert {k: v.item() for k, v in output.normalizers.items()} == {
         "normalizer": 1.0, "normalizer_neg": 1.0}
 
 
@@ -96,13 +104,13 @@ def test_normalisers_are_averaged_over_workers(monkeypatch):
 def test_gradients_and_detached_weights():
     cls, aux, boxes = (x.clone().requires_grad_() for x in (CLS_LOGITS, AUX_LOGITS, PRED_BOXES))
     match = _match()
-    match.pair_weight.requires_grad_()
+    match.soft.pair_weight.requires_grad_()
     loss = PairwiseWeightedLoss()
     targets = loss.targets(match, GT_BOXES, GT_CLASSES)
     assert not targets.weight.requires_grad
-    total = sum(loss(torch.zeros(3, 2), cls, boxes, aux, targets).values())
+    total = sum(loss(torch.zeros(3, 2), cls, boxes, aux, targets).losses.values())
     total.backward()
-    assert match.pair_weight.grad is None
+    assert match.soft.pair_weight.grad is None
     assert all(torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 for x in (cls, aux, boxes))
 
 
@@ -112,7 +120,7 @@ def test_finite_at_extreme_logits(dtype):
     aux = torch.tensor([[50.0, 50.0, -50.0]], dtype=dtype, requires_grad=True)
     loss = PairwiseWeightedLoss()
     targets = loss.targets(_match(), GT_BOXES, GT_CLASSES)
-    losses = loss(torch.zeros(3, 2), cls, PRED_BOXES.to(dtype), aux, targets)
+    losses = loss(torch.zeros(3, 2), cls, PRED_BOXES.to(dtype), aux, targets).losses
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
     sum(losses.values()).backward()
     assert torch.isfinite(cls.grad).all() and torch.isfinite(aux.grad).all()
@@ -133,13 +141,13 @@ def test_each_loss_refuses_the_other_kind_of_assignment():
 
 
 def test_soft_fields_come_together_with_consistent_shapes():
-    with pytest.raises(ValueError, match="set together"):
-        MatchResult(gt_index=torch.zeros(1, 3, dtype=torch.long), pair_index=torch.zeros(0, 3))
-    fields = vars(_match())
+    with pytest.raises(TypeError, match="missing 4 required"):
+        PairWeights(pair_index=torch.zeros(0, 3))
+    match = _match()
     with pytest.raises(ValueError, match=r"neg_weight must be \(N, R, C\)"):
-        MatchResult(**{**fields, "neg_weight": torch.zeros(1, 4, 2)})
+        MatchResult(gt_index=match.gt_index, soft=dataclasses.replace(match.soft, neg_weight=torch.zeros(1, 4, 2)))
     with pytest.raises(ValueError, match=r"pair_weight must be \(P,\)"):
-        MatchResult(**{**fields, "pair_weight": torch.zeros(2)})
+        dataclasses.replace(match.soft, pair_weight=torch.zeros(2))
 
 
 def test_config_selects_the_loss_and_its_factors():

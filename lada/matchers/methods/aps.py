@@ -8,6 +8,7 @@ from typing import List, Tuple
 import torch
 from detectron2.config import configurable
 
+from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
@@ -29,7 +30,7 @@ SCALE_CRITERIA = ("comb", "cls", "reg")
 
 
 @register_matcher("aps")
-class APSMatcher:
+class APSMatcher(BatchMatcher):
     """Aligned points sampler, vectorised over all GT boxes of the batch:
 
     1. candidates (Eq. 4-5): per level, the ``topk`` points inside the GT with the lowest
@@ -105,11 +106,7 @@ class APSMatcher:
             "gmm_tol": aps.GMM_TOL,
         }
 
-    @torch.no_grad()
-    def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gts = BatchGTs.of(inputs)
-        if len(gts) == 0:
-            return MatchResult(gt_index=gts.background())
+    def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         gt, point, cls, reg = self._eligible_pairs(inputs, gts)
         cost = cls + reg
         levels = inputs.num_points_per_level

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
+from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
@@ -15,7 +16,7 @@ __all__ = ["ATSSMatcher"]
 
 
 @register_matcher("atss")
-class ATSSMatcher:
+class ATSSMatcher(BatchMatcher):
     """ATSS (paper Algorithm 1):
 
     1. candidates: per level, the ``topk`` points closest to the GT centre (line 3-6);
@@ -43,11 +44,7 @@ class ATSSMatcher:
         atss = cfg.MODEL.MATCHER.ATSS
         return {"topk": atss.TOPK, "anchor_scale": atss.ANCHOR_SCALE}
 
-    @torch.no_grad()
-    def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gts = BatchGTs.of(inputs)
-        if len(gts) == 0:
-            return MatchResult(gt_index=gts.background())
+    def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         points, gt_boxes = inputs.points, gts.boxes
         candidates = topk_closest_per_level(
             points, inputs.num_points_per_level, gt_boxes, self.topk

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
+from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
@@ -14,7 +15,7 @@ from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_thres
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
 from ..stages.priors import topk_closest_per_level
 
-__all__ = ["CIoUATSSMatcher", "matched_pred_iou", "scheduled_weight"]
+__all__ = ["CIoUATSSMatcher", "scheduled_weight"]
 
 SCHEDULES = ("none", "d_up", "d_down")
 THRESHOLDS = ("sum_std", "combined_std")
@@ -34,20 +35,8 @@ def scheduled_weight(weight: float, schedule: str, iteration: int, max_iter: int
     return weight * (progress if schedule == "d_up" else 1.0 - progress)
 
 
-def matched_pred_iou(inputs: MatchInputs, gt_index: torch.Tensor) -> torch.Tensor:
-    """IoU of each positive's detached predicted box with its assigned GT, 0 for
-    background: gt_index (N, R) -> (N, R) float32. One step per image, none per GT."""
-    quality = torch.zeros(gt_index.shape, dtype=torch.float32, device=gt_index.device)
-    for image, boxes in enumerate(inputs.gt_boxes):
-        if len(boxes):
-            own = boxes.float()[gt_index[image].clamp(min=0)]  # (R, 4)
-            iou = paired_iou(inputs.pred_boxes[image].float(), own)
-            quality[image] = torch.where(gt_index[image] >= 0, iou, torch.zeros_like(iou))
-    return quality
-
-
 @register_matcher("ciou_atss")
-class CIoUATSSMatcher:
+class CIoUATSSMatcher(BatchMatcher):
     """Dynamic CIoU-ATSS (paper section III-B and Fig. 1, as the authors' code):
 
     1. candidates: as ATSS, per level the ``topk`` points closest to the GT centre;
@@ -62,8 +51,10 @@ class CIoUATSSMatcher:
        1]**; ``"combined_std"`` = mean + std of the combined score;
     4. positive: combined >= threshold and the point inside the GT;
     5. a point positive for several GTs goes to its largest combined score (the code's
-       argmax over the combined IoUs);
-    6. ``cls_target_quality`` = each positive's PIoU with its GT (QFL/VFL target).
+       argmax over the combined IoUs).
+
+    Its QFL/VFL classification target, each positive's PIoU with its GT, is the dense
+    loss's soft target (``lada/modeling/losses/targets.py::iou_quality``).
 
     With ``p = 0`` this is ATSS. Early in training predicted boxes are poor, so the
     assignment starts close to ATSS (section III-B).
@@ -125,14 +116,8 @@ class CIoUATSSMatcher:
             scheduled_weight(self.pred_weight, self.pred_weight_schedule, iteration, max_iter),
         )
 
-    @torch.no_grad()
-    def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gts = BatchGTs.of(inputs)
-        if len(gts) == 0:
-            gt_index = gts.background()
-        else:
-            gt_index = gts.local_gt_index(self._gt_of_keys(inputs, gts))
-        return MatchResult(gt_index=gt_index, cls_target_quality=matched_pred_iou(inputs, gt_index))
+    def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
+        return MatchResult(gt_index=gts.local_gt_index(self._gt_of_keys(inputs, gts)))
 
     def _gt_of_keys(self, inputs: MatchInputs, gts: BatchGTs) -> torch.Tensor:
         """Steps 1-5 for the batch's M >= 1 GT boxes at once: (N * R,) batch GT index of

@@ -9,7 +9,7 @@ import torch
 from detectron2.config import configurable
 from torchvision.ops import generalized_box_iou_loss
 
-from ..contract import MatchInputs, MatchResult
+from ..contract import MatchInputs, MatchResult, PairWeights
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.geometry import box_areas, clamp_inverted, is_inside, paired_iou
@@ -52,8 +52,9 @@ class DWMatcher:
     several GT boxes of class c keeps the smallest (the official code keeps whichever
     GT it writes last). Slots outside every bag of their class: ``official`` 1 (the
     term ``s^2 BCE(s, 0)``); ``paper`` ``1 - focal_alpha`` (Eq. 12's ``FL(s, 0)`` with
-    FL's alpha 0.25 and gamma 2 is ``(1 - alpha) s^2 BCE(s, 0)``; **[reading]** the
-    classes of an in-bag point other than its GT's are "outside the bag" too). The
+    FL's alpha 0.25 and gamma 2 is ``(1 - alpha) s^2 BCE(s, 0)``; ``focal_alpha`` is
+    ``MODEL.MATCHER.DW.FOCAL_ALPHA``, the matcher's own key; **[reading]** the classes
+    of an in-bag point other than its GT's are "outside the bag" too). The
     importance ``I_neg = s^gamma2`` (Eq. 7) carries gradient, so the loss applies it
     (``MODEL.FCOS.WEIGHTED_PAIRS.NEG_POWER``).
 
@@ -90,7 +91,7 @@ class DWMatcher:
             if not ok:
                 raise ValueError(f"MODEL.MATCHER.DW.{message}, got {value}")
         if not 0 <= focal_alpha <= 1:
-            raise ValueError(f"MODEL.FCOS.FOCAL_LOSS_ALPHA must be in [0, 1], got {focal_alpha}")
+            raise ValueError(f"MODEL.MATCHER.DW.FOCAL_ALPHA must be in [0, 1], got {focal_alpha}")
         self.variant = variant
         self.prior_sigma = float(prior_sigma)
         self.beta = float(beta)
@@ -109,7 +110,7 @@ class DWMatcher:
             "mu": dw.MU,
             "mu_norm": dw.MU_NORM,
             "gamma1": dw.GAMMA1,
-            "focal_alpha": cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA,
+            "focal_alpha": dw.FOCAL_ALPHA,
         }
 
     @torch.no_grad()
@@ -127,8 +128,7 @@ class DWMatcher:
         slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
         in_bag = torch.isfinite(slots)
         image = gts.image[gt]
-        return MatchResult(
-            gt_index=gts.local_gt_index(best),
+        soft = PairWeights(
             pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
             pair_weight=weight,
             neg_weight=slots.masked_fill(~in_bag, self.outside_neg_weight).view(
@@ -137,6 +137,7 @@ class DWMatcher:
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
             neg_normalizer=torch.where(in_bag, 1 - slots, torch.zeros_like(slots)).sum(),
         )
+        return MatchResult(gt_index=gts.local_gt_index(best), soft=soft)
 
     def bag_pairs(
         self, inputs: MatchInputs, gts: BatchGTs

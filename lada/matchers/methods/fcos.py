@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from detectron2.config import configurable
 
+from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
@@ -23,7 +24,7 @@ CENTER_PRIORS = ("square", "epcp")
 
 
 @register_matcher("fcos")
-class FCOSMatcher:
+class FCOSMatcher(BatchMatcher):
     """detectron2's ``FCOS.match_anchors``: a point is positive for a GT when it is
     within ``center_sampling_radius`` strides of the GT centre (Chebyshev), strictly
     inside the GT, and the GT's size fits the point's level; a point claimed by several
@@ -57,11 +58,7 @@ class FCOSMatcher:
             "center_prior": fcos.CENTER_PRIOR,
         }
 
-    @torch.no_grad()
-    def __call__(self, inputs: MatchInputs) -> MatchResult:
-        gts = BatchGTs.of(inputs)
-        if len(gts) == 0:
-            return MatchResult(gt_index=gts.background())
+    def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         points, strides, gt_boxes = inputs.points, inputs.strides, gts.boxes
         levels = inputs.num_points_per_level
         elliptic = self.center_prior == "epcp"

@@ -1,8 +1,9 @@
 """Building blocks shared by the assignment methods (docs/methods/README.md, "The shared
 stages"), in pipeline order:
 
-- ``geometry.py``: box/point geometry (centres, areas, side distances, inside test,
-  anchor boxes, paired IoU, the clamp of inverted predicted boxes).
+- ``geometry.py``: the inside test and anchor boxes, with the box geometry the losses
+  share (centres, areas, side distances, paired IoU, the clamp of inverted predicted
+  boxes), which lives in ``lada/geometry.py``.
 - ``pairs.py``: the (GT, point) pairs of per-GT windows found by binary search, and GT
   chunks, so that no stage needs a dense (G, R) matrix (memory bounded whatever G).
 - ``batch.py``: the batch's GT boxes as one set (``BatchGTs``), the flat point keys

@@ -1,5 +1,6 @@
 """The training losses and what they consume.
 
+- ``contract.py``: what a loss module is (``DetectionLoss``) and returns (``LossOutput``).
 - ``targets.py``: the targets gathered from a ``MatchResult``, the only thing a loss
   reads of the assignment: dense per-point targets (hard matchers), pairwise targets
   (soft matchers).
@@ -10,13 +11,14 @@
   negative terms per (point, class) (``MODEL.FCOS.LOSS weighted_pairs``, DW).
 
 Every loss module has ``targets(match, gt_boxes, gt_classes)``, whose result its
-``forward(points, pred_logits, pred_boxes, pred_aux, targets)`` takes, and
-``logged_normalizers`` for the event storage.
+``forward(points, pred_logits, pred_boxes, pred_aux, targets)`` takes, returning a
+``LossOutput``: the losses and the normalisers for the event storage.
 """
 from torch import nn
 
 from ...matchers.registry import gives_soft_results
 
+from .contract import DetectionLoss, LossOutput
 from .dense import DenseDetectionLoss
 from .pairwise import PairwiseWeightedLoss
 from .targets import DenseTargets, PairTargets, gather_pair_targets, gather_targets
@@ -25,6 +27,8 @@ __all__ = [
     "LOSSES",
     "DenseDetectionLoss",
     "DenseTargets",
+    "DetectionLoss",
+    "LossOutput",
     "PairTargets",
     "PairwiseWeightedLoss",
     "build_loss",
@@ -39,7 +43,8 @@ LOSSES = {"dense": DenseDetectionLoss, "weighted_pairs": PairwiseWeightedLoss}
 
 def loss_name(cfg) -> str:
     """``cfg.MODEL.FCOS.LOSS``, with "auto" resolved to the loss that consumes the
-    matcher's results: "weighted_pairs" for a soft matcher (DW), else "dense"."""
+    matcher's results: "weighted_pairs" for a soft matcher (its class declares
+    ``SOFT = True``: DW), else "dense"."""
     name = cfg.MODEL.FCOS.LOSS
     if name == "auto":
         return "weighted_pairs" if gives_soft_results(cfg.MODEL.MATCHER.NAME) else "dense"

@@ -3,40 +3,30 @@
 focal, QFL or VFL classification, GIoU box regression, BCE on the auxiliary branch."""
 from __future__ import annotations
 
-from typing import Dict
-
 import torch
-import torch.distributed as dist
 from detectron2.config import configurable
 from fvcore.nn import sigmoid_focal_loss_jit
 from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
+from ...distributed import all_reduce_mean
+from ...geometry import clamp_inverted
 from ...matchers import MatchResult
-from ...matchers.stages.geometry import clamp_inverted
 from .classification import (
     CLS_LOSSES,
     quality_focal_loss,
     soft_class_targets,
     varifocal_loss,
 )
-from .targets import DenseTargets, centerness_targets, gather_targets, iou_targets
+from .contract import LossOutput
+from .targets import DenseTargets, centerness_targets, gather_targets, iou_quality, iou_targets
 
-__all__ = ["DenseDetectionLoss", "all_reduce_mean"]
+__all__ = ["DenseDetectionLoss"]
 
 AUX_BRANCHES = ("centerness", "iou", "giou")
 BOX_WEIGHTINGS = ("none", "aux_target")
 NORMALIZERS = ("ema", "num_pos")
-
-
-def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean of ``value`` over all workers (itself when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return value
-    value = value.clone()
-    dist.all_reduce(value)
-    return value / dist.get_world_size()
 
 
 def _check_choice(key: str, value: str, choices) -> None:
@@ -55,8 +45,10 @@ class DenseDetectionLoss(nn.Module):
     auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
 
     Classification ``cls_loss``: "focal" (one-hot targets), "qfl" or "vfl" (soft
-    targets: a positive's target is ``DenseTargets.cls_quality`` when its matcher gives
-    one, else the detached IoU of its predicted box with its GT).
+    targets: a positive's target is the detached IoU of its predicted box with its GT,
+    ``iou_quality``).
+
+    The normaliser of the step is returned as ``LossOutput.normalizers["normalizer"]``.
 
     The GIoU loss is torchvision's: the values of fvcore's (detectron2 FCOS) on valid
     boxes, without its assertion (a host sync) on inverted predicted boxes, which are
@@ -135,11 +127,6 @@ class DenseDetectionLoss(nn.Module):
             )
         return gather_targets(match, gt_boxes, gt_classes, self.num_classes)
 
-    @property
-    def logged_normalizers(self) -> Dict[str, torch.Tensor]:
-        """The normaliser of the last step, logged by LadaFCOS."""
-        return {"normalizer": self.last_normalizer}
-
     def forward(
         self,
         points: torch.Tensor,
@@ -147,12 +134,12 @@ class DenseDetectionLoss(nn.Module):
         pred_boxes: torch.Tensor,
         pred_aux: torch.Tensor,
         targets: DenseTargets,
-    ) -> Dict[str, torch.Tensor]:
+    ) -> LossOutput:
         """points (R, 2); pred_logits (N, R, C); pred_boxes (N, R, 4) decoded;
-        pred_aux (N, R) logits -> named scalar losses (weights applied)."""
+        pred_aux (N, R) logits -> the named scalar losses (weights applied) and the
+        normaliser."""
         fg = targets.foreground
         normalizer = self._normalizer(fg.sum().float())
-        self.last_normalizer = normalizer.detach()  # logged by LadaFCOS as "normalizer"
         fg_boxes = clamp_inverted(pred_boxes[fg].float())
         fg_targets = targets.boxes[fg].float()
         box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)
@@ -166,13 +153,14 @@ class DenseDetectionLoss(nn.Module):
         aux_loss = F.binary_cross_entropy_with_logits(
             pred_aux[fg].float(), aux_target, reduction="sum"
         )
-        return {
+        losses = {
             "loss_cls": self.weights["cls"]
             * self._classification(pred_logits, pred_boxes, targets)
             / normalizer,
             "loss_box_reg": self.weights["box"] * box_loss,
             f"loss_{self.aux_branch}": self.weights["aux"] * aux_loss / normalizer,
         }
+        return LossOutput(losses=losses, normalizers={"normalizer": normalizer.detach()})
 
     def _aux_target(
         self, points: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, giou_losses: torch.Tensor
@@ -197,12 +185,8 @@ class DenseDetectionLoss(nn.Module):
                 gamma=self.focal_gamma,
                 reduction="sum",
             )
-        fg = targets.foreground
-        if targets.cls_quality is not None:
-            quality = targets.cls_quality[fg]
-        else:
-            quality = iou_targets(pred_boxes[fg].float(), targets.boxes[fg].float())
-        soft = soft_class_targets(targets.labels, fg, quality, self.num_classes)
+        quality = iou_quality(targets, pred_boxes)
+        soft = soft_class_targets(targets.labels, targets.foreground, quality, self.num_classes)
         if self.cls_loss == "qfl":
             return quality_focal_loss(pred_logits, soft, beta=self.qfl_beta).sum()
         return varifocal_loss(pred_logits, soft, alpha=self.vfl_alpha, gamma=self.vfl_gamma).sum()

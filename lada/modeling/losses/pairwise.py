@@ -1,10 +1,8 @@
 """The loss of soft pairwise assignments (``MODEL.FCOS.LOSS weighted_pairs``): DW's
-loss (DW paper Eq. 1, 11-12; docs/methods/dw.md, "Loss"), read from the soft fields of a
-``MatchResult`` whatever matcher set them. Letters: N images, R points, C classes,
+loss (DW paper Eq. 1, 11-12; docs/methods/dw.md, "Loss"), read from the ``PairWeights``
+of a soft ``MatchResult`` whatever matcher set them. Letters: N images, R points, C classes,
 P positive (point, GT) pairs."""
 from __future__ import annotations
-
-from typing import Dict
 
 import torch
 from detectron2.config import configurable
@@ -12,9 +10,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
+from ...distributed import all_reduce_mean
+from ...geometry import clamp_inverted
 from ...matchers import MatchResult
-from ...matchers.stages.geometry import clamp_inverted
-from .dense import all_reduce_mean
+from .contract import LossOutput
 from .targets import PairTargets, gather_pair_targets
 
 __all__ = ["PairwiseWeightedLoss", "log_joint_score"]
@@ -45,7 +44,8 @@ class PairwiseWeightedLoss(nn.Module):
       (``I_neg = s^gamma2`` of Eq. 7 is not detached, as in the authors' code);
 
     ``w`` and ``w_neg`` are the matcher's detached weights; ``n_pos`` and ``n_neg`` its
-    normalisers averaged over all workers, each at least 1. Defaults are the authors'
+    normalisers averaged over all workers, each at least 1, returned as
+    ``LossOutput.normalizers`` "normalizer" and "normalizer_neg". Defaults are the authors'
     DW code: positive classification x0.25, box x1.25 (its ``0.25 * BCE(exp(-5 L), 1)``
     = ``1.25 L``), negative x1; the paper's text has 1, 5 (Eq. 11's beta), 1.
     """
@@ -66,7 +66,6 @@ class PairwiseWeightedLoss(nn.Module):
                 raise ValueError(f"MODEL.FCOS.WEIGHTED_PAIRS.{key} must be >= 0, got {value}")
         self.weights = {"cls_pos": pos_cls_weight, "box": box_weight, "cls_neg": neg_weight}
         self.neg_power = neg_power
-        self.logged_normalizers: Dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_config(cls, cfg):
@@ -89,14 +88,14 @@ class PairwiseWeightedLoss(nn.Module):
         pred_boxes: torch.Tensor,
         pred_aux: torch.Tensor,
         targets: PairTargets,
-    ) -> Dict[str, torch.Tensor]:
+    ) -> LossOutput:
         """points (R, 2) (unused: the pairs name their points); pred_logits (N, R, C);
-        pred_boxes (N, R, 4) decoded; pred_aux (N, R) logits -> named scalar losses."""
+        pred_boxes (N, R, 4) decoded; pred_aux (N, R) logits -> the named scalar losses
+        and the two normalisers."""
         with torch.autocast(pred_logits.device.type, enabled=False):
             logits, aux = pred_logits.float(), pred_aux.float()
             pos_normalizer = all_reduce_mean(targets.pos_normalizer.float()).clamp(min=1.0)
             neg_normalizer = all_reduce_mean(targets.neg_normalizer.float()).clamp(min=1.0)
-            self.logged_normalizers = {"normalizer": pos_normalizer, "normalizer_neg": neg_normalizer}
             image, point, weight = targets.image, targets.point, targets.weight.float()
             log_s_pair, _ = log_joint_score(logits[image, point, targets.labels], aux[image, point])
             box_losses = generalized_box_iou_loss(
@@ -104,8 +103,10 @@ class PairwiseWeightedLoss(nn.Module):
             )
             log_s, log_not_s = log_joint_score(logits, aux[..., None])
             negative = targets.neg_weight.float() * torch.exp(self.neg_power * log_s) * -log_not_s
-            return {
+            losses = {
                 "loss_cls_pos": self.weights["cls_pos"] * (weight * -log_s_pair).sum() / pos_normalizer,
                 "loss_box_reg": self.weights["box"] * (weight * box_losses).sum() / pos_normalizer,
                 "loss_cls_neg": self.weights["cls_neg"] * negative.sum() / neg_normalizer,
             }
+            normalizers = {"normalizer": pos_normalizer, "normalizer_neg": neg_normalizer}
+        return LossOutput(losses=losses, normalizers=normalizers)

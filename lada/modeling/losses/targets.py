@@ -8,8 +8,8 @@ from typing import List
 
 import torch
 
+from ...geometry import paired_iou, side_distances
 from ...matchers import MatchResult
-from ...matchers.stages.geometry import paired_iou, side_distances
 
 __all__ = [
     "DenseTargets",
@@ -17,6 +17,7 @@ __all__ = [
     "centerness_targets",
     "gather_pair_targets",
     "gather_targets",
+    "iou_quality",
     "iou_targets",
 ]
 
@@ -27,13 +28,11 @@ class DenseTargets:
     labels: (N, R) long, the matched GT's class, ``num_classes`` for background.
     boxes: (N, R, 4) the matched GT box (zeros for background).
     foreground: (N, R) bool.
-    cls_quality: (N, R) soft classification target of foreground points, or None.
     """
 
     labels: torch.Tensor
     boxes: torch.Tensor
     foreground: torch.Tensor
-    cls_quality: torch.Tensor | None = None
 
 
 def gather_targets(
@@ -54,7 +53,6 @@ def gather_targets(
         labels=all_labels[flat],
         boxes=all_boxes[flat],
         foreground=match.foreground,
-        cls_quality=match.cls_target_quality,
     )
 
 
@@ -87,11 +85,12 @@ def gather_pair_targets(
     """Looks up the GT box and class of every pair of a soft ``MatchResult``."""
     if not match.is_soft:
         raise ValueError(
-            "MODEL.FCOS.LOSS weighted_pairs needs a soft matcher (MatchResult pair fields, "
-            "e.g. MODEL.MATCHER.NAME dw); this matcher gave hard targets only: use "
-            "MODEL.FCOS.LOSS dense"
+            "MODEL.FCOS.LOSS weighted_pairs needs a soft matcher (MatchResult.soft "
+            "PairWeights, e.g. MODEL.MATCHER.NAME dw); this matcher gave hard targets only: "
+            "use MODEL.FCOS.LOSS dense"
         )
-    image, point, gt = match.pair_index.unbind(dim=1)
+    soft = match.soft
+    image, point, gt = soft.pair_index.unbind(dim=1)
     counts = torch.tensor([len(b) for b in gt_boxes], device=image.device)
     flat = (torch.cumsum(counts, dim=0) - counts)[image] + gt
     return PairTargets(
@@ -99,10 +98,10 @@ def gather_pair_targets(
         point=point,
         labels=torch.cat(gt_classes)[flat],
         boxes=torch.cat(gt_boxes)[flat],
-        weight=match.pair_weight.detach(),
-        neg_weight=match.neg_weight.detach(),
-        pos_normalizer=match.pos_normalizer.detach(),
-        neg_normalizer=match.neg_normalizer.detach(),
+        weight=soft.pair_weight.detach(),
+        neg_weight=soft.neg_weight.detach(),
+        pos_normalizer=soft.pos_normalizer.detach(),
+        neg_normalizer=soft.neg_normalizer.detach(),
     )
 
 
@@ -118,3 +117,11 @@ def centerness_targets(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tenso
 def iou_targets(pred_boxes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """IoU of detached predicted boxes (P, 4) with their GT boxes (P, 4) -> (P,)."""
     return paired_iou(pred_boxes.detach(), boxes)
+
+
+def iou_quality(targets: DenseTargets, pred_boxes: torch.Tensor) -> torch.Tensor:
+    """The QFL/VFL soft class target of the P foreground points of ``targets``, in
+    row-major order: the IoU of each one's detached predicted box with its GT, whatever
+    the matcher (CIoU-ATSS's PIoU). pred_boxes (N, R, 4) -> (P,) float32."""
+    fg = targets.foreground
+    return iou_targets(pred_boxes[fg].float(), targets.boxes[fg].float())
