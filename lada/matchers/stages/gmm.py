@@ -226,7 +226,8 @@ class _WorkingState:
         return cls(torch.cat([means, variances, weights, count[:, None], bound], dim=1).t())
 
     def after_step(self, params: tuple[Tensor, Tensor, Tensor], bound: Tensor) -> "_WorkingState":
-        """The M-step's (2, n) means, variances, weights and the E-step's (n,) bound."""
+        """The state after an EM step: its M-step's (2, n) means, variances and weights,
+        the same counts, and its E-step's (n,) bound."""
         return _WorkingState(torch.cat([*params, self.packed[self.COUNT, None], bound[None]]))
 
     def select(self, keep: Tensor) -> "_WorkingState":
