@@ -184,6 +184,28 @@ def test_visualize_assignment_sizes_as_training_under_the_recipe(tmp_path):
     assert [value_of(saved, k) for k in keys] == [256, 256, 2, 3.6]
 
 
+def test_visualize_assignment_keeps_a_saved_run_config_as_trained(tmp_path):
+    """A run's saved config.yaml (RECIPE.APPLIED) gives the visualiser the sizes, class
+    count and anchors it holds, without the recipe reading the training data again (here
+    removed, so reading it would fail)."""
+    from lada.engine import build_cfg, save_run_config
+
+    json_file, images = write_coco(tmp_path / "data", [[(1, [10, 10, 40, 40]), (2, [100, 120, 40, 40])]] * 3,
+                                   size=320)
+    trained, recipe = build_cfg(str(REPO / "configs/quick/own_data.yaml"), [
+        "DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "('own_vis_saved',)",
+        "DATASETS.TEST", "('own_vis_saved',)", "OUTPUT_DIR", str(tmp_path / "run")],
+        [["own_vis_saved", str(json_file), str(images)]])
+    assert recipe is not None
+    saved = save_run_config(trained)
+    json_file.unlink()
+    tool = load_tool("visualize_assignment")
+    shown = tool.setup(tool.build_parser().parse_args(["--config-file", str(saved)]))
+    keys = ("INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "MODEL.FCOS.NUM_CLASSES",
+            "MODEL.MATCHER.PAA.ANCHOR_SCALE")
+    assert [value_of(shown, k) for k in keys] == [256, 256, 2, 3.6]  # 320 x 32 / 40 px
+
+
 def value_of(cfg, key):
     for part in key.split("."):
         cfg = cfg[part]

@@ -8,9 +8,11 @@ drawn dashed around each GT, at each level where the GT has positives. All match
 the same ``MatchInputs``: the model of ``--config-file`` with ``--weights`` (without
 weights, its initialisation: the matchers that read predictions then assign from
 untrained ones) on the image as the training mapper makes it, at the test size (no
-random resizing or flips). A config with the own-data recipe (``RECIPE.ENABLED``, e.g.
-``configs/quick/own_data.yaml``, or a run's saved ``OUTPUT_DIR/config.yaml``) gets the
-sizes, class count and anchors of its training (``--register`` the training datasets too).
+random resizing or flips). The config is built as ``train_net.py`` builds it
+(:func:`lada.engine.build_cfg`), so a config with the own-data recipe (``RECIPE.ENABLED``,
+e.g. ``configs/quick/own_data.yaml``; ``--register`` the training datasets too) gets the
+sizes, class count and anchors of its training, and a run's saved ``OUTPUT_DIR/config.yaml``
+(``RECIPE.APPLIED``) the sizes it was trained with, without reading the training data.
 
     python tools/visualize_assignment.py --config-file configs/quick/lada.yaml \\
         --weights output/quick/lada/model_final.pth --index 3 --output assignment.png
@@ -37,14 +39,12 @@ import torch
 
 import lada  # noqa: F401  (registers the matchers and the meta-architecture)
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
-from lada.config import add_lada_config
 from lada.data import register_coco_datasets
-from lada.data.recipe import RECIPE_KEYS, apply_recipe
-from lada.engine.setup import user_set_keys
+from lada.engine import build_cfg
 from lada.matchers import MATCHER_REGISTRY, MatchInputs, MatchResult, build_matcher
 from lada.matchers.methods.lada import LADAMatcher
 from lada.matchers.stages.pairs import level_maxima
@@ -54,23 +54,16 @@ LEVEL_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4
 
 
 def setup(args: argparse.Namespace) -> CfgNode:
-    """The config as ``train_net.py`` makes it: with ``RECIPE.ENABLED`` the own-data
-    recipe reads the training datasets and sets the same sizes, class count and anchors
-    as in training (the keys you set, and every key of a run's saved ``config.yaml``
-    given as ``--config-file``, are kept)."""
-    cfg = add_lada_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    base = cfg.clone()
-    cfg.merge_from_list(args.opts)
-    if args.weights is not None:
-        cfg.MODEL.WEIGHTS = args.weights
-    if cfg.RECIPE.ENABLED:
-        entries = list(cfg.DATASETS.REGISTER_COCO) + args.register
-        register_coco_datasets([entry for entry in entries if entry[0] in cfg.DATASETS.TRAIN])
-        user_keys = user_set_keys(args.config_file, args.opts) & set(RECIPE_KEYS)
-        for line in apply_recipe(cfg, user_keys, base).lines:
+    """The frozen config as ``train_net.py`` builds it (:func:`lada.engine.build_cfg`),
+    ``--register`` entries added to ``DATASETS.REGISTER_COCO`` and ``--weights`` last of
+    the overrides: with ``RECIPE.ENABLED`` the own-data recipe reads the training datasets
+    and sets the same sizes, class count and anchors as in training (the keys you set are
+    kept); a run's saved ``config.yaml`` (``RECIPE.APPLIED``) is used as it is."""
+    weights = [] if args.weights is None else ["MODEL.WEIGHTS", args.weights]
+    cfg, recipe = build_cfg(args.config_file, [*args.opts, *weights], args.register)
+    if recipe is not None:
+        for line in recipe.lines:
             print(line)
-    cfg.freeze()
     return cfg
 
 
@@ -236,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", help="registered dataset (default: DATASETS.TEST[0])")
     parser.add_argument("--register", nargs=3, action="append", default=[],
                         metavar=("NAME", "JSON", "IMAGE_ROOT"),
-                        help="a COCO-format dataset to register (repeatable); like the "
-                             "config's DATASETS.REGISTER_COCO, only --dataset's is "
-                             "registered, and with the recipe DATASETS.TRAIN's")
+                        help="a COCO-format dataset to register (repeatable), added to the "
+                             "config's DATASETS.REGISTER_COCO, of which only --dataset's is "
+                             "registered (all when the own-data recipe is applied)")
     parser.add_argument("--index", type=int, default=0, help="image index in the dataset")
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--iteration", type=int, default=0,
@@ -254,8 +247,7 @@ def main(argv=None) -> Path:
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if dataset is None:
         raise SystemExit("no --dataset and the config has no DATASETS.TEST")
-    entries = list(cfg.DATASETS.REGISTER_COCO) + args.register
-    register_coco_datasets([entry for entry in entries if entry[0] == dataset])  # only it
+    register_coco_datasets([e for e in cfg.DATASETS.REGISTER_COCO if e[0] == dataset])  # only it
     names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)
     unknown = [name for name in names if name not in MATCHER_REGISTRY]
     if unknown:

@@ -7,7 +7,7 @@ A config (``configs/lazy/``) holds ``model``, ``dataloader`` (``train``, ``test`
 yaml path does through :class:`lada.engine.Trainer` happens here with the same parts:
 
 * datasets of ``dataloader.register_coco`` and ``--dataset`` are registered, and every
-  training and test dataset is checked at load (:mod:`lada.data.checks`, with the
+  training and test dataset is checked at load (:mod:`lada.data.box_checks`, with the
   policies of ``dataloader.checks``); the test datasets are loaded before training, so
   that a bad evaluation set stops the run before training rather than after it;
 * images are read by :class:`lada.data.ReadCheckedDatasetMapper` (the config's mapper);

@@ -81,12 +81,7 @@ def build_cfg(
     registers them again -> with ``RECIPE.ENABLED`` and not ``RECIPE.APPLIED``, register
     the datasets and apply the recipe (:mod:`lada.data.recipe`) to the keys the user did
     not set -> freeze -> check the device and precision. Nothing is written."""
-    cfg = get_cfg()
-    add_lada_config(cfg)
-    if config_file:
-        cfg.merge_from_file(config_file)
-    file_cfg = cfg.clone()
-    cfg.merge_from_list(list(opts))
+    cfg, file_cfg = _merged_cfg(config_file, opts)
     cfg.DATASETS.REGISTER_COCO = merge_registrations(cfg.DATASETS.REGISTER_COCO, datasets)
     recipe = None
     if cfg.RECIPE.ENABLED and not cfg.RECIPE.APPLIED:
@@ -182,12 +177,19 @@ def command_line_cfg(args: argparse.Namespace) -> CfgNode:
     """The config of the command line alone: the lada defaults, the config file and the
     ``KEY VALUE`` overrides, without the own-data recipe (which reads the datasets and sets
     only sizes, augmentations, the solver and the number of classes)."""
-    cfg = get_cfg()
-    add_lada_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    return cfg
+    return _merged_cfg(args.config_file, args.opts)[0]
+
+
+def _merged_cfg(config_file: str, opts: Sequence[str]) -> tuple[CfgNode, CfgNode]:
+    """The base of every config of the command line, not frozen: get_cfg -> lada keys ->
+    merge ``config_file`` (none if empty) -> merge the ``KEY VALUE`` ``opts``; and a copy
+    taken before the ``opts`` (the own-data recipe's ``base``: what the files set)."""
+    cfg = add_lada_config(get_cfg())
+    if config_file:
+        cfg.merge_from_file(config_file)
+    file_cfg = cfg.clone()
+    cfg.merge_from_list(list(opts))
+    return cfg, file_cfg
 
 
 def _check_runtime(cfg: CfgNode) -> None:

@@ -24,7 +24,7 @@ __all__ = ["Trainer"]
 class Trainer(DefaultTrainer):
     """``DefaultTrainer`` that
 
-    * loads (and so checks, see ``lada.data.checks``) its test datasets at start-up, so
+    * loads (and so checks, see ``lada.data.box_checks``) its test datasets at start-up, so
       that a bad evaluation set stops the run before training rather than after it, and
       compares their categories with the training set's;
     * maps images with :class:`ReadCheckedDatasetMapper` (read errors name the file);

@@ -1,8 +1,12 @@
 """The study's outputs: mean and standard deviation over seeds per config, a markdown
-table with pairwise Welch t-tests, and a bar chart with error bars."""
+table with pairwise Welch t-tests, and a bar chart with error bars; ``write_reports``
+writes them (study.md, study.png, study.json) from the runs done so far."""
 from __future__ import annotations
 
+import json
 import math
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
@@ -12,10 +16,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from .runs import StudyRun  # noqa: E402
+
 __all__ = [
-    "ConfigSummary", "bar_chart", "markdown_report", "summarize", "table_metrics", "welch_p_value",
+    "ConfigSummary", "bar_chart", "machine_description", "markdown_report", "summarize",
+    "table_metrics", "welch_p_value", "write_reports",
 ]
 
 #: The COCO box-AP table; the slender bands (``AP@...``) follow in the order they appear.
@@ -137,3 +145,84 @@ def bar_chart(
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return figure
+
+
+def write_reports(
+    runs: Sequence[StudyRun], output: Path, command: str, opts: Sequence[str]
+) -> Path:
+    """study.json, study.md and study.png from the runs done so far."""
+    records = []
+    for run in runs:
+        record = run.load_record()
+        if record and record.get("status") == "done":
+            records.append({"name": run.name, "seed": run.seed, **record})
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "study.json").write_text(json.dumps({"command": command, "runs": records}, indent=1))
+    if not records:
+        return output / "study.md"
+    summaries = summarize(records)
+    metrics = table_metrics(list(records[0]["metrics"]))
+    seeds = sorted({r["seed"] for r in records})
+    header = "\n".join([
+        f"Comparison study, {len(records)} of {len(runs)} runs done; seeds {seeds}; "
+        "mean ± sample standard deviation over seeds.",
+        "",
+        f"- command: `{command}`",
+        f"- schedule overrides for every run: `{' '.join(opts) or 'none (each config as it is)'}`",
+        f"- machine: {machine_description()}; load average at the start of the runs "
+        f"{min(r['load_average_at_start'] for r in records):.1f} to "
+        f"{max(r['load_average_at_start'] for r in records):.1f}; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}",
+        f"- code: commit {', '.join(_commits(records))}",
+        f"- finished: {max(r['finished'] for r in records)}; total train + eval wall time "
+        f"{sum(r['wall_seconds'] for r in records) / 3600:.2f} h",
+        f"- evaluation: {_evaluations(records)}",
+        "- `AP@<band>`: box AP on the GT boxes whose long / short side ratio lies in the band "
+        "(others ignored, COCO's way; `TEST.ASPECT_RATIO_EDGES`)",
+    ])
+    report = output / "study.md"
+    report.write_text(markdown_report(summaries, metrics, header))
+    bar_chart(summaries, metrics, output / "study.png",
+              f"mean ± std over seeds {seeds} ({len(records)} runs)")
+    return report
+
+
+def _commits(records: Sequence[dict]) -> List[str]:
+    """Each git commit that trained runs, with the runs it trained when there are several."""
+    by_commit: dict = {}
+    for r in records:
+        by_commit.setdefault(r.get("commit") or "unrecorded", []).append(f"{r['name']} {r['seed']}")
+    if len(by_commit) == 1:
+        return list(by_commit)
+    return [f"{commit} ({', '.join(runs)})" for commit, runs in by_commit.items()]
+
+
+def _evaluations(records: Sequence[dict]) -> str:
+    """Which metrics the table holds: those of the end of training, or of a re-evaluation
+    (on which test data, when, by which commit), with the runs of each when they differ."""
+    by_kind: dict = {}
+    for r in records:
+        e = r.get("evaluation")
+        kind = "at the end of training" if e is None else (
+            "re-evaluated (--reevaluate) on " + ", ".join(
+                f"{name} ({d['images']} images, {d['annotations']} boxes)"
+                for name, d in e["datasets"].items()
+            ) + f" at commit {e['commit']}"
+        )
+        by_kind.setdefault(kind, []).append(f"{r['name']} {r['seed']}")
+    if len(by_kind) == 1:
+        return next(iter(by_kind))
+    return "; ".join(f"{kind} ({', '.join(runs)})" for kind, runs in by_kind.items())
+
+
+def machine_description() -> str:
+    """CPU model and cores, torch version: what the study's times depend on."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}"

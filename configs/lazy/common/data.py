@@ -1,7 +1,7 @@
 """COCO 2017 loaders of the R-50 1x configs (short side 800, long side at most 1333,
 horizontal flips), read through the project's mapper (image-read errors name the file),
 with the project's evaluator (COCO box AP plus the AP per aspect-ratio band) and the
-policies of the data checks (``lada.data.checks``; the yaml keys ``DATASETS.*``), which
+policies of the data checks (``lada.data.box_checks``; the yaml keys ``DATASETS.*``), which
 ``tools/lazyconfig_train_net.py`` puts on every dataset it loads."""
 import detectron2.data.transforms as T
 from detectron2.config import LazyCall as L

@@ -84,14 +84,12 @@ def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 
     data = torch.stack([x[rows].gather(1, take), valid[rows].gather(1, take).double()]).mT
     # (2, K, n): each group's values, valid ones first, and weights (1 valid, 0 padding),
     # groups last so that every operation runs on long contiguous rows
-    state = torch.cat([means[rows], variances[rows], weights[rows], count[rows, None],
-                       torch.full_like(count[rows, None], -math.inf)], dim=1).t()
-    # (8, n): means, variances, weights (2 each), count, the previous iteration's bound
+    state = _WorkingState.initial(means[rows], variances[rows], weights[rows], count[rows])
     for iteration in range(1, max_iter + 1):
-        bound, params = _em_step(data[0], data[1], state[6],
-                                 (state[0:2], state[2:4], state[4:6]), reg_covar)
-        done = (bound - state[7]).abs() < tol  # sklearn's test on the E-step's bound
-        state = torch.cat([*params, state[6:7], bound[None]])
+        bound, params = _em_step(data[0], data[1], state.count,
+                                 (state.means, state.variances, state.weights), reg_covar)
+        done = (bound - state.bound).abs() < tol  # sklearn's test on the E-step's bound
+        state = state.after_step(params, bound)
         leaving = done if iteration < max_iter else torch.ones_like(done)
         if int(leaving.sum()) == 0:  # the iteration's one host synchronisation
             continue
@@ -101,10 +99,10 @@ def fit_gmm_1d(values: Tensor, valid: Tensor, max_iter: int = 100, tol: float = 
         num_iter[finished] = iteration
         converged[finished] = done[leaving]
         keep = ~leaving
-        rows, state = rows[keep], state[:, keep]
+        rows, state = rows[keep], state.select(keep)
         if len(rows) == 0:
             break
-        data = data[:, : int(state[6].max()), keep]  # without columns no group uses
+        data = data[:, : int(state.count.max()), keep]  # without columns no group uses
     return GaussianMixture1D(means, variances, weights, num_iter, converged)
 
 
@@ -206,6 +204,55 @@ def _initial_parameters(x: Tensor, valid: Tensor, count: Tensor) -> tuple[Tensor
     high = torch.where(valid, x, -math.inf).amax(dim=1)
     means = torch.where((count > 0)[:, None], torch.stack([low, high], dim=1), 0.0)
     return means, torch.ones_like(means), torch.full_like(means, 0.5)
+
+
+class _WorkingState:
+    """What EM carries between iterations for the n groups of the working set, packed in
+    one (8, n) tensor so that leaving groups drop out with one indexing, groups last as
+    in the E/M steps. Rows: the means, variances and weights of the two components
+    (2, n) each, the number of valid values (n,) and the previous iteration's bound (n,)
+    (sklearn's convergence test compares with it; -inf before the first iteration)."""
+
+    MEANS, VARIANCES, WEIGHTS, COUNT, BOUND = slice(0, 2), slice(2, 4), slice(4, 6), 6, 7
+
+    def __init__(self, packed: Tensor):
+        self.packed = packed  # (8, n)
+
+    @classmethod
+    def initial(cls, means: Tensor, variances: Tensor, weights: Tensor,
+                count: Tensor) -> "_WorkingState":
+        """From the (n, 2) parameters and (n,) counts of the groups, no bound yet."""
+        bound = torch.full_like(count[:, None], -math.inf)
+        return cls(torch.cat([means, variances, weights, count[:, None], bound], dim=1).t())
+
+    def after_step(self, params: tuple[Tensor, Tensor, Tensor], bound: Tensor) -> "_WorkingState":
+        """The state after an EM step: its M-step's (2, n) means, variances and weights,
+        the same counts, and its E-step's (n,) bound."""
+        return _WorkingState(torch.cat([*params, self.packed[self.COUNT, None], bound[None]]))
+
+    def select(self, keep: Tensor) -> "_WorkingState":
+        """The groups of the (n,) bool ``keep``."""
+        return _WorkingState(self.packed[:, keep])
+
+    @property
+    def means(self) -> Tensor:
+        return self.packed[self.MEANS]
+
+    @property
+    def variances(self) -> Tensor:
+        return self.packed[self.VARIANCES]
+
+    @property
+    def weights(self) -> Tensor:
+        return self.packed[self.WEIGHTS]
+
+    @property
+    def count(self) -> Tensor:
+        return self.packed[self.COUNT]
+
+    @property
+    def bound(self) -> Tensor:
+        return self.packed[self.BOUND]
 
 
 def _em_step(x: Tensor, weight: Tensor, count: Tensor, params: tuple[Tensor, Tensor, Tensor],
