@@ -16,6 +16,7 @@ from ..stages.geometry import box_areas, clamp_inverted, is_inside, paired_iou
 from ..stages.pairs import WindowIndex, widen
 from ..stages.priors import gaussian_center_prior
 from ..stages.soft import best_gt_per_point, min_max_per_gt, min_per_point_class, normalise_per_gt
+from ..validation import require_in_range, require_nonnegative, require_one_of, require_positive
 
 __all__ = ["DWMatcher", "VARIANTS"]
 
@@ -78,19 +79,14 @@ class DWMatcher:
         gamma1: float = 2.0,
         focal_alpha: float = 0.25,
     ):
-        checks = [
-            (variant in VARIANTS, f"VARIANT must be one of {VARIANTS}", variant),
-            (prior_sigma > 0, "PRIOR_SIGMA must be > 0", prior_sigma),
-            (beta > 0, "BETA must be > 0", beta),
-            (mu >= 0, "MU must be >= 0", mu),
-            (mu_norm >= 0, "MU_NORM must be >= 0", mu_norm),
-            (gamma1 > 0, "GAMMA1 must be > 0", gamma1),
-        ]
-        for ok, message, value in checks:
-            if not ok:
-                raise ValueError(f"MODEL.MATCHER.DW.{message}, got {value}")
-        if not 0 <= focal_alpha <= 1:
-            raise ValueError(f"MODEL.FCOS.FOCAL_LOSS_ALPHA must be in [0, 1], got {focal_alpha}")
+        key = "MODEL.MATCHER.DW"
+        require_one_of(f"{key}.VARIANT", variant, VARIANTS)
+        require_positive(f"{key}.PRIOR_SIGMA", prior_sigma)
+        require_positive(f"{key}.BETA", beta)
+        require_nonnegative(f"{key}.MU", mu)
+        require_nonnegative(f"{key}.MU_NORM", mu_norm)
+        require_positive(f"{key}.GAMMA1", gamma1)
+        require_in_range("MODEL.FCOS.FOCAL_LOSS_ALPHA", focal_alpha, 0, 1)
         self.variant = variant
         self.prior_sigma = float(prior_sigma)
         self.beta = float(beta)

@@ -16,6 +16,7 @@ from ..stages.priors import (
     in_center_sampling_region,
     in_fcos_size_range,
 )
+from ..validation import require_one_of, require_positive
 
 __all__ = ["FCOSMatcher"]
 
@@ -38,14 +39,8 @@ class FCOSMatcher:
 
     @configurable
     def __init__(self, *, center_sampling_radius: float = 1.5, center_prior: str = "square"):
-        if not center_sampling_radius > 0:
-            raise ValueError(
-                f"MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS must be > 0, got {center_sampling_radius}"
-            )
-        if center_prior not in CENTER_PRIORS:
-            raise ValueError(
-                f"MODEL.MATCHER.FCOS.CENTER_PRIOR must be one of {CENTER_PRIORS}, got '{center_prior}'"
-            )
+        require_positive("MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS", center_sampling_radius)
+        require_one_of("MODEL.MATCHER.FCOS.CENTER_PRIOR", center_prior, CENTER_PRIORS)
         self.center_sampling_radius = float(center_sampling_radius)
         self.center_prior = center_prior
 

@@ -16,6 +16,13 @@ from ..stages.geometry import is_inside
 from ..stages.gmm import paa_separation
 from ..stages.priors import center_region_prior
 from ..stages.scores import deviation_loss
+from ..validation import (
+    require_in_range,
+    require_nonnegative,
+    require_one_of,
+    require_positive,
+    require_positive_int,
+)
 
 __all__ = ["LADAMatcher"]
 
@@ -127,27 +134,18 @@ class LADAMatcher(CandidateDivisionMatcher):
 
 
 def _validate(arguments: dict) -> None:
+    """Checks the constructor's arguments, named by their ``MODEL.MATCHER.LADA`` key."""
+    def key(name: str) -> str:
+        return f"MODEL.MATCHER.LADA.{name.upper()}"
+
     choices = {"center_prior": CENTER_PRIORS, "score": SCORES, "reg_loss": REG_LOSSES,
                "division": DIVISIONS}
     for name, allowed in choices.items():
-        if arguments[name] not in allowed:
-            raise ValueError(
-                f"MODEL.MATCHER.LADA.{name.upper()} must be one of {allowed}, got '{arguments[name]}'"
-            )
-    positive = ["center_radius", "anchor_scale"]
-    counts = ["topk", "topm", "fixed_num_pos"]
-    nonnegative = ["lambda_reg", "lambda_dev"]
-    for name in positive:
-        if not arguments[name] > 0:
-            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be > 0, got {arguments[name]}")
-    for name in counts:
-        value = arguments[name]
-        if int(value) != value or value < 1:
-            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be a positive integer, got {value}")
-    for name in nonnegative:
-        if arguments[name] < 0:
-            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be >= 0, got {arguments[name]}")
-    if not 0 <= arguments["prelim_iou_thresh"] <= 1:
-        raise ValueError(
-            f"MODEL.MATCHER.LADA.PRELIM_IOU_THRESH must be in [0, 1], got {arguments['prelim_iou_thresh']}"
-        )
+        require_one_of(key(name), arguments[name], allowed)
+    for name in ("center_radius", "anchor_scale"):
+        require_positive(key(name), arguments[name])
+    for name in ("topk", "topm", "fixed_num_pos"):
+        require_positive_int(key(name), arguments[name])
+    for name in ("lambda_reg", "lambda_dev"):
+        require_nonnegative(key(name), arguments[name])
+    require_in_range(key("prelim_iou_thresh"), arguments["prelim_iou_thresh"], 0, 1)
