@@ -13,7 +13,7 @@ import torch
 
 from ..contract import BACKGROUND
 from .divisions import BestGT
-from .geometry import box_centers, side_distances
+from .geometry import box_centers, paired_iou, side_distances
 from .pairs import WindowIndex, gt_chunks, level_maxima, widen
 
 __all__ = [
@@ -142,10 +142,8 @@ def preliminary_iou_match(
     ))  # (G, L, 4) centres of anchors that may overlap the GT
     best = BestGT(num_images * num_anchors, anchors.dtype, device)
     restored = torch.zeros(num_images * num_anchors, dtype=torch.bool, device=device)
-    gt_sides, anchor_sides = gt_boxes.t().contiguous(), anchors.t().contiguous()  # (4, G), (4, R)
-    gt_areas, anchor_areas = _nonnegative_areas(gt_sides), _nonnegative_areas(anchor_sides)
     for gt, point in WindowIndex(box_centers(anchors), levels).pairs(windows):
-        iou = _pair_iou(gt_sides, gt_areas, gt, anchor_sides, anchor_areas, point)
+        iou = paired_iou(gt_boxes.index_select(0, gt), anchors.index_select(0, point))
         key = gt_image.index_select(0, gt) * num_anchors + point
         best.add(gt, key, iou)
         gt_best = torch.zeros_like(gt_boxes[:, 0]).scatter_reduce_(0, gt, iou, "amax")  # (G,)
@@ -156,30 +154,6 @@ def preliminary_iou_match(
     best_gt = torch.where(overlaps, best.gt, first_gt.repeat_interleave(num_anchors))
     keep = ((best_iou >= threshold) | restored) & (best_gt >= 0)
     return torch.where(keep, best_gt, torch.full_like(best_gt, BACKGROUND))
-
-
-def _nonnegative_areas(sides: torch.Tensor) -> torch.Tensor:
-    """(4, n) coordinates x0, y0, x1, y1 -> (n,) areas, 0 for inverted boxes."""
-    return (sides[2] - sides[0]).clamp(min=0) * (sides[3] - sides[1]).clamp(min=0)
-
-
-def _pair_iou(
-    sides1: torch.Tensor, areas1: torch.Tensor, index1: torch.Tensor,
-    sides2: torch.Tensor, areas2: torch.Tensor, index2: torch.Tensor,
-) -> torch.Tensor:
-    """``geometry.paired_iou`` of boxes ``index1`` of (4, n1) coordinates and ``index2`` of
-    (4, n2), with their areas (n1,), (n2,) precomputed: the same float operations in the
-    same order (so the same values), on 1-D gathers instead of (P, 4) rows -> (P,)."""
-    def gather(sides, index):
-        return [side.index_select(0, index) for side in sides]
-
-    x0, y0, x1, y1 = gather(sides1, index1)
-    u0, v0, u1, v1 = gather(sides2, index2)
-    width = (torch.minimum(x1, u1) - torch.maximum(x0, u0)).clamp(min=0)
-    height = (torch.minimum(y1, v1) - torch.maximum(y0, v0)).clamp(min=0)
-    overlap = width * height
-    union = areas1.index_select(0, index1) + areas2.index_select(0, index2) - overlap
-    return torch.where(union > 0, overlap / union.clamp(min=1e-12), torch.zeros_like(union))
 
 
 def center_region_prior(
