@@ -12,7 +12,7 @@ from helpers import crowded_scene, scene
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.dw import DWMatcher
 from lada.matchers.stages.batch import BatchGTs
-from lada.matchers.stages.soft import best_gt_per_point
+from lada.matchers.stages.best_gt import best_gt_ties_to_smallest_box
 from lada.modeling.losses import PairwiseWeightedLoss
 
 A, B, C = [0.0, 0.0, 32.0, 32.0], [16.0, 0.0, 48.0, 32.0], [0.0, 40.0, 16.0, 56.0]
@@ -228,7 +228,7 @@ def test_best_gt_stage_breaks_ties_by_area_then_index():
     points = torch.tensor([0, 0, 1, 2, 2, 2])
     gts = torch.tensor([0, 1, 1, 0, 1, 2])
     areas = torch.tensor([100.0, 50.0, 50.0])  # GT 1 and 2 equally small
-    assert best_gt_per_point(weights, points, gts, areas, 4).tolist() == [1, 1, 1, BACKGROUND]
+    assert best_gt_ties_to_smallest_box(weights, points, gts, areas, 4).tolist() == [1, 1, 1, BACKGROUND]
 
 
 def test_best_gt_stage_leaves_points_of_nan_weights_in_the_background():
@@ -236,7 +236,7 @@ def test_best_gt_stage_leaves_points_of_nan_weights_in_the_background():
     points = torch.tensor([0, 0, 1, 1])
     gts = torch.tensor([0, 1, 0, 1])
     areas = torch.tensor([100.0, 50.0])
-    assert best_gt_per_point(weights, points, gts, areas, 3).tolist() == [BACKGROUND, BACKGROUND, BACKGROUND]
+    assert best_gt_ties_to_smallest_box(weights, points, gts, areas, 3).tolist() == [BACKGROUND, BACKGROUND, BACKGROUND]
 
 
 def test_official_weight_sums_lie_between_one_and_e_squared_on_crowded_scenes():

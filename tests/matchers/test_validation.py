@@ -18,7 +18,8 @@ KEY = "MODEL.MATCHER.X.KEY"
 @pytest.mark.parametrize("check, good, bad, message", [
     (require_positive, [1e-9, 3], [0, -1.0, math.nan, True], "must be > 0"),
     (require_nonnegative, [0, 2.5], [-1e-9, math.nan], "must be >= 0"),
-    (require_positive_int, [1, 9, 9.0], [0, 1.5, -2, math.inf, math.nan], "must be a positive integer"),
+    (require_positive_int, [1, 9, 9.0], [0, 1.5, -2, math.inf, math.nan],
+     "must be a positive integer"),
 ])
 def test_numeric_checks(check, good, bad, message):
     for value in good:

@@ -11,16 +11,12 @@ from detectron2.config import configurable
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.divisions import BestGT, assign_candidates_to_best_gt
+from ..stages.best_gt import BestGTTiesToLowestIndex, assign_candidates_to_best_gt
+from ..stages.candidates import lowest_pairs_per_gt_and_level
 from ..stages.geometry import is_inside
 from ..stages.gmm import higher_component
 from ..stages.pairs import WindowIndex, widen
-from ..stages.priors import (
-    fcos_size_ranges,
-    in_center_sampling_region,
-    in_fcos_size_range,
-    lowest_pairs_per_gt_and_level,
-)
+from ..stages.priors import SQUARE, fcos_size_ranges, in_center_region, in_fcos_size_range
 from ..stages.scores import anchor_losses_of_pairs
 from ..validation import require, require_one_of, require_positive, require_positive_int
 
@@ -126,11 +122,11 @@ class APSMatcher:
             torch.arange(len(levels), device=point.device),
             torch.tensor(levels, device=point.device),
         )
-        positive = chosen[gt, point_level[point]] & in_center_sampling_region(
+        positive = chosen[gt, point_level[point]] & in_center_region(
             inputs.points[point], inputs.strides[point], gts.boxes[gt].float(),
-            self.center_sampling_radius,
+            self.center_sampling_radius, SQUARE,
         )
-        best = BestGT(num_keys, cost.dtype, cost.device)
+        best = BestGTTiesToLowestIndex(num_keys, cost.dtype, cost.device)
         best.add(gt[positive], gts.keys(gt[positive], point[positive]), -cost[positive])
         return MatchResult(gt_index=gts.local_gt_index(best.gt_index()))
 

@@ -10,9 +10,10 @@ from detectron2.config import configurable
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_threshold
+from ..stages.best_gt import assign_candidates_to_best_gt
+from ..stages.candidates import topk_closest_per_level
+from ..stages.divisions import mean_plus_std_threshold
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
-from ..stages.priors import topk_closest_per_level
 from ..validation import require_nonnegative, require_one_of, require_positive, require_positive_int
 
 __all__ = ["CIoUATSSMatcher", "matched_pred_iou", "scheduled_weight"]

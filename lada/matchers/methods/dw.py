@@ -12,10 +12,11 @@ from torchvision.ops import generalized_box_iou_loss
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
+from ..stages.best_gt import best_gt_ties_to_smallest_box
 from ..stages.geometry import box_areas, clamp_inverted, is_inside, paired_iou
 from ..stages.pairs import WindowIndex, widen
 from ..stages.priors import gaussian_center_prior
-from ..stages.soft import best_gt_per_point, min_max_per_gt, min_per_point_class, normalise_per_gt
+from ..stages.soft import min_max_per_gt, min_per_point_class, normalise_per_gt
 from ..validation import require_in_range, require_nonnegative, require_one_of, require_positive
 
 __all__ = ["DWMatcher", "VARIANTS"]
@@ -119,7 +120,9 @@ class DWMatcher:
         gts = BatchGTs.of(inputs)
         gt, key, weight, p_neg = self.bag_pairs(inputs, gts)
         flat_points = num_images * num_points
-        best = best_gt_per_point(weight, key, gt, box_areas(gts.boxes.float()), flat_points)
+        best = best_gt_ties_to_smallest_box(
+            weight, key, gt, box_areas(gts.boxes.float()), flat_points
+        )
         slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
         in_bag = torch.isfinite(slots)
         image = gts.image[gt]

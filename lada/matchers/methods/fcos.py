@@ -7,20 +7,25 @@ from detectron2.config import configurable
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.divisions import BestGT
+from ..stages.best_gt import BestGTTiesToLowestIndex
 from ..stages.geometry import box_areas, box_centers, is_inside
 from ..stages.pairs import WindowIndex, level_maxima, widen
 from ..stages.priors import (
-    center_sampling_reach,
+    ASPECT_EQUAL_AREA,
+    SQUARE,
+    center_region_reach,
     fcos_size_ranges,
-    in_center_sampling_region,
+    in_center_region,
     in_fcos_size_range,
 )
 from ..validation import require_one_of, require_positive
 
 __all__ = ["FCOSMatcher"]
 
-CENTER_PRIORS = ("square", "epcp")
+CENTER_REGIONS = {"square": SQUARE, "epcp": ASPECT_EQUAL_AREA}
+"""``MODEL.MATCHER.FCOS.CENTER_PRIOR`` -> centre-region shape (``stages/priors.py``): its
+``epcp`` keeps the square's area (``r s sqrt(W / H)``), unlike the ``lada`` matcher's."""
+CENTER_PRIORS = tuple(CENTER_REGIONS)
 
 
 @register_matcher("fcos")
@@ -30,7 +35,7 @@ class FCOSMatcher:
     inside the GT, and the GT's size fits the point's level; a point claimed by several
     GTs goes to the one with the smallest area. ``center_prior="epcp"`` replaces the
     square centre region by the rectangle of the same area with the GT's aspect ratio
-    (LADA Table 5).
+    (LADA Table 5; ``ASPECT_EQUAL_AREA``, not LADA's own stretched EPCP).
 
     Only the points of each GT's centre region (intersected with the GT) are tested,
     found by ``WindowIndex`` for all GT boxes of the batch at once: time and memory grow
@@ -43,6 +48,7 @@ class FCOSMatcher:
         require_one_of("MODEL.MATCHER.FCOS.CENTER_PRIOR", center_prior, CENTER_PRIORS)
         self.center_sampling_radius = float(center_sampling_radius)
         self.center_prior = center_prior
+        self.center_region_shape = CENTER_REGIONS[center_prior]
 
     @classmethod
     def from_config(cls, cfg):
@@ -59,9 +65,9 @@ class FCOSMatcher:
             return MatchResult(gt_index=gts.background())
         points, strides, gt_boxes = inputs.points, inputs.strides, gts.boxes
         levels = inputs.num_points_per_level
-        elliptic = self.center_prior == "epcp"
-        reach = center_sampling_reach(
-            level_maxima(strides, levels), gt_boxes, self.center_sampling_radius, elliptic
+        shape, radius = self.center_region_shape, self.center_sampling_radius
+        reach = center_region_reach(
+            level_maxima(strides, levels)[None], gt_boxes[:, None], radius, shape
         )  # (M, L, 2)
         centers = box_centers(gt_boxes)[:, None]
         windows = widen(torch.cat([
@@ -70,12 +76,12 @@ class FCOSMatcher:
         ], dim=2))  # (M, L, 4) centre region within the GT
         lower, upper = fcos_size_ranges(strides, levels)
         smaller_is_better = -box_areas(gt_boxes)
-        best = BestGT(gts.num_images * gts.num_points, smaller_is_better.dtype, points.device)
+        best = BestGTTiesToLowestIndex(
+            gts.num_images * gts.num_points, smaller_is_better.dtype, points.device
+        )
         for gt, point in WindowIndex(points, levels).pairs(windows):
             xy, boxes = points.index_select(0, point), gt_boxes.index_select(0, gt)
-            positive = in_center_sampling_region(
-                xy, strides.index_select(0, point), boxes, self.center_sampling_radius, elliptic
-            )
+            positive = in_center_region(xy, strides.index_select(0, point), boxes, radius, shape)
             positive &= is_inside(xy, boxes, eps=0.0)
             positive &= in_fcos_size_range(
                 xy, boxes, lower.index_select(0, point), upper.index_select(0, point)

@@ -10,12 +10,13 @@ from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.candidates import REG_LOSSES, match_and_score_points, per_level_candidates
+from ..stages.candidates import per_level_candidates
 from ..stages.divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
 from ..stages.geometry import is_inside
 from ..stages.gmm import paa_separation
-from ..stages.priors import center_region_prior
-from ..stages.scores import deviation_loss
+from ..stages.preliminary import MatchedPoints, match_and_score_points
+from ..stages.priors import ASPECT_STRETCHED, SQUARE, in_center_region
+from ..stages.scores import REG_LOSSES, deviation_loss
 from ..validation import (
     require_in_range,
     require_nonnegative,
@@ -26,7 +27,11 @@ from ..validation import (
 
 __all__ = ["LADAMatcher"]
 
-CENTER_PRIORS = ("epcp", "cp", "none")
+CENTER_REGIONS = {"epcp": ASPECT_STRETCHED, "cp": SQUARE, "none": None}
+"""``MODEL.MATCHER.LADA.CENTER_PRIOR`` -> centre-region shape (``stages/priors.py``), None
+for no centre region: its ``epcp`` (Eq. 1-2) stretches the square along the long side
+(``r s W / min(W, H)``), unlike the ``fcos`` matcher's."""
+CENTER_PRIORS = tuple(CENTER_REGIONS)
 SCORES = ("cla", "la", "iou")
 DIVISIONS = ("dlt", "fixed", "gmm", "mean_std")
 
@@ -67,6 +72,7 @@ class LADAMatcher(CandidateDivisionMatcher):
     ):
         _validate(locals())
         self.center_prior = center_prior
+        self.center_region_shape = CENTER_REGIONS[center_prior]
         self.center_radius = float(center_radius)
         self.score = score
         self.reg_loss = reg_loss
@@ -105,15 +111,15 @@ class LADAMatcher(CandidateDivisionMatcher):
         points = inputs.points.index_select(0, point)
         boxes = gts.boxes.index_select(0, matched.gt).float()
         in_c1 = is_inside(points, boxes)
-        if self.center_prior != "none":
-            in_c1 &= center_region_prior(
+        if self.center_region_shape is not None:
+            in_c1 &= in_center_region(
                 points, inputs.strides.index_select(0, point), boxes, self.center_radius,
-                elliptic=self.center_prior == "epcp",
+                self.center_region_shape, closed=True,
             )
         point_gt, scores = matched.dense(self._score(matched, points, boxes), in_c1)
         return per_level_candidates(inputs, gts, point_gt, scores, self.topk)
 
-    def _score(self, matched, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _score(self, matched: MatchedPoints, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """(P,) score of each matched point for its GT, lower is better."""
         if self.score == "iou":
             return -matched.anchor_iou

@@ -8,9 +8,10 @@ from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.candidates import match_and_score_points, per_level_candidates
+from ..stages.candidates import per_level_candidates
 from ..stages.geometry import is_inside
 from ..stages.gmm import paa_separation
+from ..stages.preliminary import match_and_score_points
 from ..validation import require_in_range, require_positive, require_positive_int
 
 __all__ = ["PAAMatcher"]
