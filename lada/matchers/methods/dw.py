@@ -178,8 +178,8 @@ class DWMatcher:
             pair_boxes, self.prior_sigma,
         )
         logit = inputs.pred_logits.reshape(-1).index_select(0, key * num_classes + classes[gt])
-        quality = inputs.pred_quality.reshape(-1).index_select(0, key)
-        score = logit.float().sigmoid() * quality.float().sigmoid()
+        aux_logit = inputs.pred_quality.reshape(-1).index_select(0, key)
+        score = logit.float().sigmoid() * aux_logit.float().sigmoid()
         predicted = inputs.pred_boxes.reshape(-1, 4).index_select(0, key).float()
         iou = paired_iou(predicted, pair_boxes)
         if self.variant == "official":
