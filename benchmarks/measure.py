@@ -76,7 +76,7 @@ def crowded_inputs(num_gts: int, device: str = "cpu", seed: int = 0,
         gt_classes=[torch.randint(0, num_classes, (num_gts,), generator=generator).to(device)],
         pred_logits=(torch.randn(1, len(points), num_classes, generator=generator) - 4).to(device),
         pred_boxes=pred[None].to(device),
-        pred_quality=torch.randn(1, len(points), generator=generator).to(device),
+        pred_aux=torch.randn(1, len(points), generator=generator).to(device),
     )
 
 

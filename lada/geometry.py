@@ -33,13 +33,14 @@ def clamp_inverted(boxes: torch.Tensor) -> torch.Tensor:
 
 def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """IoU of broadcast box pairs (..., 4), (..., 4) -> (...); 0 for empty unions. An
-    inverted box (predictions may be) has area 0, as after :func:`clamp_inverted`."""
-    top_left = torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    bottom_right = torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-    overlap = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
-    union = _nonnegative_area(boxes1) + _nonnegative_area(boxes2) - overlap
+    inverted box (predictions may be) has area 0, as after :func:`clamp_inverted`.
+    Written per coordinate, so that no (..., 2) intermediate is built."""
+    x0, y0, x1, y1 = boxes1.unbind(dim=-1)
+    u0, v0, u1, v1 = boxes2.unbind(dim=-1)
+    width = (torch.minimum(x1, u1) - torch.maximum(x0, u0)).clamp(min=0)
+    height = (torch.minimum(y1, v1) - torch.maximum(y0, v0)).clamp(min=0)
+    overlap = width * height
+    area1 = (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
+    area2 = (u1 - u0).clamp(min=0) * (v1 - v0).clamp(min=0)
+    union = area1 + area2 - overlap
     return torch.where(union > 0, overlap / union.clamp(min=1e-12), torch.zeros_like(union))
-
-
-def _nonnegative_area(boxes: torch.Tensor) -> torch.Tensor:
-    return (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).prod(dim=-1)

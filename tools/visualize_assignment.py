@@ -143,7 +143,7 @@ def draw_panel(axis, image: np.ndarray, inputs: MatchInputs, name: str, matcher,
     colours = [LEVEL_COLOURS[i % len(LEVEL_COLOURS)] for i in level[positive]]
     axis.scatter(points[positive, 0], points[positive, 1], s=sizes, c=colours,
                  edgecolors="black", linewidths=0.4, zorder=3)
-    if isinstance(matcher, LADAMatcher) and matcher.center_prior != "none":
+    if isinstance(matcher, LADAMatcher) and matcher.center_region_shape is not None:
         _draw_center_regions(axis, boxes, gt_index, level, strides, matcher, image.shape[:2])
     axis.set_xlim(-0.5, image.shape[1] - 0.5)
     axis.set_ylim(image.shape[0] - 0.5, -0.5)
@@ -162,8 +162,7 @@ def _draw_center_regions(axis, boxes, gt_index, level, strides, matcher, image_s
     for gt in range(len(boxes)):
         for lvl in np.unique(level[(gt_index == gt).numpy()]):
             reach = center_region_reach(strides[lvl : lvl + 1], boxes[gt : gt + 1],
-                                        matcher.center_radius,
-                                        elliptic=matcher.center_prior == "epcp")[0]
+                                        matcher.center_radius, matcher.center_region_shape)[0]
             center = (boxes[gt, :2] + boxes[gt, 2:]) / 2
             x0, y0 = (center - reach).clamp(min=-0.5).tolist()
             x1, y1 = torch.minimum(center + reach, torch.tensor([width - 0.5, height - 0.5])).tolist()

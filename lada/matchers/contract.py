@@ -54,7 +54,7 @@ class MatchInputs:
         gt_classes: per image, (G_i,) GT class ids in [0, C).
         pred_logits: (N, R, C) classification logits.
         pred_boxes: (N, R, 4) decoded predicted boxes, XYXY pixels.
-        pred_quality: (N, R) logits of the auxiliary branch (IoU or centerness), or None.
+        pred_aux: (N, R) logits of the auxiliary branch (IoU or centerness), or None.
         iteration, max_iter: training progress, for schedule-aware matchers.
     """
 
@@ -65,7 +65,7 @@ class MatchInputs:
     gt_classes: List[torch.Tensor]
     pred_logits: torch.Tensor
     pred_boxes: torch.Tensor
-    pred_quality: Optional[torch.Tensor] = None
+    pred_aux: Optional[torch.Tensor] = None
     iteration: int = 0
     max_iter: int = 1
 
@@ -82,8 +82,8 @@ class MatchInputs:
              "pred_logits must be (N, R, C)"),
             (self.pred_boxes.shape == (self.num_images, num_points, 4),
              "pred_boxes must be (N, R, 4)"),
-            (self.pred_quality is None or self.pred_quality.shape == (self.num_images, num_points),
-             "pred_quality must be (N, R) or None"),
+            (self.pred_aux is None or self.pred_aux.shape == (self.num_images, num_points),
+             "pred_aux must be (N, R) or None"),
         ]
         for index, (boxes, classes) in enumerate(zip(self.gt_boxes, self.gt_classes)):
             checks.append((boxes.dim() == 2 and boxes.shape[1] == 4,

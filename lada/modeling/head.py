@@ -119,8 +119,9 @@ class FCOSHead(nn.Module):
         self, features: List[torch.Tensor]
     ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
         """Per level l, features (N, D, H_l, W_l) -> class logits (N, C, H_l, W_l),
-        box deltas (N, 4, H_l, W_l) in strides, auxiliary logits (N, 1, H_l, W_l)."""
-        logits, deltas, aux = [], [], []
+        box deltas (N, 4, H_l, W_l) in strides, auxiliary-branch logits ``pred_aux``
+        (N, 1, H_l, W_l), from the ``aux_pred`` convolution."""
+        logits, deltas, pred_aux = [], [], []
         for level, feature in enumerate(features):
             logits.append(self.cls_score(self.cls_subnet(feature)))
             box_feature = self.bbox_subnet(feature)
@@ -131,8 +132,8 @@ class FCOSHead(nn.Module):
             if self.box_refine is not None:
                 delta = self._activate(self.box_refine(box_feature, delta))
             deltas.append(delta)
-            aux.append(self.aux_pred(box_feature))
-        return logits, deltas, aux
+            pred_aux.append(self.aux_pred(box_feature))
+        return logits, deltas, pred_aux
 
     def _activate(self, delta: torch.Tensor) -> torch.Tensor:
         return F.relu(delta) if self.box_activation == "relu" else delta

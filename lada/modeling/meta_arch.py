@@ -141,7 +141,7 @@ class LadaFCOS(DenseDetector):
         gt_instances: List[Instances],
     ) -> Dict[str, torch.Tensor]:
         storage = get_event_storage()
-        inputs, logits, pred_boxes, aux = self._match_inputs(
+        inputs, logits, pred_boxes, pred_aux = self._match_inputs(
             features, predictions, gt_instances, storage.iter
         )
         match = self.matcher(inputs)
@@ -151,7 +151,7 @@ class LadaFCOS(DenseDetector):
         storage.put_scalars(**assignment_statistics(
             match.gt_index, [len(b) for b in gt_boxes], inputs.num_points_per_level
         ))
-        output = self.loss(inputs.points, logits, pred_boxes, aux, targets)
+        output = self.loss(inputs.points, logits, pred_boxes, pred_aux, targets)
         storage.put_scalars(**output.normalizers)
         return output.losses
 
@@ -176,8 +176,9 @@ class LadaFCOS(DenseDetector):
         iteration: int,
     ) -> Tuple[MatchInputs, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The matcher's inputs from the head's predictions, with the flattened logits
-        (N, R, C), decoded boxes (N, R, 4) and auxiliary logits (N, R) the losses use."""
-        logits, deltas, aux = self._flatten_predictions(predictions)
+        (N, R, C), decoded boxes (N, R, 4) and auxiliary-branch logits ``pred_aux`` (N, R)
+        the losses use."""
+        logits, deltas, pred_aux = self._flatten_predictions(predictions)
         anchors = Boxes.cat(self.anchor_generator(features)).tensor  # (R, 4)
         pred_boxes = self._decode(deltas, anchors)  # (N, R, 4)
         gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
@@ -190,23 +191,23 @@ class LadaFCOS(DenseDetector):
             gt_classes=[x.gt_classes for x in gt_instances],
             pred_logits=logits.detach(),
             pred_boxes=pred_boxes.detach(),
-            pred_quality=aux.detach(),
+            pred_aux=pred_aux.detach(),
             iteration=iteration,
             max_iter=self.max_iter,
         )
-        return inputs, logits, pred_boxes, aux
+        return inputs, logits, pred_boxes, pred_aux
 
     def forward_inference(
         self, images: ImageList, features: List[torch.Tensor], predictions: List[List[torch.Tensor]]
     ) -> List[Instances]:
-        logits, deltas, aux = self._transpose_dense_predictions(
+        logits, deltas, pred_aux = self._transpose_dense_predictions(
             predictions, [self.num_classes, 4, 1]
         )
         anchors = self.anchor_generator(features)
         results = []
         for image, image_size in enumerate(images.image_sizes):
             scores, thresh = self._test_scores(
-                [x[image] for x in logits], [x[image] for x in aux]
+                [x[image] for x in logits], [x[image] for x in pred_aux]
             )
             detections = Instances.cat([
                 self._decode_level(level_anchors, level_scores, level_deltas[image], thresh, image_size)
@@ -251,16 +252,16 @@ class LadaFCOS(DenseDetector):
         )
 
     def _test_scores(
-        self, logits: List[torch.Tensor], aux: List[torch.Tensor]
+        self, logits: List[torch.Tensor], pred_aux: List[torch.Tensor]
     ) -> Tuple[List[torch.Tensor], float]:
-        """Per level, logits (R_l, C) and aux logits (R_l, 1) of one image -> detection
+        """Per level, logits (R_l, C) and auxiliary-branch logits (R_l, 1) of one image -> detection
         scores (R_l, C), ``geometric_mean`` sqrt(sigmoid(cls) * sigmoid(aux)) or
         ``product`` sigmoid(cls) * sigmoid(aux), and the threshold they are compared
         with. ``combined`` thresholds that score (detectron2's FCOS, the DW code);
         ``cls`` thresholds the class probability before the product (ATSS, PAA and LADA
         code): the scores of points below it are set to -inf and every finite score
         passes."""
-        scores = [x.sigmoid() * y.sigmoid() for x, y in zip(logits, aux)]
+        scores = [x.sigmoid() * y.sigmoid() for x, y in zip(logits, pred_aux)]
         if self.test_score == "geometric_mean":
             scores = [torch.sqrt(score) for score in scores]
         if self.test_score_thresh_on == "combined":
@@ -274,11 +275,11 @@ class LadaFCOS(DenseDetector):
     def _flatten_predictions(
         self, predictions: List[List[torch.Tensor]]
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-level head outputs -> logits (N, R, C), deltas (N, R, 4), aux (N, R)."""
-        logits, deltas, aux = self._transpose_dense_predictions(
+        """Per-level head outputs -> logits (N, R, C), deltas (N, R, 4), pred_aux (N, R)."""
+        logits, deltas, pred_aux = self._transpose_dense_predictions(
             predictions, [self.num_classes, 4, 1]
         )
-        return cat(logits, dim=1), cat(deltas, dim=1), cat(aux, dim=1).squeeze(dim=2)
+        return cat(logits, dim=1), cat(deltas, dim=1), cat(pred_aux, dim=1).squeeze(dim=2)
 
     def _decode(self, deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """deltas (N, R, 4), anchors (R, 4) -> boxes (N, R, 4), XYXY pixels."""

@@ -115,7 +115,7 @@ class _Recorder:
 
         def recording_matcher(inputs):
             self.matcher.update(
-                x.dtype for x in (inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality,
+                x.dtype for x in (inputs.pred_logits, inputs.pred_boxes, inputs.pred_aux,
                                   inputs.points, inputs.strides) if x is not None
             )
             self.autocast_in.add(("matcher", torch.is_autocast_enabled("cpu")))

@@ -11,7 +11,7 @@ from helpers import crowded_scene, grid, scene
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.aps import APSMatcher, _spatial_score
 from lada.matchers.stages.gmm import higher_component
-from lada.matchers.stages.priors import lowest_pairs_per_gt_and_level
+from lada.matchers.stages.candidates import lowest_pairs_per_gt_and_level
 
 INF = float("inf")
 

@@ -8,7 +8,7 @@ from lada.matchers import BACKGROUND
 from lada.matchers.methods.atss import ATSSMatcher
 from lada.matchers.stages.divisions import mean_plus_std_threshold
 from lada.matchers.stages.geometry import anchor_boxes, paired_iou
-from lada.matchers.stages.priors import topk_closest_per_level
+from lada.matchers.stages.candidates import topk_closest_per_level
 
 
 def test_topk_per_level_with_fewer_points_than_k():

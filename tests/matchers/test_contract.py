@@ -25,7 +25,7 @@ def _with_predictions(inputs):
         pred_logits=torch.randn(inputs.pred_logits.shape),
         pred_boxes=torch.cat([inputs.points - 12, inputs.points + 12], dim=1).expand(
             inputs.num_images, -1, -1) + torch.randn(inputs.pred_boxes.shape),
-        pred_quality=torch.randn(inputs.num_images, inputs.num_points),
+        pred_aux=torch.randn(inputs.num_images, inputs.num_points),
     )
 
 
@@ -74,7 +74,7 @@ def test_batched_matching_equals_per_image_matching(name):
             scene(levels, [boxes], num_classes=5),
             pred_logits=inputs.pred_logits[index : index + 1],
             pred_boxes=inputs.pred_boxes[index : index + 1],
-            pred_quality=inputs.pred_quality[index : index + 1],
+            pred_aux=inputs.pred_aux[index : index + 1],
         )
         alone = matcher(alone).gt_index[0]
         assert torch.equal(batched[index], alone)

@@ -12,7 +12,7 @@ from helpers import crowded_scene, scene
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.dw import DWMatcher
 from lada.matchers.stages.batch import BatchGTs
-from lada.matchers.stages.soft import best_gt_per_point
+from lada.matchers.stages.best_gt import best_gt_ties_to_smallest_box
 from lada.modeling.losses import PairwiseWeightedLoss
 
 A, B, C = [0.0, 0.0, 32.0, 32.0], [16.0, 0.0, 48.0, 32.0], [0.0, 40.0, 16.0, 56.0]
@@ -35,7 +35,7 @@ def hand_scene():
         inputs,
         gt_classes=[torch.tensor([0, 0, 1])],
         pred_logits=torch.randn(1, 9, NUM_CLASSES, generator=generator),
-        pred_quality=torch.randn(1, 9, generator=generator),
+        pred_aux=torch.randn(1, 9, generator=generator),
         pred_boxes=torch.tensor([PRED]),
     )
 
@@ -67,7 +67,7 @@ def reference_dw(inputs, variant="official", beta=5.0, mu=5.0, mu_norm=3.0, gamm
     boxes = inputs.gt_boxes[0].tolist()
     classes = inputs.gt_classes[0].tolist()
     logits = inputs.pred_logits[0].tolist()
-    ctr = inputs.pred_quality[0].tolist()
+    ctr = inputs.pred_aux[0].tolist()
     pred = inputs.pred_boxes[0].tolist()
     prior, t, iou = {}, {}, {}
     for g, box in enumerate(boxes):
@@ -215,7 +215,7 @@ def test_equal_weights_go_to_the_smaller_gt_whatever_the_order():
     # The paper variant normalises each bag to sum 1: two GT boxes whose bags hold only
     # the one point of the scene both give it weight 1, and the smaller box takes it.
     inputs = scene([(8, [(16, 16)])], [[[8, 8, 24, 24], [4, 4, 28, 28]]], num_classes=2)
-    inputs = dataclasses.replace(inputs, pred_quality=torch.zeros(1, 1),
+    inputs = dataclasses.replace(inputs, pred_aux=torch.zeros(1, 1),
                                  pred_boxes=torch.tensor([[[10.0, 10, 22, 22]]]))
     boxes = inputs.gt_boxes[0].clone()
     for order in ([0, 1], [1, 0]):
@@ -229,7 +229,7 @@ def test_best_gt_stage_breaks_ties_by_area_then_index():
     points = torch.tensor([0, 0, 1, 2, 2, 2])
     gts = torch.tensor([0, 1, 1, 0, 1, 2])
     areas = torch.tensor([100.0, 50.0, 50.0])  # GT 1 and 2 equally small
-    assert best_gt_per_point(weights, points, gts, areas, 4).tolist() == [1, 1, 1, BACKGROUND]
+    assert best_gt_ties_to_smallest_box(weights, points, gts, areas, 4).tolist() == [1, 1, 1, BACKGROUND]
 
 
 def test_best_gt_stage_leaves_points_of_nan_weights_in_the_background():
@@ -237,12 +237,12 @@ def test_best_gt_stage_leaves_points_of_nan_weights_in_the_background():
     points = torch.tensor([0, 0, 1, 1])
     gts = torch.tensor([0, 1, 0, 1])
     areas = torch.tensor([100.0, 50.0])
-    assert best_gt_per_point(weights, points, gts, areas, 3).tolist() == [BACKGROUND, BACKGROUND, BACKGROUND]
+    assert best_gt_ties_to_smallest_box(weights, points, gts, areas, 3).tolist() == [BACKGROUND, BACKGROUND, BACKGROUND]
 
 
 def test_official_weight_sums_lie_between_one_and_e_squared_on_crowded_scenes():
     inputs = crowded_scene(5)
-    inputs = dataclasses.replace(inputs, pred_quality=torch.randn(inputs.num_images, inputs.num_points))
+    inputs = dataclasses.replace(inputs, pred_aux=torch.randn(inputs.num_images, inputs.num_points))
     result = _matcher()(inputs)
     image, _, gt = result.soft.pair_index.unbind(dim=1)
     sums = torch.zeros(2, 34).index_put_((image, gt), result.soft.pair_weight, accumulate=True)
@@ -256,7 +256,7 @@ def test_images_without_gt_and_batching():
         scene([(8, STRIDE8), (16, STRIDE16)], [[A, B, C], []], num_classes=NUM_CLASSES),
         gt_classes=[inputs.gt_classes[0], torch.zeros(0, dtype=torch.long)],
         pred_logits=inputs.pred_logits.repeat(2, 1, 1),
-        pred_quality=inputs.pred_quality.repeat(2, 1),
+        pred_aux=inputs.pred_aux.repeat(2, 1),
         pred_boxes=inputs.pred_boxes.repeat(2, 1, 1),
     )
     alone, batched = _matcher()(inputs), _matcher()(empty)
@@ -268,8 +268,8 @@ def test_images_without_gt_and_batching():
 
 
 def test_needs_the_centerness_logits_and_valid_keys():
-    inputs = dataclasses.replace(hand_scene(), pred_quality=None)
-    with pytest.raises(ValueError, match="pred_quality is None"):
+    inputs = dataclasses.replace(hand_scene(), pred_aux=None)
+    with pytest.raises(ValueError, match="pred_aux is None"):
         _matcher()(inputs)
     with pytest.raises(ValueError, match="MODEL.MATCHER.DW.VARIANT must be one of"):
         _matcher("text")
@@ -294,11 +294,11 @@ def test_three_loss_values_of_the_scene(variant):
     factors = {"official": (0.25, 1.25), "paper": (1.0, 5.0)}[variant]
     loss = PairwiseWeightedLoss(pos_cls_weight=factors[0], box_weight=factors[1])
     match = _matcher(variant)(inputs)
-    losses = loss(inputs.points, inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality,
+    losses = loss(inputs.points, inputs.pred_logits, inputs.pred_boxes, inputs.pred_aux,
                   loss.targets(match, inputs.gt_boxes, inputs.gt_classes)).losses
 
     weight, _, neg, outside, _ = reference_dw(inputs, variant)
-    logits, ctr = inputs.pred_logits[0].tolist(), inputs.pred_quality[0].tolist()
+    logits, ctr = inputs.pred_logits[0].tolist(), inputs.pred_aux[0].tolist()
     boxes, classes = inputs.gt_boxes[0].tolist(), inputs.gt_classes[0].tolist()
     pred = inputs.pred_boxes[0].tolist()
     score = [[_sigmoid(x) * _sigmoid(ctr[r]) for x in logits[r]] for r in range(9)]
@@ -316,7 +316,7 @@ def test_three_loss_values_of_the_scene(variant):
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_crowded_batch_in_small_gt_chunks_equals_the_reference_loop_per_image(variant, monkeypatch):
     inputs = crowded_scene(3)
-    inputs = dataclasses.replace(inputs, pred_quality=torch.randn(
+    inputs = dataclasses.replace(inputs, pred_aux=torch.randn(
         inputs.num_images, inputs.num_points, generator=torch.Generator().manual_seed(3)))
     monkeypatch.setattr("lada.matchers.stages.pairs.MAX_CHUNK_ELEMENTS", 64)  # a few GTs per chunk
     result = _matcher(variant)(inputs)
@@ -324,7 +324,7 @@ def test_crowded_batch_in_small_gt_chunks_equals_the_reference_loop_per_image(va
         alone = dataclasses.replace(
             inputs, gt_boxes=[inputs.gt_boxes[image]], gt_classes=[inputs.gt_classes[image]],
             pred_logits=inputs.pred_logits[image:image + 1], pred_boxes=inputs.pred_boxes[image:image + 1],
-            pred_quality=inputs.pred_quality[image:image + 1],
+            pred_aux=inputs.pred_aux[image:image + 1],
         )
         weight, _, neg, outside, _ = reference_dw(alone, variant)
         mine = result.soft.pair_index[:, 0] == image
@@ -359,7 +359,7 @@ def degenerate_scene():
         inputs,
         gt_classes=[torch.tensor([0, 1, 2])],
         pred_logits=torch.randn(1, 7, NUM_CLASSES, generator=generator),
-        pred_quality=torch.randn(1, 7, generator=generator),
+        pred_aux=torch.randn(1, 7, generator=generator),
         pred_boxes=torch.tensor([DEGENERATE_PRED]),
     )
 

@@ -8,7 +8,7 @@ from helpers import scene
 
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.fcos import FCOSMatcher
-from lada.matchers.stages.priors import in_center_sampling_region
+from lada.matchers.stages import priors
 
 # GT 80 x 20 centred at (100, 100); stride 8, radius 1.5: the square reaches 12 px each
 # way; EPCP reaches 12 * sqrt(80 / 20) = 24 px along x and 12 * sqrt(20 / 80) = 6 px
@@ -24,8 +24,9 @@ def test_center_regions_by_hand():
     points = torch.tensor(POINTS)
     strides = torch.full((len(POINTS),), 8.0)
     gt = torch.tensor([GT])
-    assert in_center_sampling_region(points, strides, gt, 1.5).tolist() == SQUARE
-    assert in_center_sampling_region(points, strides, gt, 1.5, elliptic=True).tolist() == EPCP
+    square, equal_area = priors.SQUARE, priors.ASPECT_EQUAL_AREA
+    assert priors.in_center_region(points, strides, gt, 1.5, square).tolist() == SQUARE
+    assert priors.in_center_region(points, strides, gt, 1.5, equal_area).tolist() == EPCP
 
 
 @pytest.mark.parametrize("center_prior, expected", [("square", SQUARE), ("epcp", EPCP)])

@@ -10,7 +10,9 @@ from references import lada_positives
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.stages.divisions import dynamic_loss_threshold, lowest_n_division
 from lada.matchers.methods.lada import LADAMatcher
-from lada.matchers.stages.priors import center_region_prior, lowest_per_gt_and_level, preliminary_iou_match
+from lada.matchers.stages.candidates import lowest_per_gt_and_level
+from lada.matchers.stages.preliminary import preliminary_iou_match
+from lada.matchers.stages.priors import ASPECT_STRETCHED, SQUARE, in_center_region
 from lada.matchers.stages.scores import deviation_loss
 
 INF = float("inf")
@@ -24,8 +26,8 @@ def test_epcp_region_of_a_slender_box():
     points = torch.tensor([[50.0 + 150, 50.0], [50.0, 50.0 + 20], [50.0, 50.0 + 21], [50.0 + 21, 50.0]])
     strides = torch.full((4,), 8.0)
     boxes = box.expand(4, 4)
-    epcp = center_region_prior(points, strides, boxes, 2.5, elliptic=True)
-    cp = center_region_prior(points, strides, boxes, 2.5, elliptic=False)
+    epcp = in_center_region(points, strides, boxes, 2.5, ASPECT_STRETCHED, closed=True)
+    cp = in_center_region(points, strides, boxes, 2.5, SQUARE, closed=True)
     assert epcp.tolist() == [True, True, False, True]
     assert cp.tolist() == [False, True, False, False]
 
@@ -147,7 +149,9 @@ def test_positives_lie_inside_their_gt_and_its_epcp_region():
     own = torch.tensor(boxes)[gt_index[positive]]
     points = inputs.points[positive]
     assert ((points > own[:, :2]) & (points < own[:, 2:])).all()
-    assert center_region_prior(points, inputs.strides[positive], own, 2.5).all()
+    assert in_center_region(
+        points, inputs.strides[positive], own, 2.5, ASPECT_STRETCHED, closed=True
+    ).all()
     # Per GT, at most TOPM of the per-level candidates, fewer than the candidates.
     counts = torch.bincount(gt_index[positive])
     assert (counts <= 20).all()

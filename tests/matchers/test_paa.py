@@ -10,7 +10,7 @@ from references import paa_positives
 
 from lada.matchers import BACKGROUND
 from lada.matchers.methods.paa import PAAMatcher
-from lada.matchers.stages.priors import preliminary_iou_match
+from lada.matchers.stages.preliminary import preliminary_iou_match
 
 @pytest.mark.parametrize("inside_gt", [True, False])
 def test_matcher_equals_an_independent_per_gt_loop(inside_gt):

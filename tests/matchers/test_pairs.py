@@ -12,10 +12,11 @@ from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 from lada.matchers import BACKGROUND, MATCHER_REGISTRY
 from lada.matchers.methods import aps, atss, ciou_atss, fcos, lada, paa
 from lada.matchers.stages import pairs as pairs_module
-from lada.matchers.stages.divisions import BestGT, assign_candidates_to_best_gt
+from lada.matchers.stages.best_gt import BestGTTiesToLowestIndex, assign_candidates_to_best_gt
 from lada.matchers.stages.geometry import anchor_boxes
 from lada.matchers.stages.pairs import WindowIndex, gt_chunks
-from lada.matchers.stages.priors import lowest_pairs_per_gt_and_level, preliminary_iou_match
+from lada.matchers.stages.candidates import lowest_pairs_per_gt_and_level
+from lada.matchers.stages.preliminary import preliminary_iou_match
 from lada.matchers.stages.scores import anchor_losses_of_pairs
 
 MATCHER_CLASSES = {"fcos": fcos.FCOSMatcher, "atss": atss.ATSSMatcher, "paa": paa.PAAMatcher,
@@ -79,7 +80,7 @@ def test_best_gt_equals_a_loop_over_points_in_any_parts():
         best = max((s for s, _ in claims), default=-math.inf)
         expected.append(BACKGROUND if best == -math.inf else min(g for s, g in claims if s == best))
     for parts in (1, 3, 7):
-        best = BestGT(num_points, torch.float32, torch.device("cpu"))
+        best = BestGTTiesToLowestIndex(num_points, torch.float32, torch.device("cpu"))
         order = torch.randperm(200, generator=generator)
         for part in order.chunk(parts):
             best.add(gt[part], point[part], score[part])

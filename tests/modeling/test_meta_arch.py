@@ -93,7 +93,7 @@ def test_matcher_sees_detached_predictions_only():
     model.matcher = spy
     _losses(model, make_batch([2]))
     (inputs,) = seen
-    assert not any(t.requires_grad for t in (inputs.pred_logits, inputs.pred_boxes, inputs.pred_quality))
+    assert not any(t.requires_grad for t in (inputs.pred_logits, inputs.pred_boxes, inputs.pred_aux))
 
 
 def test_a_result_of_the_other_kind_than_the_matcher_declared_is_refused():

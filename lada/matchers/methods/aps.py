@@ -12,17 +12,14 @@ from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.divisions import BestGT, assign_candidates_to_best_gt
+from ..stages.best_gt import BestGTTiesToLowestIndex, assign_candidates_to_best_gt
+from ..stages.candidates import lowest_pairs_per_gt_and_level
 from ..stages.geometry import is_inside
 from ..stages.gmm import higher_component
 from ..stages.pairs import WindowIndex, widen
-from ..stages.priors import (
-    fcos_size_ranges,
-    in_center_sampling_region,
-    in_fcos_size_range,
-    lowest_pairs_per_gt_and_level,
-)
+from ..stages.priors import SQUARE, fcos_size_ranges, in_center_region, in_fcos_size_range
 from ..stages.scores import anchor_losses_of_pairs
+from ..validation import require, require_one_of, require_positive, require_positive_int
 
 __all__ = ["APSMatcher"]
 
@@ -67,22 +64,18 @@ class APSMatcher(BatchMatcher):
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-3,
     ):
-        checks = [
-            (int(topk) == topk and topk >= 1, "TOPK must be a positive integer", topk),
-            (int(num_levels) == num_levels and num_levels >= 1,
-             "NUM_LEVELS must be a positive integer", num_levels),
-            (scale_criterion in SCALE_CRITERIA, f"SCALE_CRITERION must be one of {SCALE_CRITERIA}",
-             scale_criterion),
-            (scale or spatial, "SCALE and SPATIAL are both off: that is FCOS's assignment, use "
-             "MODEL.MATCHER.NAME fcos", (scale, spatial)),
-            (center_sampling_radius > 0, "CENTER_SAMPLING_RADIUS must be > 0", center_sampling_radius),
-            (int(gmm_max_iter) == gmm_max_iter and gmm_max_iter >= 1,
-             "GMM_MAX_ITER must be a positive integer", gmm_max_iter),
-            (gmm_tol > 0, "GMM_TOL must be > 0", gmm_tol),
-        ]
-        for ok, message, value in checks:
-            if not ok:
-                raise ValueError(f"MODEL.MATCHER.APS.{message}, got {value}")
+        key = "MODEL.MATCHER.APS"
+        require_positive_int(f"{key}.TOPK", topk)
+        require_positive_int(f"{key}.NUM_LEVELS", num_levels)
+        require_one_of(f"{key}.SCALE_CRITERION", scale_criterion, SCALE_CRITERIA)
+        require(
+            scale or spatial, f"{key}.SCALE and SPATIAL",
+            "are both off: that is FCOS's assignment, use MODEL.MATCHER.NAME fcos",
+            (scale, spatial),
+        )
+        require_positive(f"{key}.CENTER_SAMPLING_RADIUS", center_sampling_radius)
+        require_positive_int(f"{key}.GMM_MAX_ITER", gmm_max_iter)
+        require_positive(f"{key}.GMM_TOL", gmm_tol)
         self.topk = int(topk)
         self.num_levels = int(num_levels)
         self.scale_criterion = scale_criterion
@@ -126,11 +119,11 @@ class APSMatcher(BatchMatcher):
             torch.arange(len(levels), device=point.device),
             torch.tensor(levels, device=point.device),
         )
-        positive = chosen[gt, point_level[point]] & in_center_sampling_region(
+        positive = chosen[gt, point_level[point]] & in_center_region(
             inputs.points[point], inputs.strides[point], gts.boxes[gt].float(),
-            self.center_sampling_radius,
+            self.center_sampling_radius, SQUARE,
         )
-        best = BestGT(num_keys, cost.dtype, cost.device)
+        best = BestGTTiesToLowestIndex(num_keys, cost.dtype, cost.device)
         best.add(gt[positive], gts.keys(gt[positive], point[positive]), -cost[positive])
         return MatchResult(gt_index=gts.local_gt_index(best.gt_index()))
 

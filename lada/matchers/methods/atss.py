@@ -8,9 +8,11 @@ from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_threshold
+from ..stages.best_gt import assign_candidates_to_best_gt
+from ..stages.candidates import topk_closest_per_level
+from ..stages.divisions import mean_plus_std_threshold
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
-from ..stages.priors import topk_closest_per_level
+from ..validation import require_positive, require_positive_int
 
 __all__ = ["ATSSMatcher"]
 
@@ -32,10 +34,8 @@ class ATSSMatcher(BatchMatcher):
 
     @configurable
     def __init__(self, *, topk: int = 9, anchor_scale: float = 8.0):
-        if int(topk) != topk or topk < 1:
-            raise ValueError(f"MODEL.MATCHER.ATSS.TOPK must be a positive integer, got {topk}")
-        if not anchor_scale > 0:
-            raise ValueError(f"MODEL.MATCHER.ATSS.ANCHOR_SCALE must be > 0, got {anchor_scale}")
+        require_positive_int("MODEL.MATCHER.ATSS.TOPK", topk)
+        require_positive("MODEL.MATCHER.ATSS.ANCHOR_SCALE", anchor_scale)
         self.topk = int(topk)
         self.anchor_scale = float(anchor_scale)
 

@@ -11,9 +11,11 @@ from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.divisions import assign_candidates_to_best_gt, mean_plus_std_threshold
+from ..stages.best_gt import assign_candidates_to_best_gt
+from ..stages.candidates import topk_closest_per_level
+from ..stages.divisions import mean_plus_std_threshold
 from ..stages.geometry import anchor_boxes, is_inside, paired_iou
-from ..stages.priors import topk_closest_per_level
+from ..validation import require_nonnegative, require_one_of, require_positive, require_positive_int
 
 __all__ = ["CIoUATSSMatcher", "scheduled_weight"]
 
@@ -73,21 +75,13 @@ class CIoUATSSMatcher(BatchMatcher):
         threshold: str = "sum_std",
     ):
         key = "MODEL.MATCHER.CIOU_ATSS"
-        if int(topk) != topk or topk < 1:
-            raise ValueError(f"{key}.TOPK must be a positive integer, got {topk}")
-        if not anchor_scale > 0:
-            raise ValueError(f"{key}.ANCHOR_SCALE must be > 0, got {anchor_scale}")
-        for name, weight in (("ANCHOR_WEIGHT", anchor_weight), ("PRED_WEIGHT", pred_weight)):
-            if not weight >= 0:
-                raise ValueError(f"{key}.{name} must be >= 0, got {weight}")
-        for name, schedule in (
-            ("ANCHOR_WEIGHT_SCHEDULE", anchor_weight_schedule),
-            ("PRED_WEIGHT_SCHEDULE", pred_weight_schedule),
-        ):
-            if schedule not in SCHEDULES:
-                raise ValueError(f"{key}.{name} must be one of {SCHEDULES}, got '{schedule}'")
-        if threshold not in THRESHOLDS:
-            raise ValueError(f"{key}.THRESHOLD must be one of {THRESHOLDS}, got '{threshold}'")
+        require_positive_int(f"{key}.TOPK", topk)
+        require_positive(f"{key}.ANCHOR_SCALE", anchor_scale)
+        require_nonnegative(f"{key}.ANCHOR_WEIGHT", anchor_weight)
+        require_nonnegative(f"{key}.PRED_WEIGHT", pred_weight)
+        require_one_of(f"{key}.ANCHOR_WEIGHT_SCHEDULE", anchor_weight_schedule, SCHEDULES)
+        require_one_of(f"{key}.PRED_WEIGHT_SCHEDULE", pred_weight_schedule, SCHEDULES)
+        require_one_of(f"{key}.THRESHOLD", threshold, THRESHOLDS)
         self.topk = int(topk)
         self.anchor_scale = float(anchor_scale)
         self.anchor_weight = float(anchor_weight)

@@ -12,10 +12,12 @@ from torchvision.ops import generalized_box_iou_loss
 from ..contract import MatchInputs, MatchResult, PairWeights
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
+from ..stages.best_gt import best_gt_ties_to_smallest_box
 from ..stages.geometry import box_areas, clamp_inverted, is_inside, paired_iou
 from ..stages.pairs import WindowIndex, widen
 from ..stages.priors import gaussian_center_prior
-from ..stages.soft import best_gt_per_point, min_max_per_gt, min_per_point_class, normalise_per_gt
+from ..stages.soft import min_max_per_gt, min_per_point_class, normalise_per_gt
+from ..validation import require_in_range, require_nonnegative, require_one_of, require_positive
 
 __all__ = ["DWMatcher", "VARIANTS"]
 
@@ -79,19 +81,14 @@ class DWMatcher:
         gamma1: float = 2.0,
         focal_alpha: float = 0.25,
     ):
-        checks = [
-            (variant in VARIANTS, f"VARIANT must be one of {VARIANTS}", variant),
-            (prior_sigma > 0, "PRIOR_SIGMA must be > 0", prior_sigma),
-            (beta > 0, "BETA must be > 0", beta),
-            (mu >= 0, "MU must be >= 0", mu),
-            (mu_norm >= 0, "MU_NORM must be >= 0", mu_norm),
-            (gamma1 > 0, "GAMMA1 must be > 0", gamma1),
-        ]
-        for ok, message, value in checks:
-            if not ok:
-                raise ValueError(f"MODEL.MATCHER.DW.{message}, got {value}")
-        if not 0 <= focal_alpha <= 1:
-            raise ValueError(f"MODEL.MATCHER.DW.FOCAL_ALPHA must be in [0, 1], got {focal_alpha}")
+        key = "MODEL.MATCHER.DW"
+        require_one_of(f"{key}.VARIANT", variant, VARIANTS)
+        require_positive(f"{key}.PRIOR_SIGMA", prior_sigma)
+        require_positive(f"{key}.BETA", beta)
+        require_nonnegative(f"{key}.MU", mu)
+        require_nonnegative(f"{key}.MU_NORM", mu_norm)
+        require_positive(f"{key}.GAMMA1", gamma1)
+        require_in_range(f"{key}.FOCAL_ALPHA", focal_alpha, 0, 1)
         self.variant = variant
         self.prior_sigma = float(prior_sigma)
         self.beta = float(beta)
@@ -115,16 +112,18 @@ class DWMatcher:
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
-        if inputs.pred_quality is None:
+        if inputs.pred_aux is None:
             raise ValueError(
                 "MODEL.MATCHER.NAME dw: the joint score needs the auxiliary (centerness) "
-                "logits, MatchInputs.pred_quality is None"
+                "logits, MatchInputs.pred_aux is None"
             )
         num_images, num_points, num_classes = inputs.pred_logits.shape
         gts = BatchGTs.of(inputs)
         gt, key, weight, p_neg = self.bag_pairs(inputs, gts)
         flat_points = num_images * num_points
-        best = best_gt_per_point(weight, key, gt, box_areas(gts.boxes.float()), flat_points)
+        best = best_gt_ties_to_smallest_box(
+            weight, key, gt, box_areas(gts.boxes.float()), flat_points
+        )
         slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
         in_bag = torch.isfinite(slots)
         image = gts.image[gt]
@@ -180,8 +179,8 @@ class DWMatcher:
             pair_boxes, self.prior_sigma,
         )
         logit = inputs.pred_logits.reshape(-1).index_select(0, key * num_classes + classes[gt])
-        quality = inputs.pred_quality.reshape(-1).index_select(0, key)
-        score = logit.float().sigmoid() * quality.float().sigmoid()
+        aux_logit = inputs.pred_aux.reshape(-1).index_select(0, key)
+        score = logit.float().sigmoid() * aux_logit.float().sigmoid()
         predicted = inputs.pred_boxes.reshape(-1, 4).index_select(0, key).float()
         iou = paired_iou(predicted, pair_boxes)
         if self.variant == "official":

@@ -10,16 +10,28 @@ from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.candidates import REG_LOSSES, match_and_score_points, per_level_candidates
+from ..stages.candidates import per_level_candidates
 from ..stages.divisions import dynamic_loss_threshold, lowest_n_division, mean_plus_std_threshold
 from ..stages.geometry import is_inside
 from ..stages.gmm import paa_separation
-from ..stages.priors import center_region_prior
-from ..stages.scores import deviation_loss
+from ..stages.preliminary import MatchedPoints, match_and_score_points
+from ..stages.priors import ASPECT_STRETCHED, SQUARE, in_center_region
+from ..stages.scores import REG_LOSSES, deviation_loss
+from ..validation import (
+    require_in_range,
+    require_nonnegative,
+    require_one_of,
+    require_positive,
+    require_positive_int,
+)
 
 __all__ = ["LADAMatcher"]
 
-CENTER_PRIORS = ("epcp", "cp", "none")
+CENTER_REGIONS = {"epcp": ASPECT_STRETCHED, "cp": SQUARE, "none": None}
+"""``MODEL.MATCHER.LADA.CENTER_PRIOR`` -> centre-region shape (``stages/priors.py``), None
+for no centre region: its ``epcp`` (Eq. 1-2) stretches the square along the long side
+(``r s W / min(W, H)``), unlike the ``fcos`` matcher's."""
+CENTER_PRIORS = tuple(CENTER_REGIONS)
 SCORES = ("cla", "la", "iou")
 DIVISIONS = ("dlt", "fixed", "gmm", "mean_std")
 
@@ -60,6 +72,7 @@ class LADAMatcher(CandidateDivisionMatcher):
     ):
         _validate(locals())
         self.center_prior = center_prior
+        self.center_region_shape = CENTER_REGIONS[center_prior]
         self.center_radius = float(center_radius)
         self.score = score
         self.reg_loss = reg_loss
@@ -98,15 +111,15 @@ class LADAMatcher(CandidateDivisionMatcher):
         points = inputs.points.index_select(0, point)
         boxes = gts.boxes.index_select(0, matched.gt).float()
         in_c1 = is_inside(points, boxes)
-        if self.center_prior != "none":
-            in_c1 &= center_region_prior(
+        if self.center_region_shape is not None:
+            in_c1 &= in_center_region(
                 points, inputs.strides.index_select(0, point), boxes, self.center_radius,
-                elliptic=self.center_prior == "epcp",
+                self.center_region_shape, closed=True,
             )
         point_gt, scores = matched.dense(self._score(matched, points, boxes), in_c1)
         return per_level_candidates(inputs, gts, point_gt, scores, self.topk)
 
-    def _score(self, matched, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _score(self, matched: MatchedPoints, points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """(P,) score of each matched point for its GT, lower is better."""
         if self.score == "iou":
             return -matched.anchor_iou
@@ -127,27 +140,18 @@ class LADAMatcher(CandidateDivisionMatcher):
 
 
 def _validate(arguments: dict) -> None:
+    """Checks the constructor's arguments, named by their ``MODEL.MATCHER.LADA`` key."""
+    def key(name: str) -> str:
+        return f"MODEL.MATCHER.LADA.{name.upper()}"
+
     choices = {"center_prior": CENTER_PRIORS, "score": SCORES, "reg_loss": REG_LOSSES,
                "division": DIVISIONS}
     for name, allowed in choices.items():
-        if arguments[name] not in allowed:
-            raise ValueError(
-                f"MODEL.MATCHER.LADA.{name.upper()} must be one of {allowed}, got '{arguments[name]}'"
-            )
-    positive = ["center_radius", "anchor_scale"]
-    counts = ["topk", "topm", "fixed_num_pos"]
-    nonnegative = ["lambda_reg", "lambda_dev"]
-    for name in positive:
-        if not arguments[name] > 0:
-            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be > 0, got {arguments[name]}")
-    for name in counts:
-        value = arguments[name]
-        if int(value) != value or value < 1:
-            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be a positive integer, got {value}")
-    for name in nonnegative:
-        if arguments[name] < 0:
-            raise ValueError(f"MODEL.MATCHER.LADA.{name.upper()} must be >= 0, got {arguments[name]}")
-    if not 0 <= arguments["prelim_iou_thresh"] <= 1:
-        raise ValueError(
-            f"MODEL.MATCHER.LADA.PRELIM_IOU_THRESH must be in [0, 1], got {arguments['prelim_iou_thresh']}"
-        )
+        require_one_of(key(name), arguments[name], allowed)
+    for name in ("center_radius", "anchor_scale"):
+        require_positive(key(name), arguments[name])
+    for name in ("topk", "topm", "fixed_num_pos"):
+        require_positive_int(key(name), arguments[name])
+    for name in ("lambda_reg", "lambda_dev"):
+        require_nonnegative(key(name), arguments[name])
+    require_in_range(key("prelim_iou_thresh"), arguments["prelim_iou_thresh"], 0, 1)

@@ -8,9 +8,11 @@ from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
-from ..stages.candidates import match_and_score_points, per_level_candidates
+from ..stages.candidates import per_level_candidates
 from ..stages.geometry import is_inside
 from ..stages.gmm import paa_separation
+from ..stages.preliminary import match_and_score_points
+from ..validation import require_in_range, require_positive, require_positive_int
 
 __all__ = ["PAAMatcher"]
 
@@ -44,17 +46,12 @@ class PAAMatcher(CandidateDivisionMatcher):
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-3,
     ):
-        checks = [
-            (int(topk) == topk and topk >= 1, "TOPK must be a positive integer", topk),
-            (0 <= prelim_iou_thresh <= 1, "PRELIM_IOU_THRESH must be in [0, 1]", prelim_iou_thresh),
-            (anchor_scale > 0, "ANCHOR_SCALE must be > 0", anchor_scale),
-            (int(gmm_max_iter) == gmm_max_iter and gmm_max_iter >= 1,
-             "GMM_MAX_ITER must be a positive integer", gmm_max_iter),
-            (gmm_tol > 0, "GMM_TOL must be > 0", gmm_tol),
-        ]
-        for ok, message, value in checks:
-            if not ok:
-                raise ValueError(f"MODEL.MATCHER.PAA.{message}, got {value}")
+        key = "MODEL.MATCHER.PAA"
+        require_positive_int(f"{key}.TOPK", topk)
+        require_in_range(f"{key}.PRELIM_IOU_THRESH", prelim_iou_thresh, 0, 1)
+        require_positive(f"{key}.ANCHOR_SCALE", anchor_scale)
+        require_positive_int(f"{key}.GMM_MAX_ITER", gmm_max_iter)
+        require_positive(f"{key}.GMM_TOL", gmm_tol)
         self.topk = int(topk)
         self.prelim_iou_thresh = float(prelim_iou_thresh)
         self.anchor_scale = float(anchor_scale)

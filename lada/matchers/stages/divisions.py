@@ -1,19 +1,20 @@
-"""Divisions: which scored candidates become positive, and how points claimed by
-several GT boxes are resolved (on candidates or (GT, point) pairs, never a (G, R)
-matrix)."""
+"""Divisions: which of each GT's scored candidates (G, K) become positive (a point then
+positive for several GTs is resolved by ``best_gt.py``):
+
+- :func:`mean_plus_std_threshold`: ATSS's adaptive threshold (atss, ciou_atss, lada's
+  ``mean_std``);
+- :func:`dynamic_loss_threshold`: LADA's dynamic loss threshold (DLT, section 3.3);
+- :func:`lowest_n_division`: a fixed number of lowest-score candidates (LADA Table 8).
+
+PAA's and MMMC's mixture divisions are in ``gmm.py``. A division sees only the (G, K)
+scores and validity of the candidates, never the points or the predictions."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 
-from ..contract import BACKGROUND
-
-_NO_GT = torch.iinfo(torch.long).max
-
 __all__ = [
-    "BestGT",
-    "assign_candidates_to_best_gt",
     "dynamic_loss_threshold",
     "lowest_n_division",
     "mean_plus_std_threshold",
@@ -33,53 +34,6 @@ def mean_plus_std_threshold(
     mean = values.sum(dim=1, keepdim=True) / count.clamp(min=1)
     squares = ((values - mean) ** 2).masked_fill(~valid, 0).sum(dim=1, keepdim=True)
     return mean + (squares / (count - 1).clamp(min=1)).sqrt()
-
-
-class BestGT:
-    """Each point goes to the positive GT with the highest score, accumulated over
-    (gt, point, score) triples of positive pairs given in any number of parts (for
-    example GT chunks), without a (G, R) matrix: the maximum over GTs of a dense matrix
-    holding the triples' scores and ``-inf`` elsewhere. Ties go to the lowest GT index
-    (the first maximum of the dense form, never the GTs' order otherwise); points whose
-    best score is ``-inf``, or that appear in no triple, are ``BACKGROUND``."""
-
-    def __init__(self, num_points: int, dtype: torch.dtype, device: torch.device):
-        self.score = torch.full((num_points,), float("-inf"), dtype=dtype, device=device)
-        self.gt = torch.full((num_points,), _NO_GT, dtype=torch.long, device=device)
-
-    def add(self, gt: torch.Tensor, point: torch.Tensor, score: torch.Tensor) -> None:
-        """Adds triples: gt (M,), point (M,) long, score (M,)."""
-        score = score.to(self.score.dtype)
-        best = torch.full_like(self.score, float("-inf")).scatter_reduce_(
-            0, point, score, "amax"
-        )  # (R,) best score of this part
-        at_best = score == best.index_select(0, point)
-        best_gt = torch.full_like(self.gt, _NO_GT).scatter_reduce_(
-            0, point, torch.where(at_best, gt, torch.full_like(gt, _NO_GT)), "amin"
-        )  # (R,) lowest GT reaching it
-        tie = best == self.score
-        self.gt = torch.where(
-            best > self.score, best_gt, torch.where(tie, torch.minimum(self.gt, best_gt), self.gt)
-        )
-        self.score = torch.maximum(self.score, best)
-
-    def gt_index(self) -> torch.Tensor:
-        """(R,) long: the best GT of each point, or ``BACKGROUND``."""
-        none = torch.isneginf(self.score) | (self.gt == _NO_GT)
-        return torch.where(none, torch.full_like(self.gt, BACKGROUND), self.gt)
-
-
-def assign_candidates_to_best_gt(
-    candidate_index: torch.Tensor, scores: torch.Tensor, positive: torch.Tensor, num_points: int
-) -> torch.Tensor:
-    """Each point goes to the GT of highest score among the GTs for which it is a
-    positive candidate (:class:`BestGT`): candidate points (G, K), their scores (G, K)
-    and positives (G, K) -> (R,) long GT index or ``BACKGROUND``."""
-    rows = torch.arange(len(candidate_index), device=candidate_index.device)
-    gt = rows[:, None].expand_as(candidate_index)
-    best = BestGT(num_points, scores.dtype, scores.device)
-    best.add(gt[positive], candidate_index[positive], scores[positive])
-    return best.gt_index()
 
 
 def dynamic_loss_threshold(scores: torch.Tensor, valid: torch.Tensor, topm: int) -> torch.Tensor:

@@ -12,7 +12,11 @@ from torchvision.ops import generalized_box_iou_loss
 
 from .geometry import clamp_inverted, paired_iou, side_distances
 
-__all__ = ["anchor_losses", "anchor_losses_of_pairs", "deviation_loss"]
+__all__ = ["REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs", "deviation_loss"]
+
+REG_LOSSES = ("giou", "iou")
+"""The regression terms of the anchor losses: 1 - GIoU (PAA, LADA Eq. 5) or 1 - IoU
+(LADA Table 7)."""
 
 
 def anchor_losses(

@@ -1,18 +1,15 @@
 """Reductions over (point, GT) pairs for soft assignments (DW). A soft method scores
 the P pairs of one image as flat tensors with each pair's GT (``pair_gt``, (P,)) and
-point (``pair_point``, (P,)); these stages normalise per GT, rescale per GT, reduce into
-(point, class) slots and pick each point's best GT, all with scatter reductions over
-the pairs, never a loop over GT boxes."""
+point (``pair_point``, (P,)); these stages normalise per GT, rescale per GT and reduce into
+(point, class) slots, all with scatter reductions over the pairs, never a loop over GT
+boxes. Each point's best GT is ``best_gt.py::best_gt_ties_to_smallest_box``."""
 from __future__ import annotations
 
 from typing import Tuple
 
 import torch
 
-from ..contract import BACKGROUND
-
 __all__ = [
-    "best_gt_per_point",
     "min_max_per_gt",
     "min_per_point_class",
     "normalise_per_gt",
@@ -56,28 +53,3 @@ def min_per_point_class(
     slots = values.new_full((num_points * num_classes,), float("inf"))
     slots.scatter_reduce_(0, pair_point * num_classes + pair_class, values, "amin")
     return slots.view(num_points, num_classes)
-
-
-def best_gt_per_point(
-    weights: torch.Tensor,
-    pair_point: torch.Tensor,
-    pair_gt: torch.Tensor,
-    gt_areas: torch.Tensor,
-    num_points: int,
-) -> torch.Tensor:
-    """Each point's highest-weighted GT among its pairs, ``BACKGROUND`` for points in no
-    pair or whose pair weights are all NaN (from non-finite predictions, which make the
-    loss non-finite too). Equal weights go to the smaller GT box (FCOS's rule), then to
-    the lower index only between GT boxes of equal weight and area. (P,), (P,) long,
-    (P,) long, (G,) -> (R,) long."""
-    best = weights.new_full((num_points,), float("-inf")).scatter_reduce_(
-        0, pair_point, weights, "amax"
-    )
-    tied = weights == best[pair_point]
-    area = gt_areas[pair_gt].masked_fill(~tied, float("inf"))
-    smallest = area.new_full((num_points,), float("inf")).scatter_reduce_(0, pair_point, area, "amin")
-    chosen = tied & (area == smallest[pair_point])
-    unchosen = torch.iinfo(pair_gt.dtype).max
-    gt_index = pair_gt.new_full((num_points,), unchosen)
-    gt_index.scatter_reduce_(0, pair_point[chosen], pair_gt[chosen], "amin")
-    return gt_index.masked_fill(gt_index == unchosen, BACKGROUND)
