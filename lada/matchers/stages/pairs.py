@@ -102,7 +102,7 @@ class WindowIndex:
         l] = (x0, y0, x1, y1)`` (G, L, 4). A chunk's GTs hold about ``max_pairs`` (default
         ``MAX_CHUNK_ELEMENTS``) points in the x ranges of their windows (the pairs found
         are fewer)."""
-        num_gts, device = windows.shape[0], windows.device
+        device = windows.device
         if windows.shape[1:] != (self.num_levels, 4):
             raise ValueError(
                 f"windows must be (G, {self.num_levels}, 4), got {tuple(windows.shape)}"
