@@ -12,7 +12,12 @@ import sys
 import pytest
 from conftest import REPO
 
-CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml"))
+# configs/quick/own_data_<method>.yaml is its quick method's config plus RECIPE.ENABLED,
+# which the probe does not apply: the same model, so left out.
+CONFIGS = sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "configs").rglob("*.yaml")
+    if not p.name.startswith("own_data")
+)
 VALUES = ("nan", "inf", "-inf")
 
 
