@@ -20,7 +20,7 @@ from torch import nn
 
 from ..matchers import MatchInputs, Matcher, build_matcher, check_result_kind, declared_soft
 from .head import FCOSHead
-from .losses import build_loss
+from .losses import build_loss, check_loss_fits_matcher
 from .statistics import assignment_statistics
 
 __all__ = ["LadaFCOS"]
@@ -113,6 +113,7 @@ class LadaFCOS(DenseDetector):
             raise ValueError(
                 f"MODEL.FCOS.IN_FEATURES: {missing} not produced by the backbone ({sorted(shapes)})"
             )
+        check_loss_fits_matcher(cfg)
         return {
             "backbone": backbone,
             "head": FCOSHead(cfg, [shapes[f] for f in in_features]),

@@ -113,6 +113,9 @@ def test_a_result_of_the_other_kind_than_the_matcher_declared_is_refused():
         ("MODEL.FCOS.CLS_LOSS", "bce", "MODEL.FCOS.CLS_LOSS must be one of"),
         ("MODEL.FCOS.BOX_ACTIVATION", "exp", "MODEL.FCOS.BOX_ACTIVATION must be one of"),
         ("MODEL.FCOS.LOSS", "soft", "MODEL.FCOS.LOSS must be .auto. or one of"),
+        ("MODEL.FCOS.LOSS", "weighted_pairs",
+         r"MODEL.FCOS.LOSS weighted_pairs cannot train MODEL.MATCHER.NAME atss, whose results are "
+         r"hard .* set MODEL.FCOS.LOSS dense \(or auto\)"),
         ("MODEL.FCOS.TEST_SCORE", "sqrt", "MODEL.FCOS.TEST_SCORE must be one of"),
         ("MODEL.MATCHER.ATSS.TOPK", 0, "TOPK must be a positive integer"),
         ("MODEL.FCOS.IN_FEATURES", ["p3", "p9"], r"\['p9'\] not produced by the backbone"),
@@ -122,6 +125,13 @@ def test_invalid_config_is_reported(key, value, message):
     cfg = small_cfg(**{"MODEL.MATCHER.NAME": "atss"})
     cfg.merge_from_list([key, value])
     with pytest.raises((KeyError, ValueError), match=message):
+        build_model(cfg)
+
+
+def test_dense_loss_for_a_soft_matcher_is_refused_when_the_model_is_built():
+    cfg = small_cfg(**{"MODEL.MATCHER.NAME": "dw", "MODEL.FCOS.LOSS": "dense"})
+    with pytest.raises(ValueError, match=r"MODEL.FCOS.LOSS dense cannot train MODEL.MATCHER.NAME dw, "
+                                         r"whose results are soft .* weighted_pairs \(or auto\)"):
         build_model(cfg)
 
 

@@ -3,7 +3,7 @@ Detection", CVPR 2022; docs/methods/dw.md). A soft assignment: every (point, GT)
 GT's bag gets a positive weight, every (point, class) slot a negative weight."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import ClassVar, List, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -67,7 +67,7 @@ class DWMatcher:
     ``BACKGROUND`` outside every bag.
     """
 
-    SOFT = True
+    SOFT: ClassVar[bool] = True
 
     @configurable
     def __init__(

@@ -32,6 +32,7 @@ __all__ = [
     "PairTargets",
     "PairwiseWeightedLoss",
     "build_loss",
+    "check_loss_fits_matcher",
     "loss_name",
     "gather_pair_targets",
     "gather_targets",
@@ -53,6 +54,20 @@ def loss_name(cfg) -> str:
             f"MODEL.FCOS.LOSS must be 'auto' or one of {tuple(LOSSES)}, got '{name}'"
         )
     return name
+
+
+def check_loss_fits_matcher(cfg) -> None:
+    """Refuses, when the model is built, an explicit ``MODEL.FCOS.LOSS`` that cannot
+    consume the results of ``MODEL.MATCHER.NAME`` ("dense" with a soft matcher,
+    "weighted_pairs" with a hard one), instead of failing at the first training step."""
+    name = loss_name(cfg)
+    needed = "weighted_pairs" if gives_soft_results(cfg.MODEL.MATCHER.NAME) else "dense"
+    if name != needed:
+        kind = "soft (pairwise weights)" if needed == "weighted_pairs" else "hard (one GT per point)"
+        raise ValueError(
+            f"MODEL.FCOS.LOSS {name} cannot train MODEL.MATCHER.NAME {cfg.MODEL.MATCHER.NAME}, "
+            f"whose results are {kind}: set MODEL.FCOS.LOSS {needed} (or auto)"
+        )
 
 
 def build_loss(cfg) -> nn.Module:
