@@ -42,13 +42,19 @@ LOSSES = {"dense": DenseDetectionLoss, "weighted_pairs": PairwiseWeightedLoss}
 """Values of ``MODEL.FCOS.LOSS`` (besides "auto") and their modules."""
 
 
+def _loss_consuming(matcher_name: str) -> str:
+    """The ``MODEL.FCOS.LOSS`` value whose module consumes matcher ``matcher_name``'s
+    kind of result."""
+    return "weighted_pairs" if gives_soft_results(matcher_name) else "dense"
+
+
 def loss_name(cfg) -> str:
     """``cfg.MODEL.FCOS.LOSS``, with "auto" resolved to the loss that consumes the
     matcher's results: "weighted_pairs" for a soft matcher (its class declares
     ``SOFT = True``: DW), else "dense"."""
     name = cfg.MODEL.FCOS.LOSS
     if name == "auto":
-        return "weighted_pairs" if gives_soft_results(cfg.MODEL.MATCHER.NAME) else "dense"
+        return _loss_consuming(cfg.MODEL.MATCHER.NAME)
     if name not in LOSSES:
         raise ValueError(
             f"MODEL.FCOS.LOSS must be 'auto' or one of {tuple(LOSSES)}, got '{name}'"
@@ -61,7 +67,7 @@ def check_loss_fits_matcher(cfg) -> None:
     consume the results of ``MODEL.MATCHER.NAME`` ("dense" with a soft matcher,
     "weighted_pairs" with a hard one), instead of failing at the first training step."""
     name = loss_name(cfg)
-    needed = "weighted_pairs" if gives_soft_results(cfg.MODEL.MATCHER.NAME) else "dense"
+    needed = _loss_consuming(cfg.MODEL.MATCHER.NAME)
     if name != needed:
         kind = "soft (pairwise weights)" if needed == "weighted_pairs" else "hard (one GT per point)"
         raise ValueError(
