@@ -47,6 +47,7 @@ from benchmarks.measure import (
 from benchmarks.sklearn_paa import SklearnPAAMatcher, random_candidates, sklearn_separation
 from detectron2.config import get_cfg
 from lada.config import add_lada_config
+from lada.custom_imports import import_custom
 from lada.matchers import MATCHER_REGISTRY, build_matcher
 from lada.matchers.stages.gmm import paa_separation
 
@@ -216,7 +217,11 @@ def main(argv=None) -> Dict[str, Path]:
     parser.add_argument("--output-dir", default="benchmarks/results")
     parser.add_argument("--quick", action="store_true",
                         help="G = 1, 10 and one repeat: checks the script, measures nothing")
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="FILE_OR_MODULE",
+                        help="a module registering matchers of your own (as CUSTOM_IMPORTS)")
     args = parser.parse_args(argv)
+    import_custom(args.imports)
     num_gts = args.num_gts or list(QUICK_GTS if args.quick else FULL_GTS)
     repeats = 1 if args.quick else args.repeats
     names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)

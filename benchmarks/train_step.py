@@ -37,12 +37,11 @@ from tqdm import tqdm
 
 import lada  # noqa: F401  (registers the matchers and the meta-architecture)
 from benchmarks.measure import LoadMonitor, machine_description, write_results
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.solver import build_optimizer
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
-from lada.config import add_lada_config
+from lada.engine.setup import merged_cfg
 from lada.matchers import MATCHER_REGISTRY
 
 
@@ -165,9 +164,7 @@ def main(argv=None) -> Dict[str, Path]:
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.size, args.steps, args.warmup = 1, 64, 1, 0
-    cfg = add_lada_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = merged_cfg(args.config_file, args.opts)  # CUSTOM_IMPORTS: matchers of your own
     cfg.SOLVER.BASE_LR = 0.0  # the same work at every step
     cfg.SOLVER.IMS_PER_BATCH = args.images
     names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)

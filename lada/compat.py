@@ -1,38 +1,45 @@
-"""Everything that differs between detectron2 v0.6 (pure-Python build) and upstream main.
+"""Everything that differs between detectron2 v0.6 (pure-Python build) and upstream main,
+and every change lada makes to detectron2: this module is the one place where they are
+listed and made. Import it before anything from ``detectron2`` (``import lada`` does).
 
-Import this module before anything from ``detectron2`` (``import lada`` does).
+Applied when lada is imported (process-wide), each because lada's own code needs it:
 
-* Without the compiled extension ``detectron2._C`` (deformable conv, rotated boxes,
-  ROIAlignRotated, the fast COCO evaluator), ``detectron2.layers`` cannot be imported.
-  A stand-in module is registered instead; using any op of it raises
+* ``detectron2._C`` stand-in. Without the compiled extension (deformable conv, rotated
+  boxes, ROIAlignRotated, the fast COCO evaluator), ``detectron2.layers`` cannot be
+  imported. A stand-in module is registered instead; using any op of it raises
   :class:`MissingCompiledOpError` naming the op. FCOS-family models need none of them.
   (The build of ``tools/setup_env.py`` carries its own stand-in, so that scripts import
   detectron2 without lada; this one covers other builds without ``_C``.)
-* :data:`HAS_COMPILED_OPS` tells the evaluator whether the fast COCO-eval op exists.
+  :data:`HAS_COMPILED_OPS` tells the evaluator whether the fast COCO-eval op exists.
 * ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
-  ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given.
-* :func:`create_local_process_group`: the per-machine process group that
-  ``comm.get_local_rank()`` reads, created by upstream's helper or, on v0.6, directly.
+  ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given
+  (multi-process training on the CPU, docs/scale-out.md).
 * ``fvcore.nn`` (imported by ``detectron2.engine`` for precise BN) and
   ``detectron2.modeling.box_regression`` script functions and classes with
   ``torch.jit.script`` at import, which torch 2.14 answers with a deprecation
   ``FutureWarning`` on every command. lada uses neither scripted object, but both modules
   are needed (the trainer, the model registry): they are imported here with exactly that
-  warning ignored (:func:`_import_scripting_modules`).
+  warning ignored (:func:`_import_scripting_modules`). Not a patch: nothing is changed.
 * ``MapDataset`` (both versions) documents that a mapper may return None to skip an
   element and then draws a replacement with ``random.sample`` from a set, which Python
-  3.11 refuses (TypeError): its generator is given a ``sample`` that accepts sets.
+  3.11 refuses (TypeError): its generator is given a ``sample`` that accepts sets (lada's
+  mapper skips unreadable images that way, docs/reliability.md).
+* ``detectron2.export`` of v0.6 imports its caffe2 exporter in ``__init__``, so without
+  caffe2 (absent from every recent torch) even ``TracingAdapter`` cannot be imported
+  (``tools/export_model.py``). There, ``detectron2.export`` is registered as a package
+  holding the caffe2-free parts (``TracingAdapter``, ``scripting_with_instances``,
+  ``dump_torchscript_IR``); its caffe2 names raise an ImportError that says so.
+
+Applied only when called (:func:`patch_detectron2_fcos_head_norm`), by code that builds
+detectron2's own FCOS head next to lada's (a comparison with detectron2's FCOS):
+
 * v0.6's ``RetinaNetHead`` (and so its ``FCOSHead``) probes the type of its norm with
   ``get_norm(norm, 1)``, which for ``norm="GN"`` is ``GroupNorm(32, 1)``, refused by
-  torch ("num_channels must be divisible by num_groups"): on v0.6 that probe is given 32
-  channels, as upstream main does.
-* The v0.6 / main API differences the tests meet (``FCOS.match_anchors`` became
-  ``FCOS._match_anchors`` with an (M, R) quality matrix) are handled in the tests.
-* ``detectron2.export`` of v0.6 imports its caffe2 exporter in ``__init__``, so without
-  caffe2 (absent from every recent torch) even ``TracingAdapter`` cannot be imported.
-  There, ``detectron2.export`` is registered as a package holding the caffe2-free parts
-  (``TracingAdapter``, ``scripting_with_instances``, ``dump_torchscript_IR``); its
-  caffe2 names raise an ImportError that says so.
+  torch ("num_channels must be divisible by num_groups"): patched, that probe is given 32
+  channels, as upstream main does. ``LadaFCOS`` has its own head and does not need it.
+
+The v0.6 / main API differences the tests meet (``FCOS.match_anchors`` became
+``FCOS._match_anchors`` with an (M, R) quality matrix) are handled in the tests.
 """
 from __future__ import annotations
 
@@ -45,7 +52,7 @@ import types
 import warnings
 
 __all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group",
-           "detectron2_in_use"]
+           "detectron2_in_use", "patch_detectron2_fcos_head_norm"]
 
 
 class MissingCompiledOpError(RuntimeError):
@@ -169,7 +176,10 @@ def _patch_map_dataset_fallback() -> None:
     MapDataset.__init__ = __init__
 
 
-def _patch_retinanet_norm_probe() -> None:
+def patch_detectron2_fcos_head_norm() -> None:
+    """Lets v0.6's ``RetinaNetHead`` / ``FCOSHead`` build with ``norm="GN"`` (module
+    docstring); nothing on upstream main or when already applied. Call it before building
+    detectron2's own FCOS head."""
     from detectron2.layers import get_norm
     from detectron2.modeling.meta_arch import retinanet
 
@@ -179,6 +189,8 @@ def _patch_retinanet_norm_probe() -> None:
     def get_norm_probing_with_32_channels(norm, out_channels):
         return get_norm(norm, 32 if out_channels == 1 else out_channels)
 
+    if getattr(retinanet.get_norm, "__name__", "") == "get_norm_probing_with_32_channels":
+        return
     get_norm_probing_with_32_channels.__doc__ = get_norm.__doc__
     retinanet.get_norm = get_norm_probing_with_32_channels
 
@@ -229,5 +241,4 @@ def _make_export_importable_without_caffe2() -> None:
 _import_scripting_modules()
 _patch_create_ddp_model()
 _patch_map_dataset_fallback()
-_patch_retinanet_norm_probe()
 _make_export_importable_without_caffe2()

@@ -2,17 +2,27 @@
 
 Defaults are the papers' hyperparameters (docs/methods/, one page per matcher) and, for the
 meta-architecture, detectron2's FCOS. Keys of the meta-architecture live under
-``MODEL.FCOS``; keys of a matcher under ``MODEL.MATCHER.<NAME>``.
+``MODEL.FCOS``; keys of a matcher under ``MODEL.MATCHER.<NAME>``, read from the
+registered classes (``lada/matchers/declaration.py``), so that a method of your own,
+imported before the config is built (``CUSTOM_IMPORTS``), has its keys too.
 """
 from __future__ import annotations
 
 from detectron2.config import CfgNode as CN
+
+from .matchers import MATCHER_REGISTRY
+from .matchers.declaration import config_node
 
 __all__ = ["add_lada_config"]
 
 
 def add_lada_config(cfg: CN) -> CN:
     """Adds every lada key, with its default, to ``cfg`` in place and returns it."""
+    # Your own modules (a file ending in .py, relative to the working directory, or a
+    # module name), imported before the config is built so that what they register (a
+    # matcher and its MODEL.MATCHER.<NODE> keys) exists: lada/custom_imports.py,
+    # docs/methods/adding-a-method.md. A saved run config records files as absolute paths.
+    cfg.CUSTOM_IMPORTS = []
     _add_fcos_config(cfg)
     _add_matcher_config(cfg)
     _add_data_config(cfg)
@@ -120,111 +130,11 @@ def _add_matcher_config(cfg: CN) -> None:
     cfg.MODEL.MATCHER = CN()
     # Registered name of the label-assignment method (lada.matchers.MATCHER_REGISTRY).
     cfg.MODEL.MATCHER.NAME = "fcos"
-
-    # detectron2's FCOS: a point is a candidate when its Chebyshev distance to the GT
-    # centre is below CENTER_SAMPLING_RADIUS strides.
-    cfg.MODEL.MATCHER.FCOS = CN()
-    cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS = 1.5
-    # Shape of that centre region: "square" (detectron2's FCOS) or "epcp" (the rectangle
-    # of the same area with the GT's aspect ratio: LADA Table 5, section 4.3.2 (4)).
-    cfg.MODEL.MATCHER.FCOS.CENTER_PRIOR = "square"
-
-    # ATSS (Zhang et al., CVPR 2020): TOPK closest points per level; anchor box of a
-    # point = square of side ANCHOR_SCALE * stride.
-    cfg.MODEL.MATCHER.ATSS = CN()
-    cfg.MODEL.MATCHER.ATSS.TOPK = 9
-    cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE = 8.0
-
-    # Dynamic CIoU-ATSS (Zhang et al., "Dynamic Label Assignment for Object Detection by
-    # Combining Predicted and Anchor IoUs"): ATSS candidates (TOPK per level, anchor box
-    # ANCHOR_SCALE * stride) scored by the combined IoU
-    # ANCHOR_WEIGHT * anchor-box IoU + PRED_WEIGHT * IoU of the detached predicted box.
-    cfg.MODEL.MATCHER.CIOU_ATSS = CN()
-    cfg.MODEL.MATCHER.CIOU_ATSS.TOPK = 9
-    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_SCALE = 8.0
-    # Weights of the two IoUs (paper: 1 and 1; Table III: 0.5, 1.5).
-    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT = 1.0
-    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT = 1.0
-    # Schedule multiplying each weight (Table III): "none", "d_up" (iteration / max_iter)
-    # or "d_down" (1 - iteration / max_iter).
-    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT_SCHEDULE = "none"
-    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT_SCHEDULE = "none"
-    # Threshold per GT over its candidates: "sum_std" (authors' code: sum of the two
-    # weighted means + sum of the two weighted unbiased stds) or "combined_std" (mean +
-    # std of the combined score).
-    cfg.MODEL.MATCHER.CIOU_ATSS.THRESHOLD = "sum_std"
-
-    # PAA (Kim & Lee, ECCV 2020): preliminary match at anchor IoU >= PRELIM_IOU_THRESH,
-    # TOPK lowest-loss candidates per level, two-component GMM (EM: GMM_MAX_ITER, GMM_TOL).
-    cfg.MODEL.MATCHER.PAA = CN()
-    cfg.MODEL.MATCHER.PAA.TOPK = 9
-    cfg.MODEL.MATCHER.PAA.PRELIM_IOU_THRESH = 0.1
-    cfg.MODEL.MATCHER.PAA.ANCHOR_SCALE = 8.0
-    # Keep only matched points strictly inside their GT as candidates: the LADA paper's
-    # rule for every method compared on its point detector (section 4.2.1). False is the
-    # official anchor-based PAA, whose positives may lie outside their GT box.
-    cfg.MODEL.MATCHER.PAA.INSIDE_GT = True
-    cfg.MODEL.MATCHER.PAA.GMM_MAX_ITER = 100
-    cfg.MODEL.MATCHER.PAA.GMM_TOL = 1e-3
-
-    # MMMC's aligned points sampler (Hao et al., section 3.2): per level the TOPK
-    # lowest-loss points inside the GT; the NUM_LEVELS levels of lowest mean loss
-    # (SCALE_CRITERION "comb" = cls + reg, "cls" or "reg": Table 1); positives from a GMM
-    # (GMM_MAX_ITER, GMM_TOL) on S = sqrt(S_f * S_m). SCALE / SPATIAL switch each
-    # procedure off (Table 6), falling back to FCOS's size ranges / centre sampling
-    # (radius CENTER_SAMPLING_RADIUS strides).
-    cfg.MODEL.MATCHER.APS = CN()
-    cfg.MODEL.MATCHER.APS.TOPK = 9
-    cfg.MODEL.MATCHER.APS.NUM_LEVELS = 2
-    cfg.MODEL.MATCHER.APS.SCALE_CRITERION = "comb"
-    cfg.MODEL.MATCHER.APS.SCALE = True
-    cfg.MODEL.MATCHER.APS.SPATIAL = True
-    cfg.MODEL.MATCHER.APS.CENTER_SAMPLING_RADIUS = 1.5
-    cfg.MODEL.MATCHER.APS.GMM_MAX_ITER = 100
-    cfg.MODEL.MATCHER.APS.GMM_TOL = 1e-3
-
-    # DW (Li et al., CVPR 2022), docs/methods/dw.md; a soft matcher: train it with
-    # MODEL.FCOS.LOSS "weighted_pairs". VARIANT "official" (the authors' code, which gave
-    # the paper's numbers) or "paper" (section 3's text).
-    cfg.MODEL.MATCHER.DW = CN()
-    cfg.MODEL.MATCHER.DW.VARIANT = "official"
-    # Sigma, in strides, of the Gaussian centre prior weighting each point of a GT's bag
-    # (the code's 1.11; Table 4's exp(-r^2) is 0.7071).
-    cfg.MODEL.MATCHER.DW.PRIOR_SIGMA = 1.11
-    # beta of Eq. 3 (t = s * IoU^beta; official: s * exp(-beta * GIoU loss)) and mu of
-    # Eq. 4 (w_pos = exp(mu t) t); Table 2: 5 and 5.
-    cfg.MODEL.MATCHER.DW.BETA = 5.0
-    cfg.MODEL.MATCHER.DW.MU = 5.0
-    # Official only: the exponent in the sum normalising w_pos over the bag
-    # (exp(MU_NORM t) t; the code's 3, so a GT's weights sum to between 1 and e^2).
-    cfg.MODEL.MATCHER.DW.MU_NORM = 3.0
-    # gamma1 of Eq. 6, the power of IoU in P_neg (Table 3: 2).
-    cfg.MODEL.MATCHER.DW.GAMMA1 = 2.0
-    # Variant "paper" only: alpha of Eq. 12's focal loss FL(s, 0), whose weight 1 - alpha
-    # the slots outside every bag get (the paper's FL: alpha 0.25, gamma2 2).
-    cfg.MODEL.MATCHER.DW.FOCAL_ALPHA = 0.25
-
-    # LADA (Han et al., Sensors 2023), Algorithm 1; each switch reproduces an ablation.
-    cfg.MODEL.MATCHER.LADA = CN()
-    # Centre prior of C1: "epcp" (Eq. 1-2), "cp" (square, Table 1 without EPCP) or
-    # "none" (inside the GT only, Table 6); radius r in strides.
-    cfg.MODEL.MATCHER.LADA.CENTER_PRIOR = "epcp"
-    cfg.MODEL.MATCHER.LADA.CENTER_RADIUS = 2.5
-    # Anchor score: "cla" (Eq. 3-7), "la" (no deviation loss, Tables 1/6/8) or "iou"
-    # (anchor IoU, Table 6); regression term "giou" or "iou" (Table 7).
-    cfg.MODEL.MATCHER.LADA.SCORE = "cla"
-    cfg.MODEL.MATCHER.LADA.REG_LOSS = "giou"
-    cfg.MODEL.MATCHER.LADA.LAMBDA_REG = 1.5
-    cfg.MODEL.MATCHER.LADA.LAMBDA_DEV = 1.0
-    # Division: "dlt" (section 3.3), "fixed" (FIXED_NUM_POS lowest, Table 8), "gmm"
-    # (PAA's, Table 8) or "mean_std" (ATSS statistics on the score, Table 6's IoU row).
-    cfg.MODEL.MATCHER.LADA.DIVISION = "dlt"
-    cfg.MODEL.MATCHER.LADA.TOPK = 9
-    # m of DLT: C3 = the TOPM lowest-CLA candidates (Table 9: 18, 20, 22).
-    cfg.MODEL.MATCHER.LADA.TOPM = 20
-    cfg.MODEL.MATCHER.LADA.FIXED_NUM_POS = 10
-    cfg.MODEL.MATCHER.LADA.PRELIM_IOU_THRESH = 0.1
-    cfg.MODEL.MATCHER.LADA.ANCHOR_SCALE = 8.0
+    # Each registered method's hyperparameters, MODEL.MATCHER.<NODE>.<ARGUMENT>, with the
+    # defaults of its class's keyword arguments (the papers'), which its docstring
+    # explains (lada/matchers/methods/<name>.py, docs/methods/<name>.md).
+    for _, matcher in sorted(MATCHER_REGISTRY):
+        cfg.MODEL.MATCHER[matcher.METHOD.config_node] = config_node(matcher)
 
 
 def _add_data_config(cfg: CN) -> None:

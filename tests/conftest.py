@@ -11,10 +11,17 @@ from detectron2.config import get_cfg
 from detectron2.structures import Boxes, Instances
 
 from lada.config import add_lada_config
+from lada.custom_imports import import_custom
 
 NUM_CLASSES = 5
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the benchmarks hold the per-GT scikit-learn reference
+
+# Matchers of your own, registered before the tests are collected, so that the
+# registry-driven tests (tests/matchers/test_invariants.py, test_scale.py) take them too:
+#   LADA_CUSTOM_IMPORTS=path/to/my_matcher.py python -m pytest tests/matchers/test_invariants.py
+# (several entries separated by the path separator, files or module names).
+import_custom(entry for entry in os.environ.get("LADA_CUSTOM_IMPORTS", "").split(os.pathsep) if entry)
 
 
 def pytest_report_header(config):

@@ -18,10 +18,14 @@ def test_missing_compiled_op_raises_a_clear_error():
 
 
 def test_detectron2_fcos_head_builds_with_group_norm():
-    """v0.6's RetinaNetHead probes its norm with ``get_norm(norm, 1)``: GroupNorm(32, 1)."""
+    """v0.6's RetinaNetHead probes its norm with ``get_norm(norm, 1)``: GroupNorm(32, 1).
+    The patch is opt-in (LadaFCOS does not need it); applying it twice is harmless."""
     from detectron2.layers import ShapeSpec
     from detectron2.modeling.meta_arch.fcos import FCOSHead
     from torch import nn
+
+    compat.patch_detectron2_fcos_head_norm()
+    compat.patch_detectron2_fcos_head_norm()
 
     head = FCOSHead(input_shape=[ShapeSpec(channels=64)] * 2, num_classes=3, conv_dims=[64, 64],
                     norm="GN")

@@ -20,7 +20,8 @@ training datasets once and sets
   and ``WARMUP_ITERS`` at the config's fractions of its ``MAX_ITER``;
 * ``MODEL.FCOS.NUM_CLASSES``: the training datasets' number of categories;
 * the anchor boxes of every matcher that has them (``MODEL.MATCHER.<NAME>.ANCHOR_SCALE``
-  of ``atss``, ``ciou_atss``, ``paa``, ``lada``): the P3 anchor (side ``ANCHOR_SCALE`` x 8
+  of each registered matcher with an ``anchor_scale`` argument: ``atss``, ``ciou_atss``,
+  ``lada``, ``paa``): the P3 anchor (side ``ANCHOR_SCALE`` x 8
   px) at ``RECIPE.ANCHOR_TO_OBJECT`` times the median object at the chosen size, the
   ratio the papers' 8-stride anchors have to the median COCO object at 800 px (see
   :data:`COCO_ANCHOR_TO_OBJECT`). The papers' 8 strides are 64 px at P3, twice the 32-px
@@ -35,22 +36,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Collection, Optional, Sequence
+from typing import Any, Collection, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from ..matchers import matcher_class, registered_matchers, uses_anchors
+from ..matchers.declaration import ANCHOR_ARGUMENT, config_key
+
 __all__ = [
-    "ANCHOR_KEYS",
-    "ANCHOR_MATCHERS",
     "RECIPE_AUGMENTATIONS",
     "DatasetStats",
     "Recipe",
+    "anchor_keys",
     "apply_recipe",
     "choose_recipe",
     "dataset_stats",
+    "recipe_keys",
 ]
 
 RECIPE_AUGMENTATIONS = ("horizontal_flip", "vertical_flip", "color_jitter", "multi_scale")
@@ -61,11 +65,19 @@ AUGMENTATION_KEYS = ("INPUT.RANDOM_FLIP", "INPUT.EXTRA_AUGMENTATIONS")
 SOLVER_KEYS = ("SOLVER.IMS_PER_BATCH", "SOLVER.BASE_LR", "SOLVER.MAX_ITER", "SOLVER.STEPS",
                "SOLVER.WARMUP_ITERS")
 CLASS_KEY = "MODEL.FCOS.NUM_CLASSES"
-# The matchers with anchor boxes, and their keys (tests check that no other matcher
-# config has an ANCHOR_SCALE).
-ANCHOR_MATCHERS = ("atss", "ciou_atss", "paa", "lada")
-ANCHOR_KEYS = tuple(f"MODEL.MATCHER.{name.upper()}.ANCHOR_SCALE" for name in ANCHOR_MATCHERS)
-RECIPE_KEYS = SIZE_KEYS + AUGMENTATION_KEYS + SOLVER_KEYS + (CLASS_KEY,) + ANCHOR_KEYS
+
+
+def anchor_keys() -> Dict[str, str]:
+    """Registered matcher with anchor boxes (an ``anchor_scale`` argument,
+    ``lada/matchers/declaration.py``) -> its ``ANCHOR_SCALE`` key, by name."""
+    return {name: config_key(matcher_class(name), ANCHOR_ARGUMENT)
+            for name in registered_matchers() if uses_anchors(matcher_class(name))}
+
+
+def recipe_keys() -> Tuple[str, ...]:
+    """Every config key the recipe may set."""
+    return SIZE_KEYS + AUGMENTATION_KEYS + SOLVER_KEYS + (CLASS_KEY,) + tuple(anchor_keys().values())
+
 # P3's stride, px: the anchor box of a P3 point is ANCHOR_SCALE x P3_STRIDE px wide.
 P3_STRIDE = 8
 # The ratio of the papers' P3 anchor (8 strides = 64 px) to the median COCO object at
@@ -227,10 +239,11 @@ def _choose_anchors(choose: _Chooser, cfg: CfgNode, stats: DatasetStats, size: i
     obj = stats.object_size * size / stats.short_side
     ratio = cfg.RECIPE.ANCHOR_TO_OBJECT
     scale = round(ratio * obj / P3_STRIDE, 2)
-    chosen = {name: choose(key, scale) for name, key in zip(ANCHOR_MATCHERS, ANCHOR_KEYS)}
+    keys = anchor_keys()
+    chosen = {name: choose(key, scale) for name, key in keys.items()}
     active = cfg.MODEL.MATCHER.NAME
-    what = ", ".join(f"{name} {value:g}" + (" (yours)" if choose.yours(key) else "")
-                     for (name, value), key in zip(chosen.items(), ANCHOR_KEYS))
+    what = ", ".join(f"{name} {value:g}" + (" (yours)" if choose.yours(keys[name]) else "")
+                     for name, value in chosen.items())
     choose.say(
         f"  anchors: ANCHOR_SCALE {what} (MODEL.MATCHER.<NAME>.ANCHOR_SCALE"
         + (f"; in use: {active}" if active in chosen else f"; {active} has no anchors")

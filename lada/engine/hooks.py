@@ -6,6 +6,9 @@ import logging
 from detectron2.config import CfgNode
 from detectron2.engine import HookBase
 
+from ..matchers import matcher_class, uses_anchors
+from ..matchers.declaration import ANCHOR_ARGUMENT, config_key
+
 __all__ = ["UntrainedGTWarning", "untrained_gt_advice"]
 
 logger = logging.getLogger(__name__)
@@ -13,15 +16,17 @@ logger = logging.getLogger(__name__)
 
 def untrained_gt_advice(cfg: CfgNode) -> str:
     """What gives the GT boxes of ``cfg``'s matcher candidates: its anchors when it has
-    them (``MODEL.MATCHER.<NAME>.ANCHOR_SCALE``), the input size in any case."""
-    name = cfg.MODEL.MATCHER.NAME
-    node = cfg.MODEL.MATCHER.get(name.upper())
+    them (an ``anchor_scale`` argument: ``MODEL.MATCHER.<NODE>.ANCHOR_SCALE``), the input
+    size in any case."""
+    matcher = matcher_class(cfg.MODEL.MATCHER.NAME)
     sizes = (f"larger inputs (INPUT.MIN_SIZE_TRAIN {tuple(cfg.INPUT.MIN_SIZE_TRAIN)}, "
              f"INPUT.MIN_SIZE_TEST {cfg.INPUT.MIN_SIZE_TEST})")
     recipe = "" if cfg.RECIPE.ENABLED else "; RECIPE.ENABLED True sizes both from the data"
-    if node is not None and "ANCHOR_SCALE" in node:
-        return (f"smaller anchors (MODEL.MATCHER.{name.upper()}.ANCHOR_SCALE, now "
-                f"{node.ANCHOR_SCALE:g}) or {sizes}{recipe}")
+    if uses_anchors(matcher):
+        key = config_key(matcher, ANCHOR_ARGUMENT)
+        node = cfg.MODEL.MATCHER[matcher.METHOD.config_node]
+        return (f"smaller anchors ({key}, now {node[ANCHOR_ARGUMENT.upper()]:g}) or "
+                f"{sizes}{recipe}")
     return sizes + recipe
 
 

@@ -17,14 +17,15 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 
 from ..config import add_lada_config
+from ..custom_imports import import_custom, imports_named_by
 from ..data import install_dataset_checks, register_coco_datasets
-from ..data.recipe import RECIPE_KEYS, Recipe, apply_recipe
+from ..data.recipe import Recipe, apply_recipe, recipe_keys
 from ..modeling.presets import warn_detector_mismatch
 from .amp import amp_dtype
 
 __all__ = [
     "build_argument_parser", "build_cfg", "check_before_launch", "command_line_cfg",
-    "merge_registrations", "register_datasets",
+    "merge_registrations", "merged_cfg", "register_datasets",
     "setup_cfg", "user_set_keys",
 ]
 
@@ -86,7 +87,7 @@ def build_cfg(
     recipe = None
     if cfg.RECIPE.ENABLED and not cfg.RECIPE.APPLIED:
         register_coco_datasets(cfg.DATASETS.REGISTER_COCO)
-        user_keys = user_set_keys(config_file, opts) & set(RECIPE_KEYS)
+        user_keys = user_set_keys(config_file, opts) & set(recipe_keys())
         recipe = apply_recipe(cfg, user_keys, base=file_cfg)
     cfg.freeze()
     _check_runtime(cfg)
@@ -177,18 +178,29 @@ def command_line_cfg(args: argparse.Namespace) -> CfgNode:
     """The config of the command line alone: the lada defaults, the config file and the
     ``KEY VALUE`` overrides, without the own-data recipe (which reads the datasets and sets
     only sizes, augmentations, the solver and the number of classes)."""
-    return _merged_cfg(args.config_file, args.opts)[0]
+    return merged_cfg(args.config_file, args.opts)
+
+
+def merged_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
+    """A config file with ``KEY VALUE`` overrides, as every entry point merges it: its
+    ``CUSTOM_IMPORTS`` imported first, the lada defaults, the file, the overrides; not
+    frozen, without the own-data recipe."""
+    return _merged_cfg(config_file, opts)[0]
 
 
 def _merged_cfg(config_file: str, opts: Sequence[str]) -> tuple[CfgNode, CfgNode]:
-    """The base of every config of the command line, not frozen: get_cfg -> lada keys ->
-    merge ``config_file`` (none if empty) -> merge the ``KEY VALUE`` ``opts``; and a copy
-    taken before the ``opts`` (the own-data recipe's ``base``: what the files set)."""
+    """The base of every config of the command line, not frozen: the modules of
+    ``CUSTOM_IMPORTS`` imported (a matcher of your own registers its keys) -> get_cfg ->
+    lada keys -> merge ``config_file`` (none if empty) -> merge the ``KEY VALUE`` ``opts``,
+    with ``CUSTOM_IMPORTS`` as recorded (files absolute); and a copy taken before the
+    ``opts`` (the own-data recipe's ``base``: what the files set)."""
+    imported = import_custom(imports_named_by(config_file, opts))
     cfg = add_lada_config(get_cfg())
     if config_file:
         cfg.merge_from_file(config_file)
     file_cfg = cfg.clone()
     cfg.merge_from_list(list(opts))
+    cfg.CUSTOM_IMPORTS = imported
     return cfg, file_cfg
 
 

@@ -1,24 +1,23 @@
-"""Skeletons of the hard matchers: the one empty-batch guard (``BatchMatcher``), and
+"""Skeletons of the batched matchers: the one empty-batch guard (``BatchMatcher``), and
 per-GT candidates followed by one batched division (``CandidateDivisionMatcher``)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
 
 import torch
 
-from .contract import BACKGROUND, MatchInputs, MatchResult
+from .contract import MatchInputs, MatchResult
+from .declaration import MatcherBase
 from .stages.batch import BatchGTs
+from .stages.best_gt import assign_candidates_to_best_gt
 
 __all__ = ["BatchMatcher", "CandidateDivisionMatcher"]
 
 
-class BatchMatcher(ABC):
-    """A hard matcher (``SOFT = False``) that assigns all GT boxes of the batch at once:
-    ``__call__`` gathers them (``BatchGTs``), gives the all-background result when the
-    batch has none, and otherwise returns ``match``; without gradients."""
-
-    SOFT: ClassVar[bool] = False
+class BatchMatcher(MatcherBase, ABC):
+    """A matcher that assigns all GT boxes of the batch at once: ``__call__`` gathers them
+    (``BatchGTs``), gives the all-background result when the batch has none, and
+    otherwise returns ``match``; without gradients."""
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
@@ -33,18 +32,22 @@ class BatchMatcher(ABC):
 
 
 class CandidateDivisionMatcher(BatchMatcher):
-    """Matchers whose preliminary match gives every point at most one GT (PAA, LADA):
-    per-GT candidates with scores (lower is better) are built for all GT boxes of the
-    batch at once, then one division runs on them, so that a batched fit (PAA's GMM)
-    sees every GT in one call."""
+    """Per-GT candidates with scores (lower is better), built for all GT boxes of the
+    batch at once, then one division on them, so that a batched fit (PAA's GMM) sees
+    every GT in one call (PAA, LADA).
+
+    A point positive for several GTs goes to the one whose candidate score is lowest,
+    equal scores to the lower GT index (``assign_candidates_to_best_gt``): a rule of its
+    own, so that the result never depends on the order of writes on a device. PAA's and
+    LADA's preliminary match gives every point at most one GT, so for them the rule never
+    has to choose."""
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         key, valid, scores = self.candidates(inputs, gts)  # (M, K) each
         positive = self.divide(scores, valid) & valid
-        rows, slots = positive.nonzero(as_tuple=True)
-        gt_of_key = torch.full((gts.num_images * gts.num_points,), BACKGROUND, dtype=torch.long,
-                               device=key.device)
-        gt_of_key[key[rows, slots]] = rows
+        gt_of_key = assign_candidates_to_best_gt(
+            key, -scores, positive, gts.num_images * gts.num_points
+        )
         return MatchResult(gt_index=gts.local_gt_index(gt_of_key))
 
     @abstractmethod
@@ -52,7 +55,7 @@ class CandidateDivisionMatcher(BatchMatcher):
         self, inputs: MatchInputs, gts: BatchGTs
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Candidates of the batch's M >= 1 GT boxes: flat point keys ``image * R +
-        point`` (M, K), their validity (M, K) and scores (M, K)."""
+        point`` (M, K), their validity (M, K) and scores (M, K), lower is better."""
 
     @abstractmethod
     def divide(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -6,16 +6,17 @@ C classes, G_i ground-truth boxes of image i, P positive (point, GT) pairs over 
 batch. Per-image matcher tensors are oriented ``(G, R)``, like detectron2's
 ``pairwise_iou(gt, anchors)``.
 
-Softness has one declaration: a matcher class's ``SOFT``. The loss is chosen from it at
-model construction, before any result exists (``lada/modeling/losses/__init__.py::
-loss_name``); a result's ``MatchResult.is_soft`` is not a declaration but a fact about
-its content (``soft`` is set), and ``check_result_kind`` holds every result to its
-matcher's declaration.
+The kind of result a matcher gives (``ResultKind``: hard, hard with a quality target,
+soft pairs) has one declaration, its class's ``METHOD.result`` (``declaration.py``). The
+loss is chosen from it at model construction, before any result exists; a result's
+content (``soft``, ``quality`` set or not) is a fact about that result, and
+``check_result`` holds every result to its matcher's declaration.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, List, Optional, Protocol
+from enum import Enum
+from typing import List, Optional, Protocol
 
 import torch
 
@@ -25,8 +26,8 @@ __all__ = [
     "MatchResult",
     "Matcher",
     "PairWeights",
-    "check_result_kind",
-    "declared_soft",
+    "ResultKind",
+    "check_result",
 ]
 
 BACKGROUND = -1
@@ -141,20 +142,44 @@ class PairWeights:
         ])
 
 
+class ResultKind(Enum):
+    """The kind of ``MatchResult`` a matcher gives, declared once on its class
+    (``MethodSpec.result``); the loss that consumes it is chosen from it.
+
+    - ``HARD``: ``gt_index`` alone (one GT per point; the loss computes any quality
+      target itself, the IoU of the predicted box with its GT);
+    - ``QUALITY``: ``gt_index`` and, when the matcher has one, a per-positive
+      ``quality`` target (TOOD's normalised alignment metric, RTMDet's IoU); a result may
+      carry none (a warm-up step), and the loss then uses the IoU as for ``HARD``;
+    - ``PAIRS``: ``gt_index`` and ``PairWeights`` (DW's soft weights).
+    """
+
+    HARD = "hard"
+    QUALITY = "hard, with a quality target"
+    PAIRS = "soft (pairwise weights)"
+
+
 @dataclass(frozen=True)
 class MatchResult:
-    """What a matcher returns. A hard result is ``gt_index`` alone; a soft one (DW) also
-    carries its ``PairWeights``, and its ``gt_index`` is each point's highest-weighted
-    GT (``BACKGROUND`` outside every GT's pairs), which the assignment statistics read.
+    """What a matcher returns. A hard result is ``gt_index`` alone, possibly with a
+    per-positive ``quality`` target; a soft one (DW) carries its ``PairWeights``, and its
+    ``gt_index`` is each point's highest-weighted GT (``BACKGROUND`` outside every GT's
+    pairs), which the assignment statistics read.
 
     Attributes:
         gt_index: (N, R) long, index of the GT box each point is assigned to, or
             ``BACKGROUND``. Positives are ``gt_index >= 0``.
-        soft: the pairwise weights of a soft matcher, or None (hard matcher).
+        soft: the pairwise weights of a soft matcher, or None.
+        quality: (N, R) float in [0, 1], detached: the target of each positive's
+            quality-aware classification (QFL, VFL) and of the ``quality`` box-loss
+            weighting, 0 at background points; None when the matcher gives none (the
+            loss then uses the IoU of the predicted box with its GT). Its values are
+            the matcher's to keep in range (not checked: that would cost a host sync).
     """
 
     gt_index: torch.Tensor
     soft: Optional[PairWeights] = None
+    quality: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         checks = [(self.gt_index.dim() == 2,
@@ -163,6 +188,12 @@ class MatchResult:
             checks.append((self.soft.neg_weight.shape[:2] == self.gt_index.shape,
                            f"soft.neg_weight must be (N, R, C) like gt_index "
                            f"{tuple(self.gt_index.shape)}, got {tuple(self.soft.neg_weight.shape)}"))
+        if self.quality is not None:
+            checks.append((self.quality.shape == self.gt_index.shape
+                           and self.quality.is_floating_point(),
+                           f"quality must be a float (N, R) like gt_index "
+                           f"{tuple(self.gt_index.shape)}, got {self.quality.dtype} "
+                           f"{tuple(self.quality.shape)}"))
         _raise_failed("MatchResult", checks)
 
     @property
@@ -179,33 +210,25 @@ class MatchResult:
 class Matcher(Protocol):
     """A label-assignment method (``lada/matchers/registry.py`` builds them by name).
 
-    ``SOFT`` declares, on the class, whether its results carry ``PairWeights``: the
-    loss that consumes them is chosen from it before any result exists. Calls run
-    without gradients, and a batch without GT boxes gives an all-background result.
+    Its class declares ``METHOD`` (``declaration.MethodSpec``: name, kind of result,
+    detector preset); its keyword arguments are its hyperparameters, the keys of
+    ``MODEL.MATCHER.<NODE>``. Calls run without gradients, and a batch without GT boxes
+    gives an all-background result.
     """
-
-    SOFT: ClassVar[bool]
 
     def __call__(self, inputs: MatchInputs) -> MatchResult:
         ...
 
 
-def declared_soft(matcher: Any) -> bool:
-    """The ``SOFT`` declaration of a matcher class, or of an instance's class; a
-    ``TypeError`` naming the class when it declares none."""
-    owner = matcher if isinstance(matcher, type) else type(matcher)
-    soft = getattr(owner, "SOFT", None)
-    if not isinstance(soft, bool):
-        raise TypeError(
-            f"matcher class {owner.__name__} must declare the class attribute SOFT (True when "
-            "its MatchResults carry PairWeights, else False)"
-        )
-    return soft
-
-
-def check_result_kind(result: MatchResult, soft: bool) -> None:
-    """Refuses ``result`` when its kind contradicts its matcher's declaration ``soft``
-    (``declared_soft``): the loss chosen from the declaration could not consume it."""
-    if result.is_soft != soft:
-        kind = "soft (PairWeights set)" if result.is_soft else "hard (no PairWeights)"
-        raise TypeError(f"the matcher declares SOFT = {soft} but returned a {kind} MatchResult")
+def check_result(result: MatchResult, kind: ResultKind) -> None:
+    """Refuses ``result`` when its content contradicts its matcher's declared ``kind``
+    (the loss chosen from the declaration could not consume it): ``PAIRS`` needs
+    ``soft``, the others none; only ``QUALITY`` may carry ``quality``."""
+    problems = []
+    if result.is_soft != (kind is ResultKind.PAIRS):
+        problems.append("PairWeights set" if result.is_soft else "no PairWeights")
+    if result.quality is not None and kind is not ResultKind.QUALITY:
+        problems.append("a quality target")
+    if problems:
+        raise TypeError(f"the matcher declares results of kind '{kind.value}' but returned one "
+                        f"with {' and '.join(problems)}")

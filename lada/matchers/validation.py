@@ -1,17 +1,19 @@
 """Checks of matcher hyperparameters, shared by every method of ``methods/``.
 
-Each check raises ``ValueError`` naming the config key (for example
-``MODEL.MATCHER.LADA.TOPK``) and the bad value, so that a wrong yaml entry is reported
-where it is read instead of corrupting an assignment later. NaN fails every numeric
-check.
+Each check raises :class:`InvalidArgument` (a ``ValueError``) naming the argument (for
+example ``topk``) and the bad value, so that a wrong value is reported where it is given
+instead of corrupting an assignment later; when the matcher is built from a config,
+``build_matcher`` names the config key instead (``MODEL.MATCHER.LADA.TOPK``). NaN fails
+every numeric check.
 """
 from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any, Sequence
+from typing import Any, Sequence, Union
 
 __all__ = [
+    "InvalidArgument",
     "require",
     "require_in_range",
     "require_nonnegative",
@@ -21,10 +23,27 @@ __all__ = [
 ]
 
 
-def require(condition: bool, key: str, requirement: str, value: Any) -> None:
-    """Raises ``ValueError("{key} {requirement}, got {value!r}")`` unless ``condition``."""
+class InvalidArgument(ValueError):
+    """``"{name} {requirement}, got {value!r}"``: hyperparameters ``names`` (arguments, or
+    config keys; several are joined by "and") whose ``value`` fails ``requirement``."""
+
+    def __init__(self, names: Union[str, Sequence[str]], requirement: str, value: Any):
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        self.requirement, self.value = requirement, value
+        super().__init__(f"{' and '.join(self.names)} {requirement}, got {value!r}")
+
+    def under_node(self, node: str) -> "InvalidArgument":
+        """The same failure named by config keys: the arguments upper-cased under
+        ``node`` (e.g. ``MODEL.MATCHER.LADA.TOPK``)."""
+        keys = " and ".join(name.upper() for name in self.names)
+        return InvalidArgument(f"{node}.{keys}", self.requirement, self.value)
+
+
+def require(condition: bool, key: Union[str, Sequence[str]], requirement: str, value: Any) -> None:
+    """Raises ``InvalidArgument(key, requirement, value)`` unless ``condition``; ``key``
+    may name several arguments that fail together."""
     if not condition:
-        raise ValueError(f"{key} {requirement}, got {value!r}")
+        raise InvalidArgument(key, requirement, value)
 
 
 def _is_number(value: Any) -> bool:

@@ -18,7 +18,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from ..matchers import MatchInputs, Matcher, build_matcher, check_result_kind, declared_soft
+from ..matchers import MatchInputs, Matcher, build_matcher, check_result
 from .head import FCOSHead
 from .losses import build_loss, check_loss_fits_matcher
 from .statistics import assignment_statistics
@@ -49,7 +49,9 @@ def _in_float32(forward_training):
 class LadaFCOS(DenseDetector):
     """FCOS (detectron2's, with one anchor point per location, box deltas in strides)
     whose training targets come from ``matcher`` and whose losses come from ``loss``
-    (``DenseDetectionLoss`` or ``PairwiseWeightedLoss``, through its ``targets``).
+    (``DenseDetectionLoss`` or ``PairwiseWeightedLoss``, through its ``targets``); a loss
+    that cannot consume the kind of result the matcher declares is refused here, and
+    every result is held to that declaration.
     Inference equals detectron2's FCOS: score sqrt(sigmoid(cls) * sigmoid(aux)),
     per-level top-k, class-wise NMS; ``test_score="product"`` scores
     sigmoid(cls) * sigmoid(aux) instead (the DW code); ``test_score_thresh_on="cls"``
@@ -85,8 +87,9 @@ class LadaFCOS(DenseDetector):
             sizes=[[s] for s in strides], aspect_ratios=[1.0], strides=strides, offset=anchor_offset
         )
         self.box2box_transform = Box2BoxTransformLinear(normalize_by_size=True)
+        check_loss_fits_matcher(loss, matcher)
         self.matcher = matcher
-        self.soft_matcher = declared_soft(matcher)  # every result is checked against it
+        self.result_kind = type(matcher).METHOD.result  # every result is held to it
         self.loss = loss
         self.num_classes = num_classes
         self.max_iter = max_iter
@@ -113,7 +116,6 @@ class LadaFCOS(DenseDetector):
             raise ValueError(
                 f"MODEL.FCOS.IN_FEATURES: {missing} not produced by the backbone ({sorted(shapes)})"
             )
-        check_loss_fits_matcher(cfg)
         return {
             "backbone": backbone,
             "head": FCOSHead(cfg, [shapes[f] for f in in_features]),
@@ -146,7 +148,7 @@ class LadaFCOS(DenseDetector):
             features, predictions, gt_instances, storage.iter
         )
         match = self.matcher(inputs)
-        check_result_kind(match, self.soft_matcher)
+        check_result(match, self.result_kind)
         gt_boxes, gt_classes = inputs.gt_boxes, inputs.gt_classes
         targets = self.loss.targets(match, gt_boxes, gt_classes)
         storage.put_scalars(**assignment_statistics(

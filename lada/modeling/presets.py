@@ -4,19 +4,24 @@ A matcher is one part of a method; the detector around it (auxiliary branch,
 classification loss, box bias and activation, loss normaliser and weighting, test score
 and what the score threshold is compared with) is the other, and a matcher on another
 method's detector can be far weaker (README: ``ciou_atss`` falls from 41 to 15 AP with
-box bias 0). ``configs/quick/<method>.yaml`` and ``configs/quick/own_data_<method>.yaml``
-hold each method's detector; :func:`detector_mismatch_warning` names the settings of a
-config whose detector is not its matcher's method's, at start-up (``train_net.py``).
-Tests check that the quick and COCO configs agree with :data:`METHOD_DETECTORS`.
+box bias 0). Each matcher class declares its method's detector (``METHOD.detector``,
+``lada/matchers/declaration.py``); ``configs/quick/<method>.yaml`` and
+``configs/quick/own_data_<method>.yaml`` hold it; :func:`detector_mismatch_warning` names
+the settings of a config whose detector is not its matcher's method's, at start-up
+(``train_net.py``). Tests check that the quick and COCO configs agree with
+:data:`METHOD_DETECTORS`, which reads the declarations.
 """
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode, get_cfg
 
-from .losses import loss_name
+from ..config import add_lada_config
+from ..matchers import MATCHER_REGISTRY, matcher_class
+from .losses import loss_consuming, loss_name
 
 __all__ = ["DETECTOR_KEYS", "METHOD_DETECTORS", "detector_mismatch", "detector_mismatch_warning",
            "method_config", "warn_detector_mismatch"]
@@ -29,31 +34,42 @@ DETECTOR_KEYS = ("AUX_BRANCH", "CLS_LOSS", "BOX_BIAS_INIT", "BOX_ACTIVATION", "N
                  "BOX_LOSS_WEIGHTING", "LOSS", "TEST_SCORE", "SCORE_THRESH_ON")
 
 
-def _detector(aux: str, cls: str = "focal", bias: float = 0.0, activation: str = "linear",
-              normalizer: str = "num_pos", weighting: str = "none", loss: str = "dense",
-              score: str = "geometric_mean", thresh_on: str = "cls") -> Dict[str, Any]:
-    return dict(zip(DETECTOR_KEYS, (aux, cls, bias, activation, normalizer, weighting, loss,
-                                    score, thresh_on)))
+class _MethodDetectors(Mapping):
+    """Method (= its matcher's registered name) -> its detector's ``DETECTOR_KEYS``: the
+    defaults of ``MODEL.FCOS`` (detectron2's FCOS) updated by the class's
+    ``METHOD.detector``, with LOSS the one that consumes its kind of result. Read from the
+    registry on every access, so a method registered later (a user's own) is in it;
+    methods that declare no detector are not."""
+
+    def _declared(self) -> Dict[str, Any]:
+        return {name: cls.METHOD.detector for name, cls in MATCHER_REGISTRY
+                if cls.METHOD.detector is not None}
+
+    def __getitem__(self, method: str) -> Dict[str, Any]:
+        declared = self._declared()[method]
+        settable = [key for key in DETECTOR_KEYS if key != "LOSS"]  # LOSS follows the result kind
+        unknown = sorted(set(declared) - set(settable))
+        if unknown:
+            raise KeyError(f"matcher '{method}' declares detector keys {unknown}; a detector "
+                           f"preset sets some of {settable}")
+        defaults = _default_fcos()
+        values = {key: declared.get(key, defaults[key]) for key in DETECTOR_KEYS if key != "LOSS"}
+        values["LOSS"] = loss_consuming(matcher_class(method).METHOD.result)
+        return {key: values[key] for key in DETECTOR_KEYS}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._declared()))
+
+    def __len__(self) -> int:
+        return len(self._declared())
 
 
-# Method (= its matcher's registered name) -> its detector's DETECTOR_KEYS.
-METHOD_DETECTORS: Dict[str, Dict[str, Any]] = {
-    # detectron2's FCOS: centerness, moving-average normaliser, threshold on the score.
-    "fcos": _detector("centerness", normalizer="ema", thresh_on="combined"),
-    # ATSS: centerness, GIoU weighted by the centerness target.
-    "atss": _detector("centerness", weighting="aux_target"),
-    # PAA: IoU branch, GIoU weighted by the IoU target.
-    "paa": _detector("iou", weighting="aux_target"),
-    # LADA: IoU branch (Eq. 9), unweighted GIoU.
-    "lada": _detector("iou"),
-    # CIoU-ATSS: quality focal loss, IoU branch, boxes start as the 8-stride anchors.
-    "ciou_atss": _detector("iou", cls="qfl", bias=4.0, weighting="aux_target"),
-    # MMMC (APS): GIoU quality branch.
-    "aps": _detector("giou"),
-    # DW: pairwise weighted loss on the joint score, ReLU side distances from 4 strides.
-    "dw": _detector("centerness", bias=4.0, activation="relu", normalizer="ema",
-                    loss="weighted_pairs", score="product", thresh_on="combined"),
-}
+@functools.lru_cache(maxsize=None)
+def _default_fcos() -> CfgNode:
+    return add_lada_config(get_cfg()).MODEL.FCOS
+
+
+METHOD_DETECTORS: Mapping[str, Dict[str, Any]] = _MethodDetectors()
 
 
 def method_config(method: str, own_data: bool) -> str:

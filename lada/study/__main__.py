@@ -24,10 +24,8 @@ import sys
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
-from detectron2.config import get_cfg
-
-from ..config import add_lada_config
 from ..data.synthetic import SyntheticSpec, generate
+from ..engine.setup import merged_cfg
 from .report import write_reports
 from .runs import plan_runs
 from .schedule import run_study
@@ -118,9 +116,7 @@ def default_configs() -> List[Path]:
     for path in sorted(QUICK_CONFIGS.glob("*.yaml")):
         if path.name.startswith("Base-"):
             continue
-        cfg = add_lada_config(get_cfg())
-        cfg.merge_from_file(str(path))
-        if not cfg.RECIPE.ENABLED:
+        if not merged_cfg(str(path)).RECIPE.ENABLED:
             configs.append(path)
     return configs
 

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from detectron2.config import get_cfg
-
-from ..config import add_lada_config
+from ..engine.setup import merged_cfg
 from ..engine.results import EVAL_RESULTS
 
 __all__ = [
@@ -104,9 +102,7 @@ def plan_runs(
         raise ValueError(f"--seeds must be distinct, got {list(seeds)}")
     runs = []
     for config, name in zip(configs, names):
-        cfg = add_lada_config(get_cfg())
-        cfg.merge_from_file(str(config))
-        cfg.merge_from_list(list(opts))
+        cfg = merged_cfg(str(config), opts)
         for seed in seeds:
             output_dir = Path(output_root) / name / f"seed{seed}"
             train_args = (

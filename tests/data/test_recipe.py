@@ -15,8 +15,8 @@ from detectron2.structures import BoxMode
 from lada.config import add_lada_config
 from lada.data import ReadCheckedDatasetMapper, register_coco_dataset
 from lada.data.augmentations import build_extra_augmentations
-from lada.data.recipe import (ANCHOR_KEYS, COCO_ANCHOR_TO_OBJECT, RECIPE_KEYS, apply_recipe,
-                              choose_recipe, dataset_stats)
+from lada.data.recipe import (COCO_ANCHOR_TO_OBJECT, anchor_keys, apply_recipe, choose_recipe,
+                              dataset_stats, recipe_keys)
 from lada.engine.setup import user_set_keys
 
 OWN_DATA = REPO / "configs/quick/own_data.yaml"
@@ -47,7 +47,7 @@ def own_data_cfg(*opts):
 
 
 def test_own_data_config_leaves_every_recipe_key_to_the_recipe():
-    assert user_set_keys(str(OWN_DATA), []) & set(RECIPE_KEYS) == set()
+    assert user_set_keys(str(OWN_DATA), []) & set(recipe_keys()) == set()
 
 
 def test_recipe_on_320px_images(dataset):
@@ -119,7 +119,7 @@ def test_command_line_keys_win(dataset):
             "MODEL.FCOS.NUM_CLASSES", "5"]
     cfg, base = own_data_cfg(*opts)
     user = user_set_keys(str(OWN_DATA), opts)
-    assert user & set(RECIPE_KEYS) == {"INPUT.MIN_SIZE_TEST", "SOLVER.MAX_ITER",
+    assert user & set(recipe_keys()) == {"INPUT.MIN_SIZE_TEST", "SOLVER.MAX_ITER",
                                        "SOLVER.BASE_LR", "MODEL.FCOS.NUM_CLASSES"}
     recipe = apply_recipe(cfg, user, base)
     assert (cfg.INPUT.MIN_SIZE_TEST, cfg.SOLVER.MAX_ITER, cfg.SOLVER.BASE_LR) == (192, 50, 0.003)
@@ -147,7 +147,7 @@ def test_keys_of_your_own_config_file_win(dataset, tmp_path):
         "_BASE_": str(OWN_DATA), "INPUT": {"MIN_SIZE_TRAIN": [288], "RANDOM_FLIP": "vertical"},
     }))
     user = user_set_keys(str(mine), [])
-    assert user & set(RECIPE_KEYS) == {"INPUT.MIN_SIZE_TRAIN", "INPUT.RANDOM_FLIP"}
+    assert user & set(recipe_keys()) == {"INPUT.MIN_SIZE_TRAIN", "INPUT.RANDOM_FLIP"}
     cfg = add_lada_config(get_cfg())
     cfg.merge_from_file(str(mine))
     cfg.DATASETS.TRAIN = ("recipe320_train",)
@@ -236,10 +236,10 @@ def test_anchor_scale_from_the_objects(side, size, scale):
     cfg.merge_from_file(str(OWN_DATA))
     recipe = choose_recipe(cfg, dataset_stats(_square_boxes(side), num_classes=1))
     assert recipe.values["INPUT.MIN_SIZE_TEST"] == size
-    assert {key: recipe.values[key] for key in ANCHOR_KEYS} == {
+    assert {key: recipe.values[key] for key in anchor_keys().values()} == {
         f"MODEL.MATCHER.{name}.ANCHOR_SCALE": pytest.approx(scale)
         for name in ("ATSS", "CIOU_ATSS", "PAA", "LADA")}
-    assert f"ANCHOR_SCALE atss {scale:g}, ciou_atss {scale:g}, paa {scale:g}, lada {scale:g}" in \
+    assert f"ANCHOR_SCALE atss {scale:g}, ciou_atss {scale:g}, lada {scale:g}, paa {scale:g}" in \
         "\n".join(recipe.lines)
 
 
@@ -270,7 +270,7 @@ def test_without_boxes_the_anchors_stay():
     cfg = add_lada_config(get_cfg())
     dicts = [{"height": 128, "width": 128, "annotations": []}]
     recipe = choose_recipe(cfg, dataset_stats(dicts))
-    assert not set(ANCHOR_KEYS) & set(recipe.values)
+    assert not set(anchor_keys().values()) & set(recipe.values)
 
 
 def test_every_anchor_matcher_is_sized():
@@ -279,5 +279,5 @@ def test_every_anchor_matcher_is_sized():
     cfg = add_lada_config(get_cfg())
     with_anchors = {f"MODEL.MATCHER.{name}.ANCHOR_SCALE" for name, node in cfg.MODEL.MATCHER.items()
                     if isinstance(node, dict) and "ANCHOR_SCALE" in node}
-    assert with_anchors == set(ANCHOR_KEYS)
+    assert with_anchors == set(anchor_keys().values())
     assert cfg.RECIPE.ANCHOR_TO_OBJECT == COCO_ANCHOR_TO_OBJECT

@@ -23,8 +23,9 @@ from lada.engine import AutocastTrainer
 from lada.engine.lazy import build_step, load_lazy_config, register_datasets, warmup_multistep
 
 LAZY = REPO / "configs/lazy"
-QUICK = ["aps", "aps_plain", "atss", "ciou_atss", "dw", "fcos", "lada", "paa"]
-COCO = ["aps", "atss", "ciou_atss", "dw", "fcos", "lada", "paa"]
+# every LazyConfig config of the project and its yaml twin, read from configs/lazy
+QUICK = sorted(path.stem[len("quick_"):] for path in LAZY.glob("quick_*.py"))
+COCO = sorted(path.stem[:-len("_R_50_FPN_1x")] for path in LAZY.glob("*_R_50_FPN_1x.py"))
 # (lazy config, yaml twin)
 PAIRS = [(f"quick_{m}.py", f"quick/{m}.yaml") for m in QUICK] + [
     (f"{m}_R_50_FPN_1x.py", f"COCO-Detection/{m}_R_50_FPN_1x.yaml") for m in COCO

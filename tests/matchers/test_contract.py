@@ -1,32 +1,35 @@
-"""The matcher contract: registry, config defaults, input and result validation, frozen
-inputs and results, softness declared by the class and held by every result, batching."""
+"""The matcher contract: registry and declarations (``MethodSpec``, hyperparameters as
+keyword arguments, config keys, validation named by argument or key), config defaults,
+input and result validation, frozen inputs and results, the kind of result declared by
+the class and held by every result. What every registered matcher must satisfy is in
+test_invariants.py."""
 from dataclasses import FrozenInstanceError, replace
 
 import pytest
 import torch
-from conftest import random_boxes, small_cfg
+from conftest import small_cfg
+from detectron2.config import configurable
 from helpers import grid, scene
 
 from lada.matchers import (
     BACKGROUND,
     MATCHER_REGISTRY,
+    BatchMatcher,
+    CandidateDivisionMatcher,
     MatchInputs,
     MatchResult,
+    MethodSpec,
     PairWeights,
+    ResultKind,
     build_matcher,
-    check_result_kind,
+    check_result,
+    hyperparameters,
+    matcher_class,
+    register_matcher,
+    registered_matchers,
+    uses_anchors,
 )
-from lada.matchers.registry import gives_soft_results, register_matcher
-
-
-def _with_predictions(inputs):
-    return replace(
-        inputs,
-        pred_logits=torch.randn(inputs.pred_logits.shape),
-        pred_boxes=torch.cat([inputs.points - 12, inputs.points + 12], dim=1).expand(
-            inputs.num_images, -1, -1) + torch.randn(inputs.pred_boxes.shape),
-        pred_aux=torch.randn(inputs.num_images, inputs.num_points),
-    )
+from lada.matchers.validation import require_positive_int
 
 
 def test_registry_names_and_paper_defaults():
@@ -59,40 +62,6 @@ def test_inconsistent_inputs_are_rejected(change, message):
     fields.update(change)
     with pytest.raises(ValueError, match=message):
         MatchInputs(**fields)
-
-
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss", "dw"])
-def test_batched_matching_equals_per_image_matching(name):
-    cfg = small_cfg(**{"MODEL.MATCHER.NAME": name})
-    matcher = build_matcher(cfg)
-    levels = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]
-    images = [random_boxes(n, 128).tolist() for n in (6, 0, 11)]
-    inputs = _with_predictions(scene(levels, images, num_classes=5))
-    batched = matcher(inputs).gt_index
-    for index, boxes in enumerate(images):
-        alone = replace(
-            scene(levels, [boxes], num_classes=5),
-            pred_logits=inputs.pred_logits[index : index + 1],
-            pred_boxes=inputs.pred_boxes[index : index + 1],
-            pred_aux=inputs.pred_aux[index : index + 1],
-        )
-        alone = matcher(alone).gt_index[0]
-        assert torch.equal(batched[index], alone)
-    assert (batched[1] == BACKGROUND).all() and (batched[0] >= 0).any()
-
-
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss", "dw"])
-def test_assignment_does_not_depend_on_gt_order(name):
-    matcher = build_matcher(small_cfg(**{"MODEL.MATCHER.NAME": name}))
-    levels = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]
-    boxes = random_boxes(15, 128)
-    order = torch.randperm(15)
-    inputs = _with_predictions(scene(levels, [boxes.tolist()], num_classes=5))
-    first = matcher(inputs).gt_index[0]
-    inputs = replace(inputs, gt_boxes=[boxes[order]], gt_classes=[inputs.gt_classes[0][order]])
-    permuted = matcher(inputs).gt_index[0]
-    mapped = torch.where(permuted >= 0, order[permuted.clamp(min=0)], permuted)
-    assert torch.equal(first, mapped)
 
 
 def _pair_weights(num_pairs=2, neg_shape=(1, 16, 3), **change):
@@ -150,39 +119,125 @@ def test_softness_is_derived_from_the_pair_weights():
     assert not hasattr(MatchResult, "SOFT")
 
 
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss", "aps", "dw"])
-def test_every_result_agrees_with_its_matchers_declaration(name):
-    matcher = build_matcher(small_cfg(**{"MODEL.MATCHER.NAME": name}))
-    levels = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]
-    inputs = _with_predictions(scene(levels, [random_boxes(6, 128).tolist()], num_classes=5))
-    assert gives_soft_results(name) is type(matcher).SOFT is (name == "dw")
-    result = matcher(inputs)
-    check_result_kind(result, type(matcher).SOFT)
-    assert result.is_soft is type(matcher).SOFT
-
-
-@pytest.mark.parametrize("name", ["fcos", "atss", "paa", "lada", "ciou_atss", "aps"])
-def test_a_batch_without_gt_boxes_is_all_background(name):
-    matcher = build_matcher(small_cfg(**{"MODEL.MATCHER.NAME": name}))
-    inputs = _with_predictions(scene([grid(s, 64, 64) for s in (8, 16)], [[], []], num_classes=5))
-    result = matcher(inputs)
-    assert result.gt_index.shape == (2, inputs.num_points) and (result.gt_index == BACKGROUND).all()
-    assert not result.is_soft
-
-
 def test_a_result_contradicting_its_declaration_is_refused():
     hard = MatchResult(gt_index=torch.zeros(1, 16, dtype=torch.long))
     soft = MatchResult(gt_index=hard.gt_index, soft=_pair_weights())
-    with pytest.raises(TypeError, match=r"declares SOFT = False but returned a soft \(PairWeights set\)"):
-        check_result_kind(soft, False)
-    with pytest.raises(TypeError, match=r"declares SOFT = True but returned a hard \(no PairWeights\)"):
-        check_result_kind(hard, True)
+    quality = MatchResult(gt_index=hard.gt_index, quality=torch.zeros(1, 16))
+    for result in (hard, quality):
+        check_result(result, ResultKind.QUALITY)  # a quality target when there is one
+    check_result(hard, ResultKind.HARD)
+    check_result(soft, ResultKind.PAIRS)
+    with pytest.raises(TypeError, match=r"declares results of kind 'hard' but returned one with "
+                                        r"PairWeights set$"):
+        check_result(soft, ResultKind.HARD)
+    with pytest.raises(TypeError, match=r"kind 'hard' but returned one with a quality target$"):
+        check_result(quality, ResultKind.HARD)
+    with pytest.raises(TypeError, match=r"kind 'soft \(pairwise weights\)' but returned one with "
+                                        r"no PairWeights$"):
+        check_result(hard, ResultKind.PAIRS)
 
 
-def test_a_matcher_class_must_declare_its_kind():
-    with pytest.raises(TypeError, match="matcher class Undeclared must declare the class attribute SOFT"):
-        @register_matcher("undeclared")
-        class Undeclared:
-            def __call__(self, inputs):
-                return MatchResult(gt_index=torch.zeros(1, inputs.num_points, dtype=torch.long))
-    assert "undeclared" not in MATCHER_REGISTRY
+def test_the_quality_target_is_checked_against_gt_index():
+    gt_index = torch.zeros(2, 16, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"MatchResult: quality must be a float \(N, R\) like "
+                                         r"gt_index \(2, 16\), got torch.float32 \(1, 16\)"):
+        MatchResult(gt_index=gt_index, quality=torch.zeros(1, 16))
+    with pytest.raises(ValueError, match="got torch.int64"):
+        MatchResult(gt_index=gt_index, quality=torch.zeros(2, 16, dtype=torch.long))
+    result = MatchResult(gt_index=gt_index, quality=torch.ones(2, 16))
+    with pytest.raises(FrozenInstanceError):
+        result.quality = None
+
+
+class _Nearest(BatchMatcher):
+    """A valid declaration for the registration tests (never registered for long)."""
+
+    METHOD = MethodSpec(name="test_nearest", detector={"AUX_BRANCH": "iou"})
+
+    @configurable
+    def __init__(self, *, k: int = 3, radius: float = 1.5, shape: str = "square"):
+        require_positive_int("k", k)
+        self.k = k
+
+    def match(self, inputs, gts):
+        return MatchResult(gt_index=gts.background())
+
+
+@pytest.fixture
+def registered_nearest():
+    register_matcher(_Nearest)
+    yield _Nearest
+    MATCHER_REGISTRY._obj_map.pop("test_nearest")
+
+
+def test_a_registered_method_is_built_from_its_declaration(registered_nearest):
+    assert "test_nearest" in registered_matchers()
+    assert hyperparameters(_Nearest) == {"k": 3, "radius": 1.5, "shape": "square"}
+    cfg = small_cfg(**{"MODEL.MATCHER.NAME": "test_nearest", "MODEL.MATCHER.TEST_NEAREST.K": 5})
+    assert dict(cfg.MODEL.MATCHER.TEST_NEAREST) == {"K": 5, "RADIUS": 1.5, "SHAPE": "square"}
+    assert build_matcher(cfg).k == 5
+    # validation names the argument, or the config key when built from a config
+    with pytest.raises(ValueError, match=r"^k must be a positive integer, got 0$"):
+        _Nearest(k=0)
+    cfg.MODEL.MATCHER.TEST_NEAREST.K = 0
+    with pytest.raises(ValueError, match=r"^MODEL.MATCHER.TEST_NEAREST.K must be a positive "
+                                         r"integer, got 0$"):
+        build_matcher(cfg)
+    assert not uses_anchors(_Nearest) and uses_anchors(matcher_class("atss"))
+
+
+@pytest.mark.parametrize("body, message", [
+    (dict(), "must declare METHOD = MethodSpec"),
+    (dict(METHOD=MethodSpec(name="atss")), "matcher 'atss' .* is already registered by ATSSMatcher"),
+    (dict(METHOD=MethodSpec(name="other", node="ATSS")),
+     "config node MODEL.MATCHER.ATSS is already the node of 'atss'"),
+])
+def test_a_bad_declaration_is_refused(body, message):
+    cls = type("Bad", (BatchMatcher,), {**body, "match": lambda self, inputs, gts: None})
+    with pytest.raises((TypeError, ValueError), match=message):
+        register_matcher(cls)
+    assert "other" not in MATCHER_REGISTRY
+
+
+def test_hyperparameters_must_be_keyword_arguments_a_config_can_hold():
+    class Positional(BatchMatcher):
+        METHOD = MethodSpec(name="positional")
+
+        def __init__(self, k=3):
+            self.k = k
+
+    class Unsettable(BatchMatcher):
+        METHOD = MethodSpec(name="unsettable")
+
+        def __init__(self, *, fn=len):
+            self.fn = fn
+
+    with pytest.raises(TypeError, match="argument 'k' must be keyword-only with a default"):
+        register_matcher(Positional)
+    with pytest.raises(TypeError, match="the default of 'fn' .* must be a bool, int, float, str"):
+        register_matcher(Unsettable)
+    with pytest.raises(ValueError, match="MethodSpec.name must be a lower-case identifier"):
+        MethodSpec(name="My-Matcher")
+    with pytest.raises(ValueError, match="MethodSpec.node must be an upper-case identifier other than NAME"):
+        MethodSpec(name="name")
+
+
+@pytest.mark.parametrize("scores, winner", [([[0.5], [0.2]], 1), ([[0.2], [0.5]], 0),
+                                            ([[0.3], [0.3]], 0)])
+def test_candidate_division_gives_a_contested_point_to_the_lowest_score(scores, winner):
+    """Two GTs claim point 1: the lower candidate score wins, equal scores go to the lower
+    GT index, whatever the order of writes on a device."""
+
+    class Contested(CandidateDivisionMatcher):
+        METHOD = MethodSpec(name="contested")
+
+        def candidates(self, inputs, gts):
+            key = torch.tensor([[1], [1]])
+            return key, torch.ones(2, 1, dtype=torch.bool), torch.tensor(scores)
+
+        def divide(self, scores, valid):
+            return valid
+
+    inputs = scene([grid(8, 32, 32)], [[[0.0, 0, 16, 16], [0, 0, 16, 16]]])
+    gt_index = Contested()(inputs).gt_index[0]
+    assert gt_index[1] == winner and (gt_index[[0, *range(2, 16)]] == BACKGROUND).all()

@@ -7,8 +7,13 @@ import pytest
 import torch
 from conftest import small_cfg
 
-from lada.matchers import MatchResult, PairWeights
-from lada.modeling.losses import DenseDetectionLoss, PairwiseWeightedLoss, build_loss
+from lada.matchers import MatchResult, PairWeights, ResultKind
+from lada.modeling.losses import (
+    DenseDetectionLoss,
+    PairwiseWeightedLoss,
+    build_loss,
+    consumed_kinds,
+)
 from lada.modeling.losses import pairwise
 
 GT_BOXES = [torch.tensor([[0.0, 0.0, 20.0, 20.0], [10.0, 5.0, 30.0, 25.0]])]
@@ -132,12 +137,13 @@ def test_finite_at_extreme_logits(dtype):
     assert losses["loss_cls_neg"].item() == pytest.approx(expected, rel=1e-4)
 
 
-def test_each_loss_refuses_the_other_kind_of_assignment():
-    hard = MatchResult(gt_index=torch.tensor([[0, 1, -1]]))
-    with pytest.raises(ValueError, match="needs a soft matcher .* use MODEL.FCOS.LOSS dense"):
-        PairwiseWeightedLoss().targets(hard, GT_BOXES, GT_CLASSES)
-    with pytest.raises(ValueError, match="train it with MODEL.FCOS.LOSS weighted_pairs"):
-        DenseDetectionLoss(num_classes=2).targets(_match(), GT_BOXES, GT_CLASSES)
+def test_each_loss_declares_the_kinds_of_result_it_consumes():
+    """The declarations the model's construction-time fit check and MODEL.FCOS.LOSS auto
+    read (tests/modeling/test_meta_arch.py: the refusals)."""
+    assert consumed_kinds(PairwiseWeightedLoss()) == {ResultKind.PAIRS}
+    assert consumed_kinds(DenseDetectionLoss) == {ResultKind.HARD, ResultKind.QUALITY}
+    with pytest.raises(TypeError, match="loss class Module must declare CONSUMES"):
+        consumed_kinds(torch.nn.Module())
 
 
 def test_soft_fields_come_together_with_consistent_shapes():

@@ -10,6 +10,7 @@ from detectron2.config import configurable
 
 from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
+from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import BestGTTiesToLowestIndex, assign_candidates_to_best_gt
@@ -26,7 +27,7 @@ __all__ = ["APSMatcher"]
 SCALE_CRITERIA = ("comb", "cls", "reg")
 
 
-@register_matcher("aps")
+@register_matcher
 class APSMatcher(BatchMatcher):
     """Aligned points sampler, vectorised over all GT boxes of the batch:
 
@@ -49,7 +50,18 @@ class APSMatcher(BatchMatcher):
     the level's FCOS size range (``(4s, 8s)``); without ``spatial``, the positives are
     the points of the chosen levels inside the GT and within ``center_sampling_radius``
     strides of its centre (FCOS centre sampling). Without both, use the ``fcos`` matcher.
+
+    Arguments (keys ``MODEL.MATCHER.APS.*``):
+        topk: lowest-loss points inside the GT per level (9).
+        num_levels: levels kept by the scale assignment (2).
+        scale_criterion: "comb" (cls + reg), "cls" or "reg" (Table 1).
+        scale, spatial: each procedure on or off (Table 6).
+        center_sampling_radius: FCOS's centre region without ``spatial``, in strides.
+        gmm_max_iter, gmm_tol: EM iterations and tolerance of the GMM (100, 1e-3).
     """
+
+    METHOD = MethodSpec(name="aps", detector={
+        "AUX_BRANCH": "giou", "NORMALIZER": "num_pos", "SCORE_THRESH_ON": "cls"})  # GIoU quality branch
 
     @configurable
     def __init__(
@@ -64,18 +76,17 @@ class APSMatcher(BatchMatcher):
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-3,
     ):
-        key = "MODEL.MATCHER.APS"
-        require_positive_int(f"{key}.TOPK", topk)
-        require_positive_int(f"{key}.NUM_LEVELS", num_levels)
-        require_one_of(f"{key}.SCALE_CRITERION", scale_criterion, SCALE_CRITERIA)
+        require_positive_int("topk", topk)
+        require_positive_int("num_levels", num_levels)
+        require_one_of("scale_criterion", scale_criterion, SCALE_CRITERIA)
         require(
-            scale or spatial, f"{key}.SCALE and SPATIAL",
+            scale or spatial, ("scale", "spatial"),
             "are both off: that is FCOS's assignment, use MODEL.MATCHER.NAME fcos",
             (scale, spatial),
         )
-        require_positive(f"{key}.CENTER_SAMPLING_RADIUS", center_sampling_radius)
-        require_positive_int(f"{key}.GMM_MAX_ITER", gmm_max_iter)
-        require_positive(f"{key}.GMM_TOL", gmm_tol)
+        require_positive("center_sampling_radius", center_sampling_radius)
+        require_positive_int("gmm_max_iter", gmm_max_iter)
+        require_positive("gmm_tol", gmm_tol)
         self.topk = int(topk)
         self.num_levels = int(num_levels)
         self.scale_criterion = scale_criterion
@@ -84,20 +95,6 @@ class APSMatcher(BatchMatcher):
         self.center_sampling_radius = float(center_sampling_radius)
         self.gmm_max_iter = int(gmm_max_iter)
         self.gmm_tol = float(gmm_tol)
-
-    @classmethod
-    def from_config(cls, cfg):
-        aps = cfg.MODEL.MATCHER.APS
-        return {
-            "topk": aps.TOPK,
-            "num_levels": aps.NUM_LEVELS,
-            "scale_criterion": aps.SCALE_CRITERION,
-            "scale": aps.SCALE,
-            "spatial": aps.SPATIAL,
-            "center_sampling_radius": aps.CENTER_SAMPLING_RADIUS,
-            "gmm_max_iter": aps.GMM_MAX_ITER,
-            "gmm_tol": aps.GMM_TOL,
-        }
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         gt, point, cls, reg = self._eligible_pairs(inputs, gts)

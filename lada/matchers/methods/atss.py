@@ -6,6 +6,7 @@ from detectron2.config import configurable
 
 from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
+from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import assign_candidates_to_best_gt
@@ -17,7 +18,7 @@ from ..validation import require_positive, require_positive_int
 __all__ = ["ATSSMatcher"]
 
 
-@register_matcher("atss")
+@register_matcher
 class ATSSMatcher(BatchMatcher):
     """ATSS (paper Algorithm 1):
 
@@ -30,19 +31,22 @@ class ATSSMatcher(BatchMatcher):
 
     All GT boxes of the batch at once (images share the points), the distances of step 1
     in GT chunks of bounded size.
+
+    Arguments (keys ``MODEL.MATCHER.ATSS.*``):
+        topk: closest points per level (9).
+        anchor_scale: a point's anchor box is the square of ``anchor_scale`` strides (8).
     """
+
+    METHOD = MethodSpec(name="atss", detector={
+        "NORMALIZER": "num_pos", "BOX_LOSS_WEIGHTING": "aux_target",
+        "SCORE_THRESH_ON": "cls"})  # centerness, GIoU weighted by the centerness target
 
     @configurable
     def __init__(self, *, topk: int = 9, anchor_scale: float = 8.0):
-        require_positive_int("MODEL.MATCHER.ATSS.TOPK", topk)
-        require_positive("MODEL.MATCHER.ATSS.ANCHOR_SCALE", anchor_scale)
+        require_positive_int("topk", topk)
+        require_positive("anchor_scale", anchor_scale)
         self.topk = int(topk)
         self.anchor_scale = float(anchor_scale)
-
-    @classmethod
-    def from_config(cls, cfg):
-        atss = cfg.MODEL.MATCHER.ATSS
-        return {"topk": atss.TOPK, "anchor_scale": atss.ANCHOR_SCALE}
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         points, gt_boxes = inputs.points, gts.boxes

@@ -9,6 +9,7 @@ from detectron2.config import configurable
 
 from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
+from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import assign_candidates_to_best_gt
@@ -37,7 +38,7 @@ def scheduled_weight(weight: float, schedule: str, iteration: int, max_iter: int
     return weight * (progress if schedule == "d_up" else 1.0 - progress)
 
 
-@register_matcher("ciou_atss")
+@register_matcher
 class CIoUATSSMatcher(BatchMatcher):
     """Dynamic CIoU-ATSS (paper section III-B and Fig. 1, as the authors' code):
 
@@ -60,7 +61,21 @@ class CIoUATSSMatcher(BatchMatcher):
 
     With ``p = 0`` this is ATSS. Early in training predicted boxes are poor, so the
     assignment starts close to ATSS (section III-B).
+
+    Arguments (keys ``MODEL.MATCHER.CIOU_ATSS.*``):
+        topk: closest points per level (9).
+        anchor_scale: a point's anchor box is the square of ``anchor_scale`` strides (8).
+        anchor_weight, pred_weight: ``a`` and ``p`` (paper: 1 and 1; Table III: 0.5, 1.5).
+        anchor_weight_schedule, pred_weight_schedule: the schedule multiplying each
+            weight (Table III): "none", "d_up" (iteration / max_iter) or "d_down"
+            (1 - iteration / max_iter).
+        threshold: "sum_std" or "combined_std" (step 3).
     """
+
+    METHOD = MethodSpec(name="ciou_atss", detector={
+        "AUX_BRANCH": "iou", "CLS_LOSS": "qfl", "BOX_BIAS_INIT": 4.0, "NORMALIZER": "num_pos",
+        "BOX_LOSS_WEIGHTING": "aux_target", "SCORE_THRESH_ON": "cls",
+    })  # QFL, IoU branch, boxes start as the 8-stride anchors
 
     @configurable
     def __init__(
@@ -74,14 +89,13 @@ class CIoUATSSMatcher(BatchMatcher):
         pred_weight_schedule: str = "none",
         threshold: str = "sum_std",
     ):
-        key = "MODEL.MATCHER.CIOU_ATSS"
-        require_positive_int(f"{key}.TOPK", topk)
-        require_positive(f"{key}.ANCHOR_SCALE", anchor_scale)
-        require_nonnegative(f"{key}.ANCHOR_WEIGHT", anchor_weight)
-        require_nonnegative(f"{key}.PRED_WEIGHT", pred_weight)
-        require_one_of(f"{key}.ANCHOR_WEIGHT_SCHEDULE", anchor_weight_schedule, SCHEDULES)
-        require_one_of(f"{key}.PRED_WEIGHT_SCHEDULE", pred_weight_schedule, SCHEDULES)
-        require_one_of(f"{key}.THRESHOLD", threshold, THRESHOLDS)
+        require_positive_int("topk", topk)
+        require_positive("anchor_scale", anchor_scale)
+        require_nonnegative("anchor_weight", anchor_weight)
+        require_nonnegative("pred_weight", pred_weight)
+        require_one_of("anchor_weight_schedule", anchor_weight_schedule, SCHEDULES)
+        require_one_of("pred_weight_schedule", pred_weight_schedule, SCHEDULES)
+        require_one_of("threshold", threshold, THRESHOLDS)
         self.topk = int(topk)
         self.anchor_scale = float(anchor_scale)
         self.anchor_weight = float(anchor_weight)
@@ -89,19 +103,6 @@ class CIoUATSSMatcher(BatchMatcher):
         self.anchor_weight_schedule = anchor_weight_schedule
         self.pred_weight_schedule = pred_weight_schedule
         self.threshold = threshold
-
-    @classmethod
-    def from_config(cls, cfg):
-        ciou = cfg.MODEL.MATCHER.CIOU_ATSS
-        return {
-            "topk": ciou.TOPK,
-            "anchor_scale": ciou.ANCHOR_SCALE,
-            "anchor_weight": ciou.ANCHOR_WEIGHT,
-            "pred_weight": ciou.PRED_WEIGHT,
-            "anchor_weight_schedule": ciou.ANCHOR_WEIGHT_SCHEDULE,
-            "pred_weight_schedule": ciou.PRED_WEIGHT_SCHEDULE,
-            "threshold": ciou.THRESHOLD,
-        }
 
     def weights(self, iteration: int, max_iter: int) -> tuple[float, float]:
         """The anchor and predicted weights at ``iteration`` of ``max_iter``."""

@@ -3,13 +3,14 @@ Detection", CVPR 2022; docs/methods/dw.md). A soft assignment: every (point, GT)
 GT's bag gets a positive weight, every (point, class) slot a negative weight."""
 from __future__ import annotations
 
-from typing import ClassVar, List, Tuple
+from typing import List, Tuple
 
 import torch
 from detectron2.config import configurable
 from torchvision.ops import generalized_box_iou_loss
 
-from ..contract import MatchInputs, MatchResult, PairWeights
+from ..contract import MatchInputs, MatchResult, PairWeights, ResultKind
+from ..declaration import MatcherBase, MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import best_gt_ties_to_smallest_box
@@ -26,8 +27,8 @@ EPS = 1e-12
 """The official code's guard in its normalisations."""
 
 
-@register_matcher("dw")
-class DWMatcher:
+@register_matcher
+class DWMatcher(MatcherBase):
     """Dual Weighting, vectorised over the GT boxes of the batch; both variants of
     docs/methods/dw.md.
 
@@ -65,9 +66,26 @@ class DWMatcher:
     over the in-bag (point, class) slots; the loss averages both over all workers.
     ``gt_index`` is each point's highest-weighted GT (equal weights: the smaller box),
     ``BACKGROUND`` outside every bag.
+
+    Arguments (keys ``MODEL.MATCHER.DW.*``):
+        variant: "official" (the authors' code, which gave the paper's numbers) or
+            "paper" (section 3's text).
+        prior_sigma: sigma of the Gaussian centre prior, in strides (the code's 1.11;
+            Table 4's ``exp(-r^2)`` is 0.7071).
+        beta: of Eq. 3 (``t = s * IoU^beta``; official ``s * exp(-beta * GIoU loss)``),
+            Table 2: 5.
+        mu: of Eq. 4 (``w_pos = exp(mu t) t``), Table 2: 5.
+        mu_norm: official only: the exponent in the sum normalising ``w_pos`` over the
+            bag (``exp(mu_norm t) t``; the code's 3, so a GT's weights sum to between 1
+            and e^2).
+        gamma1: of Eq. 6, the power of IoU in ``P_neg`` (Table 3: 2).
+        focal_alpha: "paper" only: alpha of Eq. 12's focal loss ``FL(s, 0)``, whose
+            weight ``1 - alpha`` the slots outside every bag get (the paper's FL: 0.25).
     """
 
-    SOFT: ClassVar[bool] = True
+    METHOD = MethodSpec(name="dw", result=ResultKind.PAIRS, detector={
+        "BOX_BIAS_INIT": 4.0, "BOX_ACTIVATION": "relu", "TEST_SCORE": "product",
+    })  # the pairwise loss on the joint score, ReLU side distances from 4 strides
 
     @configurable
     def __init__(
@@ -81,14 +99,13 @@ class DWMatcher:
         gamma1: float = 2.0,
         focal_alpha: float = 0.25,
     ):
-        key = "MODEL.MATCHER.DW"
-        require_one_of(f"{key}.VARIANT", variant, VARIANTS)
-        require_positive(f"{key}.PRIOR_SIGMA", prior_sigma)
-        require_positive(f"{key}.BETA", beta)
-        require_nonnegative(f"{key}.MU", mu)
-        require_nonnegative(f"{key}.MU_NORM", mu_norm)
-        require_positive(f"{key}.GAMMA1", gamma1)
-        require_in_range(f"{key}.FOCAL_ALPHA", focal_alpha, 0, 1)
+        require_one_of("variant", variant, VARIANTS)
+        require_positive("prior_sigma", prior_sigma)
+        require_positive("beta", beta)
+        require_nonnegative("mu", mu)
+        require_nonnegative("mu_norm", mu_norm)
+        require_positive("gamma1", gamma1)
+        require_in_range("focal_alpha", focal_alpha, 0, 1)
         self.variant = variant
         self.prior_sigma = float(prior_sigma)
         self.beta = float(beta)
@@ -96,19 +113,6 @@ class DWMatcher:
         self.mu_norm = float(mu_norm)
         self.gamma1 = float(gamma1)
         self.outside_neg_weight = 1.0 if variant == "official" else 1.0 - focal_alpha
-
-    @classmethod
-    def from_config(cls, cfg):
-        dw = cfg.MODEL.MATCHER.DW
-        return {
-            "variant": dw.VARIANT,
-            "prior_sigma": dw.PRIOR_SIGMA,
-            "beta": dw.BETA,
-            "mu": dw.MU,
-            "mu_norm": dw.MU_NORM,
-            "gamma1": dw.GAMMA1,
-            "focal_alpha": dw.FOCAL_ALPHA,
-        }
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:

@@ -6,6 +6,7 @@ from detectron2.config import configurable
 
 from ..base import BatchMatcher
 from ..contract import MatchInputs, MatchResult
+from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import BestGTTiesToLowestIndex
@@ -29,7 +30,7 @@ CENTER_REGIONS = {"square": SQUARE, "epcp": ASPECT_EQUAL_AREA}
 CENTER_PRIORS = tuple(CENTER_REGIONS)
 
 
-@register_matcher("fcos")
+@register_matcher
 class FCOSMatcher(BatchMatcher):
     """detectron2's ``FCOS.match_anchors``: a point is positive for a GT when it is
     within ``center_sampling_radius`` strides of the GT centre (Chebyshev), strictly
@@ -41,23 +42,23 @@ class FCOSMatcher(BatchMatcher):
     Only the points of each GT's centre region (intersected with the GT) are tested,
     found by ``WindowIndex`` for all GT boxes of the batch at once: time and memory grow
     with the positives, not with G x R.
+
+    Arguments (keys ``MODEL.MATCHER.FCOS.*``):
+        center_sampling_radius: the centre region's half-side, in strides (detectron2:
+            1.5).
+        center_prior: its shape, "square" (detectron2's FCOS) or "epcp" (the rectangle
+            of the same area with the GT's aspect ratio: LADA Table 5, section 4.3.2 (4)).
     """
+
+    METHOD = MethodSpec(name="fcos", detector={})  # detectron2's FCOS: the defaults
 
     @configurable
     def __init__(self, *, center_sampling_radius: float = 1.5, center_prior: str = "square"):
-        require_positive("MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS", center_sampling_radius)
-        require_one_of("MODEL.MATCHER.FCOS.CENTER_PRIOR", center_prior, CENTER_PRIORS)
+        require_positive("center_sampling_radius", center_sampling_radius)
+        require_one_of("center_prior", center_prior, CENTER_PRIORS)
         self.center_sampling_radius = float(center_sampling_radius)
         self.center_prior = center_prior
         self.center_region_shape = CENTER_REGIONS[center_prior]
-
-    @classmethod
-    def from_config(cls, cfg):
-        fcos = cfg.MODEL.MATCHER.FCOS
-        return {
-            "center_sampling_radius": fcos.CENTER_SAMPLING_RADIUS,
-            "center_prior": fcos.CENTER_PRIOR,
-        }
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         points, strides, gt_boxes = inputs.points, inputs.strides, gts.boxes

@@ -8,6 +8,7 @@ from detectron2.config import configurable
 
 from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
+from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.candidates import per_level_candidates
@@ -36,7 +37,7 @@ SCORES = ("cla", "la", "iou")
 DIVISIONS = ("dlt", "fixed", "gmm", "mean_std")
 
 
-@register_matcher("lada")
+@register_matcher
 class LADAMatcher(CandidateDivisionMatcher):
     """LADA, Algorithm 1:
 
@@ -51,7 +52,26 @@ class LADAMatcher(CandidateDivisionMatcher):
        ``topm`` lowest of C2, positives below their mean, section 3.3), ``fixed`` (the
        ``fixed_num_pos`` lowest, Table 8), ``gmm`` (PAA's separation, Table 8) or
        ``mean_std`` (ATSS's mean + std of the anchor IoUs, Table 6's IoU row).
+
+    Arguments (keys ``MODEL.MATCHER.LADA.*``; each switch reproduces an ablation):
+        center_prior, center_radius: the centre prior of C1, "epcp" (Eq. 1-2), "cp"
+            (square, Table 1 without EPCP) or "none" (inside the GT only, Table 6);
+            radius ``r`` in strides (2.5).
+        score: "cla" (Eq. 3-7), "la" (no deviation loss, Tables 1/6/8) or "iou" (anchor
+            IoU, Table 6).
+        reg_loss: the regression term, "giou" or "iou" (Table 7).
+        lambda_reg, lambda_dev: the weights of the regression and deviation terms (1.5, 1).
+        division: "dlt" (section 3.3), "fixed" (``fixed_num_pos`` lowest, Table 8),
+            "gmm" (PAA's, Table 8) or "mean_std" (ATSS's statistics, Table 6's IoU row).
+        topk: lowest-score points of C1 per level (9).
+        topm: m of DLT, C3 = the ``topm`` lowest-CLA candidates (Table 9: 18, 20, 22).
+        fixed_num_pos: positives per GT of the "fixed" division (10).
+        prelim_iou_thresh: anchor IoU of the preliminary match (0.1).
+        anchor_scale: a point's anchor box is the square of ``anchor_scale`` strides (8).
     """
+
+    METHOD = MethodSpec(name="lada", detector={
+        "AUX_BRANCH": "iou", "NORMALIZER": "num_pos", "SCORE_THRESH_ON": "cls"})  # IoU branch (Eq. 9)
 
     @configurable
     def __init__(
@@ -84,24 +104,6 @@ class LADAMatcher(CandidateDivisionMatcher):
         self.fixed_num_pos = int(fixed_num_pos)
         self.prelim_iou_thresh = float(prelim_iou_thresh)
         self.anchor_scale = float(anchor_scale)
-
-    @classmethod
-    def from_config(cls, cfg):
-        lada = cfg.MODEL.MATCHER.LADA
-        return {
-            "center_prior": lada.CENTER_PRIOR,
-            "center_radius": lada.CENTER_RADIUS,
-            "score": lada.SCORE,
-            "reg_loss": lada.REG_LOSS,
-            "lambda_reg": lada.LAMBDA_REG,
-            "lambda_dev": lada.LAMBDA_DEV,
-            "division": lada.DIVISION,
-            "topk": lada.TOPK,
-            "topm": lada.TOPM,
-            "fixed_num_pos": lada.FIXED_NUM_POS,
-            "prelim_iou_thresh": lada.PRELIM_IOU_THRESH,
-            "anchor_scale": lada.ANCHOR_SCALE,
-        }
 
     def candidates(self, inputs: MatchInputs, gts: BatchGTs):
         matched = match_and_score_points(
@@ -140,18 +142,15 @@ class LADAMatcher(CandidateDivisionMatcher):
 
 
 def _validate(arguments: dict) -> None:
-    """Checks the constructor's arguments, named by their ``MODEL.MATCHER.LADA`` key."""
-    def key(name: str) -> str:
-        return f"MODEL.MATCHER.LADA.{name.upper()}"
-
+    """Checks the constructor's arguments."""
     choices = {"center_prior": CENTER_PRIORS, "score": SCORES, "reg_loss": REG_LOSSES,
                "division": DIVISIONS}
     for name, allowed in choices.items():
-        require_one_of(key(name), arguments[name], allowed)
+        require_one_of(name, arguments[name], allowed)
     for name in ("center_radius", "anchor_scale"):
-        require_positive(key(name), arguments[name])
+        require_positive(name, arguments[name])
     for name in ("topk", "topm", "fixed_num_pos"):
-        require_positive_int(key(name), arguments[name])
+        require_positive_int(name, arguments[name])
     for name in ("lambda_reg", "lambda_dev"):
-        require_nonnegative(key(name), arguments[name])
-    require_in_range(key("prelim_iou_thresh"), arguments["prelim_iou_thresh"], 0, 1)
+        require_nonnegative(name, arguments[name])
+    require_in_range("prelim_iou_thresh", arguments["prelim_iou_thresh"], 0, 1)

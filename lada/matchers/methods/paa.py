@@ -6,6 +6,7 @@ from detectron2.config import configurable
 
 from ..base import CandidateDivisionMatcher
 from ..contract import MatchInputs
+from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.candidates import per_level_candidates
@@ -17,7 +18,7 @@ from ..validation import require_in_range, require_positive, require_positive_in
 __all__ = ["PAAMatcher"]
 
 
-@register_matcher("paa")
+@register_matcher
 class PAAMatcher(CandidateDivisionMatcher):
     """PAA, as its official code (docs/methods/paa.md):
 
@@ -33,7 +34,20 @@ class PAAMatcher(CandidateDivisionMatcher):
     4. a two-component GMM on each GT's candidate scores, fitted for all GT boxes of the
        batch at once; positives are all sorted candidates up to the best low-component
        member (Fig. 3(c)); one candidate -> positive; empty low component -> all positive.
+
+    Arguments (keys ``MODEL.MATCHER.PAA.*``):
+        topk: lowest-score matched points per GT and level (9).
+        prelim_iou_thresh: anchor IoU of the preliminary match (0.1).
+        anchor_scale: a point's anchor box is the square of ``anchor_scale`` strides (8).
+        inside_gt: keep only matched points strictly inside their GT as candidates: the
+            LADA paper's rule for every method compared on its point detector (section
+            4.2.1). False is the official anchor-based PAA.
+        gmm_max_iter, gmm_tol: EM iterations and tolerance of the GMM fit (100, 1e-3).
     """
+
+    METHOD = MethodSpec(name="paa", detector={
+        "AUX_BRANCH": "iou", "NORMALIZER": "num_pos", "BOX_LOSS_WEIGHTING": "aux_target",
+        "SCORE_THRESH_ON": "cls"})  # IoU branch, GIoU weighted by the IoU target
 
     @configurable
     def __init__(
@@ -46,30 +60,17 @@ class PAAMatcher(CandidateDivisionMatcher):
         gmm_max_iter: int = 100,
         gmm_tol: float = 1e-3,
     ):
-        key = "MODEL.MATCHER.PAA"
-        require_positive_int(f"{key}.TOPK", topk)
-        require_in_range(f"{key}.PRELIM_IOU_THRESH", prelim_iou_thresh, 0, 1)
-        require_positive(f"{key}.ANCHOR_SCALE", anchor_scale)
-        require_positive_int(f"{key}.GMM_MAX_ITER", gmm_max_iter)
-        require_positive(f"{key}.GMM_TOL", gmm_tol)
+        require_positive_int("topk", topk)
+        require_in_range("prelim_iou_thresh", prelim_iou_thresh, 0, 1)
+        require_positive("anchor_scale", anchor_scale)
+        require_positive_int("gmm_max_iter", gmm_max_iter)
+        require_positive("gmm_tol", gmm_tol)
         self.topk = int(topk)
         self.prelim_iou_thresh = float(prelim_iou_thresh)
         self.anchor_scale = float(anchor_scale)
         self.inside_gt = bool(inside_gt)
         self.gmm_max_iter = int(gmm_max_iter)
         self.gmm_tol = float(gmm_tol)
-
-    @classmethod
-    def from_config(cls, cfg):
-        paa = cfg.MODEL.MATCHER.PAA
-        return {
-            "topk": paa.TOPK,
-            "prelim_iou_thresh": paa.PRELIM_IOU_THRESH,
-            "anchor_scale": paa.ANCHOR_SCALE,
-            "inside_gt": paa.INSIDE_GT,
-            "gmm_max_iter": paa.GMM_MAX_ITER,
-            "gmm_tol": paa.GMM_TOL,
-        }
 
     def candidates(self, inputs: MatchInputs, gts: BatchGTs):
         matched = match_and_score_points(inputs, gts, self.anchor_scale, self.prelim_iou_thresh)

@@ -2,23 +2,24 @@
 
 - ``contract.py``: what a loss module is (``DetectionLoss``) and returns (``LossOutput``).
 - ``targets.py``: the targets gathered from a ``MatchResult``, the only thing a loss
-  reads of the assignment: dense per-point targets (hard matchers), pairwise targets
-  (soft matchers).
+  reads of the assignment: dense per-point targets (hard matchers, with the matcher's
+  quality target when it gives one), pairwise targets (soft matchers).
 - ``classification.py``: the classification losses (focal, QFL, VFL) and soft targets.
 - ``dense.py``: ``DenseDetectionLoss``, classification + box + auxiliary-branch losses
   over dense targets (``MODEL.FCOS.LOSS dense``).
 - ``pairwise.py``: ``PairwiseWeightedLoss``, positive terms per (point, GT) pair and
   negative terms per (point, class) (``MODEL.FCOS.LOSS weighted_pairs``, DW).
 
-Every loss module has ``targets(match, gt_boxes, gt_classes)``, whose result its
+Every loss module declares ``CONSUMES``, the kinds of ``MatchResult`` it can train
+(``ResultKind``), and has ``targets(match, gt_boxes, gt_classes)``, whose result its
 ``forward(points, pred_logits, pred_boxes, pred_aux, targets)`` takes, returning a
 ``LossOutput``: the losses and the normalisers for the event storage.
 """
 from torch import nn
 
-from ...matchers.registry import gives_soft_results
+from ...matchers import ResultKind, matcher_class
 
-from .contract import DetectionLoss, LossOutput
+from .contract import DetectionLoss, LossOutput, consumed_kinds
 from .dense import DenseDetectionLoss
 from .pairwise import PairwiseWeightedLoss
 from .targets import DenseTargets, PairTargets, gather_pair_targets, gather_targets
@@ -33,28 +34,30 @@ __all__ = [
     "PairwiseWeightedLoss",
     "build_loss",
     "check_loss_fits_matcher",
-    "loss_name",
+    "consumed_kinds",
     "gather_pair_targets",
     "gather_targets",
+    "loss_consuming",
+    "loss_name",
 ]
 
 LOSSES = {"dense": DenseDetectionLoss, "weighted_pairs": PairwiseWeightedLoss}
 """Values of ``MODEL.FCOS.LOSS`` (besides "auto") and their modules."""
 
 
-def _loss_consuming(matcher_name: str) -> str:
-    """The ``MODEL.FCOS.LOSS`` value whose module consumes matcher ``matcher_name``'s
-    kind of result."""
-    return "weighted_pairs" if gives_soft_results(matcher_name) else "dense"
+def loss_consuming(kind: ResultKind) -> str:
+    """The ``MODEL.FCOS.LOSS`` value whose module consumes results of ``kind``: the first
+    of :data:`LOSSES` that declares it."""
+    return next(name for name, loss in LOSSES.items() if kind in consumed_kinds(loss))
 
 
 def loss_name(cfg) -> str:
-    """``cfg.MODEL.FCOS.LOSS``, with "auto" resolved to the loss that consumes the
-    matcher's results: "weighted_pairs" for a soft matcher (its class declares
-    ``SOFT = True``: DW), else "dense"."""
+    """``cfg.MODEL.FCOS.LOSS``, with "auto" resolved to the loss that consumes the results
+    of ``MODEL.MATCHER.NAME`` (its class's ``METHOD.result``): "weighted_pairs" for a soft
+    matcher (DW), else "dense"."""
     name = cfg.MODEL.FCOS.LOSS
     if name == "auto":
-        return _loss_consuming(cfg.MODEL.MATCHER.NAME)
+        return loss_consuming(matcher_class(cfg.MODEL.MATCHER.NAME).METHOD.result)
     if name not in LOSSES:
         raise ValueError(
             f"MODEL.FCOS.LOSS must be 'auto' or one of {tuple(LOSSES)}, got '{name}'"
@@ -62,18 +65,22 @@ def loss_name(cfg) -> str:
     return name
 
 
-def check_loss_fits_matcher(cfg) -> None:
-    """Refuses, when the model is built, an explicit ``MODEL.FCOS.LOSS`` that cannot
-    consume the results of ``MODEL.MATCHER.NAME`` ("dense" with a soft matcher,
-    "weighted_pairs" with a hard one), instead of failing at the first training step."""
-    name = loss_name(cfg)
-    needed = _loss_consuming(cfg.MODEL.MATCHER.NAME)
-    if name != needed:
-        kind = "soft (pairwise weights)" if needed == "weighted_pairs" else "hard (one GT per point)"
-        raise ValueError(
-            f"MODEL.FCOS.LOSS {name} cannot train MODEL.MATCHER.NAME {cfg.MODEL.MATCHER.NAME}, "
-            f"whose results are {kind}: set MODEL.FCOS.LOSS {needed} (or auto)"
-        )
+def check_loss_fits_matcher(loss: nn.Module, matcher) -> None:
+    """Refuses a loss module that cannot consume the kind of result ``matcher`` declares
+    (``METHOD.result``): the dense loss with a soft matcher, the pairwise loss with a hard
+    one. ``LadaFCOS`` calls it when it is built, from a yacs config or a LazyConfig alike,
+    so the mismatch never reaches a training step."""
+    kind = type(matcher).METHOD.result
+    if kind in consumed_kinds(loss):
+        return
+    names = {cls: name for name, cls in LOSSES.items()}
+    given = names.get(type(loss), type(loss).__name__)
+    raise ValueError(
+        f"MODEL.FCOS.LOSS {given} cannot train MODEL.MATCHER.NAME {type(matcher).METHOD.name}, "
+        f"whose results are {kind.value} (the loss consumes "
+        f"{', '.join(sorted(k.value for k in consumed_kinds(loss)))}): set MODEL.FCOS.LOSS "
+        f"{loss_consuming(kind)} (or auto)"
+    )
 
 
 def build_loss(cfg) -> nn.Module:

@@ -3,13 +3,13 @@ it returns (``LossOutput``). Letters: N images, R anchor points, C classes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Protocol, TypeVar
+from typing import AbstractSet, ClassVar, Dict, List, Protocol, TypeVar
 
 import torch
 
-from ...matchers.contract import MatchResult
+from ...matchers.contract import MatchResult, ResultKind
 
-__all__ = ["DetectionLoss", "LossOutput"]
+__all__ = ["DetectionLoss", "LossOutput", "consumed_kinds"]
 
 TargetsT = TypeVar("TargetsT")
 
@@ -29,9 +29,12 @@ class LossOutput:
 
 
 class DetectionLoss(Protocol[TargetsT]):
-    """A loss module: ``targets`` turns a ``MatchResult`` into its own targets (refusing
-    the kind of result it cannot consume), and calling it on the predictions and those
-    targets returns a ``LossOutput``. It keeps no per-step results on itself."""
+    """A loss module: ``CONSUMES`` declares the kinds of ``MatchResult`` it can train,
+    ``targets`` turns such a result into its own targets, and calling it on the
+    predictions and those targets returns a ``LossOutput``. It keeps no per-step results
+    on itself."""
+
+    CONSUMES: ClassVar[AbstractSet[ResultKind]]
 
     def targets(
         self, match: MatchResult, gt_boxes: List[torch.Tensor], gt_classes: List[torch.Tensor]
@@ -48,3 +51,14 @@ class DetectionLoss(Protocol[TargetsT]):
     ) -> LossOutput:
         """points (R, 2); pred_logits (N, R, C); pred_boxes (N, R, 4) decoded, XYXY
         pixels; pred_aux (N, R) auxiliary-branch logits."""
+
+
+def consumed_kinds(loss) -> AbstractSet[ResultKind]:
+    """The ``CONSUMES`` declaration of a loss class or module; a ``TypeError`` naming the
+    class when it declares none."""
+    owner = loss if isinstance(loss, type) else type(loss)
+    kinds = getattr(owner, "CONSUMES", None)
+    if not (isinstance(kinds, (set, frozenset)) and all(isinstance(k, ResultKind) for k in kinds)):
+        raise TypeError(f"loss class {owner.__name__} must declare CONSUMES, the frozenset of "
+                        "ResultKind it can train")
+    return kinds

@@ -12,7 +12,7 @@ from torchvision.ops import generalized_box_iou_loss
 
 from ...distributed import all_reduce_mean
 from ...geometry import clamp_inverted
-from ...matchers import MatchResult
+from ...matchers import MatchResult, ResultKind
 from .classification import (
     CLS_LOSSES,
     quality_focal_loss,
@@ -25,7 +25,7 @@ from .targets import DenseTargets, centerness_targets, gather_targets, iou_quali
 __all__ = ["DenseDetectionLoss"]
 
 AUX_BRANCHES = ("centerness", "iou", "giou")
-BOX_WEIGHTINGS = ("none", "aux_target")
+BOX_WEIGHTINGS = ("none", "aux_target", "quality")
 NORMALIZERS = ("ema", "num_pos")
 
 
@@ -42,11 +42,14 @@ class DenseDetectionLoss(nn.Module):
     * ``num_pos``: positives averaged over all workers, at least 1.
 
     With ``box_weighting="aux_target"`` each positive's GIoU loss is weighted by its
-    auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
+    auxiliary target and divided by the all-worker mean of the targets' sum (ATSS);
+    ``"quality"`` weights it by its quality target (``iou_quality``: the matcher's
+    ``MatchResult.quality``, else the IoU of its predicted box) the same way (TOOD).
 
     Classification ``cls_loss``: "focal" (one-hot targets), "qfl" or "vfl" (soft
-    targets: a positive's target is the detached IoU of its predicted box with its GT,
-    ``iou_quality``).
+    targets: a positive's target is its quality target, ``iou_quality``).
+
+    Consumes hard results, with or without a quality target (``CONSUMES``).
 
     The normaliser of the step is returned as ``LossOutput.normalizers["normalizer"]``.
 
@@ -54,6 +57,8 @@ class DenseDetectionLoss(nn.Module):
     boxes, without its assertion (a host sync) on inverted predicted boxes, which are
     clamped to empty boxes instead (official PAA code), so that the loss stays <= 2.
     """
+
+    CONSUMES = frozenset({ResultKind.HARD, ResultKind.QUALITY})
 
     @configurable
     def __init__(
@@ -118,13 +123,7 @@ class DenseDetectionLoss(nn.Module):
         }
 
     def targets(self, match: MatchResult, gt_boxes, gt_classes) -> DenseTargets:
-        """The dense targets of a hard ``match``; a soft one (pairwise weights) is refused,
-        since reducing it to ``gt_index`` would silently train another method."""
-        if match.is_soft:
-            raise ValueError(
-                "MODEL.FCOS.LOSS dense: the matcher gave soft pairwise weights (e.g. "
-                "MODEL.MATCHER.NAME dw); train it with MODEL.FCOS.LOSS weighted_pairs (or auto)"
-            )
+        """The dense targets of a hard ``match``."""
         return gather_targets(match, gt_boxes, gt_classes, self.num_classes)
 
     def forward(
@@ -144,12 +143,13 @@ class DenseDetectionLoss(nn.Module):
         fg_targets = targets.boxes[fg].float()
         box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)
         aux_target = self._aux_target(points[fg.nonzero()[:, 1]], fg_boxes, fg_targets, box_losses)
-        if self.box_weighting == "aux_target":
-            box_loss = (box_losses * aux_target).sum() / all_reduce_mean(
-                aux_target.sum().detach()
-            ).clamp(min=1e-6)
-        else:
+        if self.box_weighting == "none":
             box_loss = box_losses.sum() / normalizer
+        else:
+            weight = aux_target if self.box_weighting == "aux_target" else iou_quality(targets, pred_boxes)
+            box_loss = (box_losses * weight).sum() / all_reduce_mean(
+                weight.sum().detach()
+            ).clamp(min=1e-6)
         aux_loss = F.binary_cross_entropy_with_logits(
             pred_aux[fg].float(), aux_target, reduction="sum"
         )

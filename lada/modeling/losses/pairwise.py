@@ -12,7 +12,7 @@ from torchvision.ops import generalized_box_iou_loss
 
 from ...distributed import all_reduce_mean
 from ...geometry import clamp_inverted
-from ...matchers import MatchResult
+from ...matchers import MatchResult, ResultKind
 from .contract import LossOutput
 from .targets import PairTargets, gather_pair_targets
 
@@ -48,7 +48,11 @@ class PairwiseWeightedLoss(nn.Module):
     ``LossOutput.normalizers`` "normalizer" and "normalizer_neg". Defaults are the authors'
     DW code: positive classification x0.25, box x1.25 (its ``0.25 * BCE(exp(-5 L), 1)``
     = ``1.25 L``), negative x1; the paper's text has 1, 5 (Eq. 11's beta), 1.
+
+    Consumes soft results only (``CONSUMES``).
     """
+
+    CONSUMES = frozenset({ResultKind.PAIRS})
 
     @configurable
     def __init__(

@@ -4,7 +4,7 @@ matcher produced them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -28,11 +28,14 @@ class DenseTargets:
     labels: (N, R) long, the matched GT's class, ``num_classes`` for background.
     boxes: (N, R, 4) the matched GT box (zeros for background).
     foreground: (N, R) bool.
+    quality: (N, R) the matcher's detached quality target (``MatchResult.quality``), or
+        None when it gave none.
     """
 
     labels: torch.Tensor
     boxes: torch.Tensor
     foreground: torch.Tensor
+    quality: Optional[torch.Tensor] = None
 
 
 def gather_targets(
@@ -41,7 +44,8 @@ def gather_targets(
     gt_classes: List[torch.Tensor],
     num_classes: int,
 ) -> DenseTargets:
-    """Looks up each point's matched GT box and class, for all images at once."""
+    """Looks up each point's matched GT box and class, for all images at once, and keeps
+    the result's quality target."""
     gt_index = match.gt_index  # (N, R)
     counts = torch.tensor([len(b) for b in gt_boxes], device=gt_index.device)
     offsets = torch.cumsum(counts, dim=0) - counts  # (N,)
@@ -53,6 +57,7 @@ def gather_targets(
         labels=all_labels[flat],
         boxes=all_boxes[flat],
         foreground=match.foreground,
+        quality=None if match.quality is None else match.quality.detach(),
     )
 
 
@@ -83,12 +88,6 @@ def gather_pair_targets(
     match: MatchResult, gt_boxes: List[torch.Tensor], gt_classes: List[torch.Tensor]
 ) -> PairTargets:
     """Looks up the GT box and class of every pair of a soft ``MatchResult``."""
-    if not match.is_soft:
-        raise ValueError(
-            "MODEL.FCOS.LOSS weighted_pairs needs a soft matcher (MatchResult.soft "
-            "PairWeights, e.g. MODEL.MATCHER.NAME dw); this matcher gave hard targets only: "
-            "use MODEL.FCOS.LOSS dense"
-        )
     soft = match.soft
     image, point, gt = soft.pair_index.unbind(dim=1)
     counts = torch.tensor([len(b) for b in gt_boxes], device=image.device)
@@ -120,8 +119,11 @@ def iou_targets(pred_boxes: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 
 def iou_quality(targets: DenseTargets, pred_boxes: torch.Tensor) -> torch.Tensor:
-    """The QFL/VFL soft class target of the P foreground points of ``targets``, in
-    row-major order: the IoU of each one's detached predicted box with its GT, whatever
-    the matcher (CIoU-ATSS's PIoU). pred_boxes (N, R, 4) -> (P,) float32."""
+    """The quality target of the P foreground points of ``targets``, in row-major order
+    (QFL/VFL's soft class target, the ``quality`` box-loss weight): the matcher's
+    ``MatchResult.quality`` when it gave one, else the IoU of each point's detached
+    predicted box with its GT (CIoU-ATSS's PIoU). pred_boxes (N, R, 4) -> (P,) float32."""
     fg = targets.foreground
+    if targets.quality is not None:
+        return targets.quality[fg].float()
     return iou_targets(pred_boxes[fg].float(), targets.boxes[fg].float())
