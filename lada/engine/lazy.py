@@ -100,14 +100,14 @@ def load_lazy_config(config_file: str, overrides: Sequence[str] = ()) -> DictCon
     """The LazyConfig of ``config_file`` with ``key=value`` ``overrides`` applied and its
     interpolations (``"${train.max_iter}"``, ``"${..num_classes}"``) resolved, so that an
     override reaches every value that follows it and a part of the config (one test
-    loader) can be copied on its own. Its ``custom_imports`` (files or modules, as the
-    yaml configs' ``CUSTOM_IMPORTS``) are imported, files recorded as absolute paths, so
-    that a target such as ``L("my_matcher.MyMatcher")`` is found when it is built."""
+    loader) can be copied on its own. Its ``train.custom_imports`` (files or modules, as
+    the yaml configs' ``CUSTOM_IMPORTS``) are imported, files recorded as absolute paths,
+    so that a target such as ``L("my_matcher.MyMatcher")`` is found when it is built."""
     cfg = LazyConfig.load(config_file)
     cfg = LazyConfig.apply_overrides(cfg, list(overrides))
     OmegaConf.resolve(cfg)
-    if "custom_imports" in cfg:
-        cfg.custom_imports = import_custom(cfg.custom_imports)
+    if cfg.get("train", {}).get("custom_imports"):
+        cfg.train.custom_imports = import_custom(cfg.train.custom_imports)
     return cfg
 
 
