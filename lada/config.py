@@ -74,8 +74,9 @@ def _add_fcos_config(cfg: CN) -> None:
     # soft fields of MatchResult, DW: per (point, GT) pair a positive classification and
     # a GIoU term, per (point, class) a negative term, on the joint score
     # sigmoid(cls) * sigmoid(aux); the auxiliary branch has no loss of its own) or
-    # "auto": the one that consumes the matcher's results (weighted_pairs for dw, dense
-    # for the others), so that changing MODEL.MATCHER.NAME alone switches the method.
+    # "auto": the one that consumes the kind of result the matcher's class declares
+    # (weighted_pairs for dw, dense for the others), so that changing MODEL.MATCHER.NAME
+    # alone switches the method. A loss that cannot consume it is refused at build time.
     cfg.MODEL.FCOS.LOSS = "auto"
     # Factors of the "weighted_pairs" loss (defaults: the authors' DW code). Positive
     # classification POS_CLS_WEIGHT * w * -ln(s) and box BOX_WEIGHT * w * GIoU loss per
@@ -91,8 +92,9 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
     # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
     # Focal Loss of GFL) or "vfl" (Varifocal Loss of VarifocalNet). QFL and VFL use soft
-    # targets: a positive's target is the detached IoU of its predicted box with its GT,
-    # whatever the matcher (CIoU-ATSS's PIoU; CIoU-ATSS Tables I-II).
+    # targets: a positive's target is the matcher's quality target when its result
+    # carries one (MatchResult.quality: TOOD, RTMDet), else the detached IoU of its
+    # predicted box with its GT (CIoU-ATSS's PIoU; CIoU-ATSS Tables I-II).
     cfg.MODEL.FCOS.CLS_LOSS = "focal"
     # QFL's beta (GFL: 2; no alpha).
     cfg.MODEL.FCOS.QFL_BETA = 2.0
@@ -105,6 +107,9 @@ def _add_fcos_config(cfg: CN) -> None:
     # "none": GIoU loss summed over positives / normaliser (detectron2 FCOS).
     # "aux_target": each positive's GIoU loss weighted by its auxiliary target and
     # normalised by the sum of those targets over all workers (ATSS, PAA).
+    # "quality": weighted by its quality target (the matcher's MatchResult.quality when
+    # its result carries one, else the IoU of its predicted box), normalised the same
+    # way (TOOD).
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHTING = "none"
     # Loss normaliser. "ema": moving average of the local positive count (detectron2
     # FCOS), stored in a buffer so it survives --resume. "num_pos": positives averaged

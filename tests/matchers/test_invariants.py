@@ -192,3 +192,17 @@ def test_every_kind_of_result_has_a_loss():
 
     assert {kind: loss_consuming(kind) for kind in ResultKind} == {
         ResultKind.HARD: "dense", ResultKind.QUALITY: "dense", ResultKind.PAIRS: "weighted_pairs"}
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES
+                                  if matcher_class(n).__module__.startswith("lada.matchers.methods.")])
+def test_a_method_of_the_package_has_its_page_and_row(name):
+    """docs/methods/: the page of each method of the package, and its row in the index
+    table with the kind of result its class declares."""
+    assert (REPO / f"docs/methods/{name}.md").is_file()
+    rows = [cells for cells in (line.split("|") for line in
+                                (REPO / "docs/methods/README.md").read_text().splitlines())
+            if len(cells) > 6 and cells[1].strip() == f"`{name}`"
+            and cells[4].strip() == f"[{name}.md]({name}.md)"]
+    assert len(rows) == 1, f"docs/methods/README.md: one table row for `{name}`"
+    assert rows[0][3].strip() == matcher_class(name).METHOD.result.value
