@@ -11,9 +11,10 @@ in its own process on a GPU, each failure recorded and the next part run:
 
 1. ``environment``: ``lada`` must import; where it does not, the wheels of
    ``.gpu_wheels/`` (benchmarks/gpu_wheels.py) are installed with ``pip --target`` into
-   the work folder, which goes on ``PYTHONPATH`` after the checkout, and the project is
-   installed there with ``--no-deps`` (a check that it installs on that Python); then
-   versions and device (benchmarks/gpu_parts.py);
+   the work folder, which goes on ``PYTHONPATH`` after the checkout; on a GPU the project
+   is then installed with ``--no-deps`` into a folder of its own (a check that it installs
+   on that Python; the checkout is what runs); versions and device
+   (benchmarks/gpu_parts.py);
 2. ``cuda_tests``: the test suite's ``cuda``-marked tests (``pytest -m cuda``);
 3. ``assignment``, 4. ``train_step``: benchmarks/gpu_parts.py;
 5. ``launch``: ``train_net.py`` through torchrun with ``--dist-url env://`` (NCCL) for 20

@@ -86,10 +86,17 @@ def environment(sizes: Sizes, deadline: float, report: Report) -> dict:
     if torch.cuda.is_available():
         properties = torch.cuda.get_device_properties(0)
         result.update(device=torch.cuda.get_device_name(0), capability=f"{properties.major}.{properties.minor}",
-                      memory_gib=round(properties.total_memory / 2**30, 1),
-                      cudnn=torch.backends.cudnn.version(), nccl=".".join(map(str, torch.cuda.nccl.version())),
-                      bf16=torch.cuda.is_bf16_supported(), tf32_matmul=torch.backends.cuda.matmul.allow_tf32,
-                      tf32_cudnn=torch.backends.cudnn.allow_tf32)
+                      memory_gib=round(properties.total_memory / 2**30, 1))
+        probes = {  # informative only: one that fails is recorded, not raised
+            "cudnn": torch.backends.cudnn.version, "nccl": torch.cuda.nccl.version,
+            "bf16": torch.cuda.is_bf16_supported, "tf32_matmul": lambda: torch.backends.cuda.matmul.allow_tf32,
+            "tf32_cudnn": lambda: torch.backends.cudnn.allow_tf32,
+        }
+        for name, probe in probes.items():
+            try:
+                result[name] = str(probe())
+            except Exception as error:
+                result[name] = f"unknown ({type(error).__name__}: {error})"
     report(result)
     return result
 

@@ -1,0 +1,329 @@
+"""Config keys of lada, added to a detectron2 config by :func:`add_lada_config`.
+
+Defaults are the papers' hyperparameters (docs/methods/, one page per matcher) and, for the
+meta-architecture, detectron2's FCOS. Keys of the meta-architecture live under
+``MODEL.FCOS``; keys of a matcher under ``MODEL.MATCHER.<NAME>``.
+"""
+from __future__ import annotations
+
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_lada_config"]
+
+
+def add_lada_config(cfg: CN) -> CN:
+    """Adds every lada key, with its default, to ``cfg`` in place and returns it."""
+    _add_fcos_config(cfg)
+    _add_matcher_config(cfg)
+    _add_data_config(cfg)
+    _add_checkpoint_config(cfg)
+    _add_solver_config(cfg)
+    _add_input_config(cfg)
+    _add_recipe_config(cfg)
+    _add_test_config(cfg)
+    return cfg
+
+
+def _add_fcos_config(cfg: CN) -> None:
+    cfg.MODEL.FCOS = CN()
+    cfg.MODEL.FCOS.NUM_CLASSES = 80
+    cfg.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    # Head: number of 3x3 conv layers in each tower, their norm ("GN", "" or any
+    # detectron2 get_norm name) and the classification bias prior probability.
+    cfg.MODEL.FCOS.NUM_CONVS = 4
+    cfg.MODEL.FCOS.HEAD_NORM = "GN"
+    cfg.MODEL.FCOS.PRIOR_PROB = 0.01
+    # Learnable per-level scale on the box regression (FCOS paper). Starts at 1.0, where
+    # the head equals detectron2's FCOSHead.
+    cfg.MODEL.FCOS.USE_SCALE = True
+    # Activation of the box output (side distances in strides): "linear" (detectron2's
+    # FCOS; distances may turn negative, i.e. inverted boxes) or "relu" (FCOS with
+    # normalised targets: never inverted).
+    cfg.MODEL.FCOS.BOX_ACTIVATION = "linear"
+    # Initial bias of the box output, i.e. every side distance in strides at the start:
+    # 0.0 (detectron2's FCOS: predicted boxes start as points) or 4.0 (they start as the
+    # 8-stride square anchor box an anchor-based ATSS detector starts from; the authors'
+    # DW code uses 4.0). Matchers that read predicted-box IoUs from the first step
+    # (ciou_atss) need boxes that overlap their GT at initialisation.
+    cfg.MODEL.FCOS.BOX_BIAS_INIT = 0.0
+    # MMMC's receptive-field adaptor: the RFA_POSITION-th conv (0-based) of both towers
+    # becomes a deformable conv with offsets from a zero-initialised conv (Table 3).
+    cfg.MODEL.FCOS.RFA = False
+    cfg.MODEL.FCOS.RFA_POSITION = 0
+    # DW's box refinement (section 3.4, as the authors' code): an 8-channel conv on the box
+    # tower offsets one sampling point near each side of the coarse box; each side is
+    # re-read there from the coarse box map by bilinear sampling (zeros outside the map).
+    # Used in training and inference.
+    cfg.MODEL.FCOS.BOX_REFINE = False
+    # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS), "iou" (predicted
+    # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS) or "giou" (max(GIoU, 0) of
+    # the box with its GT: MMMC section 4.1).
+    cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
+    # Loss module: "dense" (per-point targets from MatchResult.gt_index: classification,
+    # box and auxiliary-branch losses below; every hard matcher), "weighted_pairs" (the
+    # soft fields of MatchResult, DW: per (point, GT) pair a positive classification and
+    # a GIoU term, per (point, class) a negative term, on the joint score
+    # sigmoid(cls) * sigmoid(aux); the auxiliary branch has no loss of its own) or
+    # "auto": the one that consumes the matcher's results (weighted_pairs for dw, dense
+    # for the others), so that changing MODEL.MATCHER.NAME alone switches the method.
+    cfg.MODEL.FCOS.LOSS = "auto"
+    # Factors of the "weighted_pairs" loss (defaults: the authors' DW code). Positive
+    # classification POS_CLS_WEIGHT * w * -ln(s) and box BOX_WEIGHT * w * GIoU loss per
+    # pair, both divided by the positive normaliser; negative NEG_WEIGHT * w_neg *
+    # s^NEG_POWER * -ln(1 - s) per (point, class), divided by the negative normaliser.
+    # The DW paper's text: 1.0, 5.0 (Eq. 11's beta), 1.0, NEG_POWER = gamma2 = 2.
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS = CN()
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.POS_CLS_WEIGHT = 0.25
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.BOX_WEIGHT = 1.25
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.NEG_WEIGHT = 1.0
+    cfg.MODEL.FCOS.WEIGHTED_PAIRS.NEG_POWER = 2.0
+    cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
+    cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
+    # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
+    # Focal Loss of GFL) or "vfl" (Varifocal Loss of VarifocalNet). QFL and VFL use soft
+    # targets: a positive's target is the detached IoU of its predicted box with its GT,
+    # whatever the matcher (CIoU-ATSS's PIoU; CIoU-ATSS Tables I-II).
+    cfg.MODEL.FCOS.CLS_LOSS = "focal"
+    # QFL's beta (GFL: 2; no alpha).
+    cfg.MODEL.FCOS.QFL_BETA = 2.0
+    # VFL's alpha and gamma on negatives (VarifocalNet: 0.75, 2).
+    cfg.MODEL.FCOS.VFL_ALPHA = 0.75
+    cfg.MODEL.FCOS.VFL_GAMMA = 2.0
+    cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
+    cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
+    cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0
+    # "none": GIoU loss summed over positives / normaliser (detectron2 FCOS).
+    # "aux_target": each positive's GIoU loss weighted by its auxiliary target and
+    # normalised by the sum of those targets over all workers (ATSS, PAA).
+    cfg.MODEL.FCOS.BOX_LOSS_WEIGHTING = "none"
+    # Loss normaliser. "ema": moving average of the local positive count (detectron2
+    # FCOS), stored in a buffer so it survives --resume. "num_pos": positives averaged
+    # over all workers, at least 1 (ATSS, PAA, LADA, DW).
+    cfg.MODEL.FCOS.NORMALIZER = "ema"
+    cfg.MODEL.FCOS.NORMALIZER_EMA_INIT = 300.0
+    cfg.MODEL.FCOS.NORMALIZER_EMA_MOMENTUM = 0.9
+    # Inference, as detectron2's FCOS; detections per image: TEST.DETECTIONS_PER_IMAGE.
+    cfg.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
+    # What SCORE_THRESH_TEST is compared with: "combined" = the detection score of
+    # TEST_SCORE (detectron2's FCOS) or "cls" = the class probability, before the
+    # product with the auxiliary score (the official ATSS and PAA code, LADA 4.2.2).
+    cfg.MODEL.FCOS.SCORE_THRESH_ON = "combined"
+    # Detection score from the class and auxiliary probabilities: "geometric_mean" =
+    # sqrt(sigmoid(cls) * sigmoid(aux)) (detectron2's FCOS, ATSS, PAA) or "product" =
+    # sigmoid(cls) * sigmoid(aux) (the authors' DW code: the joint score it trains).
+    cfg.MODEL.FCOS.TEST_SCORE = "geometric_mean"
+    cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
+    cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+
+
+def _add_matcher_config(cfg: CN) -> None:
+    cfg.MODEL.MATCHER = CN()
+    # Registered name of the label-assignment method (lada.matchers.MATCHER_REGISTRY).
+    cfg.MODEL.MATCHER.NAME = "fcos"
+
+    # detectron2's FCOS: a point is a candidate when its Chebyshev distance to the GT
+    # centre is below CENTER_SAMPLING_RADIUS strides.
+    cfg.MODEL.MATCHER.FCOS = CN()
+    cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS = 1.5
+    # Shape of that centre region: "square" (detectron2's FCOS) or "epcp" (the rectangle
+    # of the same area with the GT's aspect ratio: LADA Table 5, section 4.3.2 (4)).
+    cfg.MODEL.MATCHER.FCOS.CENTER_PRIOR = "square"
+
+    # ATSS (Zhang et al., CVPR 2020): TOPK closest points per level; anchor box of a
+    # point = square of side ANCHOR_SCALE * stride.
+    cfg.MODEL.MATCHER.ATSS = CN()
+    cfg.MODEL.MATCHER.ATSS.TOPK = 9
+    cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE = 8.0
+
+    # Dynamic CIoU-ATSS (Zhang et al., "Dynamic Label Assignment for Object Detection by
+    # Combining Predicted and Anchor IoUs"): ATSS candidates (TOPK per level, anchor box
+    # ANCHOR_SCALE * stride) scored by the combined IoU
+    # ANCHOR_WEIGHT * anchor-box IoU + PRED_WEIGHT * IoU of the detached predicted box.
+    cfg.MODEL.MATCHER.CIOU_ATSS = CN()
+    cfg.MODEL.MATCHER.CIOU_ATSS.TOPK = 9
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_SCALE = 8.0
+    # Weights of the two IoUs (paper: 1 and 1; Table III: 0.5, 1.5).
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT = 1.0
+    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT = 1.0
+    # Schedule multiplying each weight (Table III): "none", "d_up" (iteration / max_iter)
+    # or "d_down" (1 - iteration / max_iter).
+    cfg.MODEL.MATCHER.CIOU_ATSS.ANCHOR_WEIGHT_SCHEDULE = "none"
+    cfg.MODEL.MATCHER.CIOU_ATSS.PRED_WEIGHT_SCHEDULE = "none"
+    # Threshold per GT over its candidates: "sum_std" (authors' code: sum of the two
+    # weighted means + sum of the two weighted unbiased stds) or "combined_std" (mean +
+    # std of the combined score).
+    cfg.MODEL.MATCHER.CIOU_ATSS.THRESHOLD = "sum_std"
+
+    # PAA (Kim & Lee, ECCV 2020): preliminary match at anchor IoU >= PRELIM_IOU_THRESH,
+    # TOPK lowest-loss candidates per level, two-component GMM (EM: GMM_MAX_ITER, GMM_TOL).
+    cfg.MODEL.MATCHER.PAA = CN()
+    cfg.MODEL.MATCHER.PAA.TOPK = 9
+    cfg.MODEL.MATCHER.PAA.PRELIM_IOU_THRESH = 0.1
+    cfg.MODEL.MATCHER.PAA.ANCHOR_SCALE = 8.0
+    # Keep only matched points strictly inside their GT as candidates: the LADA paper's
+    # rule for every method compared on its point detector (section 4.2.1). False is the
+    # official anchor-based PAA, whose positives may lie outside their GT box.
+    cfg.MODEL.MATCHER.PAA.INSIDE_GT = True
+    cfg.MODEL.MATCHER.PAA.GMM_MAX_ITER = 100
+    cfg.MODEL.MATCHER.PAA.GMM_TOL = 1e-3
+
+    # MMMC's aligned points sampler (Hao et al., section 3.2): per level the TOPK
+    # lowest-loss points inside the GT; the NUM_LEVELS levels of lowest mean loss
+    # (SCALE_CRITERION "comb" = cls + reg, "cls" or "reg": Table 1); positives from a GMM
+    # (GMM_MAX_ITER, GMM_TOL) on S = sqrt(S_f * S_m). SCALE / SPATIAL switch each
+    # procedure off (Table 6), falling back to FCOS's size ranges / centre sampling
+    # (radius CENTER_SAMPLING_RADIUS strides).
+    cfg.MODEL.MATCHER.APS = CN()
+    cfg.MODEL.MATCHER.APS.TOPK = 9
+    cfg.MODEL.MATCHER.APS.NUM_LEVELS = 2
+    cfg.MODEL.MATCHER.APS.SCALE_CRITERION = "comb"
+    cfg.MODEL.MATCHER.APS.SCALE = True
+    cfg.MODEL.MATCHER.APS.SPATIAL = True
+    cfg.MODEL.MATCHER.APS.CENTER_SAMPLING_RADIUS = 1.5
+    cfg.MODEL.MATCHER.APS.GMM_MAX_ITER = 100
+    cfg.MODEL.MATCHER.APS.GMM_TOL = 1e-3
+
+    # DW (Li et al., CVPR 2022), docs/methods/dw.md; a soft matcher: train it with
+    # MODEL.FCOS.LOSS "weighted_pairs". VARIANT "official" (the authors' code, which gave
+    # the paper's numbers) or "paper" (section 3's text).
+    cfg.MODEL.MATCHER.DW = CN()
+    cfg.MODEL.MATCHER.DW.VARIANT = "official"
+    # Sigma, in strides, of the Gaussian centre prior weighting each point of a GT's bag
+    # (the code's 1.11; Table 4's exp(-r^2) is 0.7071).
+    cfg.MODEL.MATCHER.DW.PRIOR_SIGMA = 1.11
+    # beta of Eq. 3 (t = s * IoU^beta; official: s * exp(-beta * GIoU loss)) and mu of
+    # Eq. 4 (w_pos = exp(mu t) t); Table 2: 5 and 5.
+    cfg.MODEL.MATCHER.DW.BETA = 5.0
+    cfg.MODEL.MATCHER.DW.MU = 5.0
+    # Official only: the exponent in the sum normalising w_pos over the bag
+    # (exp(MU_NORM t) t; the code's 3, so a GT's weights sum to between 1 and e^2).
+    cfg.MODEL.MATCHER.DW.MU_NORM = 3.0
+    # gamma1 of Eq. 6, the power of IoU in P_neg (Table 3: 2).
+    cfg.MODEL.MATCHER.DW.GAMMA1 = 2.0
+    # Variant "paper" only: alpha of Eq. 12's focal loss FL(s, 0), whose weight 1 - alpha
+    # the slots outside every bag get (the paper's FL: alpha 0.25, gamma2 2).
+    cfg.MODEL.MATCHER.DW.FOCAL_ALPHA = 0.25
+
+    # LADA (Han et al., Sensors 2023), Algorithm 1; each switch reproduces an ablation.
+    cfg.MODEL.MATCHER.LADA = CN()
+    # Centre prior of C1: "epcp" (Eq. 1-2), "cp" (square, Table 1 without EPCP) or
+    # "none" (inside the GT only, Table 6); radius r in strides.
+    cfg.MODEL.MATCHER.LADA.CENTER_PRIOR = "epcp"
+    cfg.MODEL.MATCHER.LADA.CENTER_RADIUS = 2.5
+    # Anchor score: "cla" (Eq. 3-7), "la" (no deviation loss, Tables 1/6/8) or "iou"
+    # (anchor IoU, Table 6); regression term "giou" or "iou" (Table 7).
+    cfg.MODEL.MATCHER.LADA.SCORE = "cla"
+    cfg.MODEL.MATCHER.LADA.REG_LOSS = "giou"
+    cfg.MODEL.MATCHER.LADA.LAMBDA_REG = 1.5
+    cfg.MODEL.MATCHER.LADA.LAMBDA_DEV = 1.0
+    # Division: "dlt" (section 3.3), "fixed" (FIXED_NUM_POS lowest, Table 8), "gmm"
+    # (PAA's, Table 8) or "mean_std" (ATSS statistics on the score, Table 6's IoU row).
+    cfg.MODEL.MATCHER.LADA.DIVISION = "dlt"
+    cfg.MODEL.MATCHER.LADA.TOPK = 9
+    # m of DLT: C3 = the TOPM lowest-CLA candidates (Table 9: 18, 20, 22).
+    cfg.MODEL.MATCHER.LADA.TOPM = 20
+    cfg.MODEL.MATCHER.LADA.FIXED_NUM_POS = 10
+    cfg.MODEL.MATCHER.LADA.PRELIM_IOU_THRESH = 0.1
+    cfg.MODEL.MATCHER.LADA.ANCHOR_SCALE = 8.0
+
+
+def _add_data_config(cfg: CN) -> None:
+    # COCO-format datasets to register before training, each [name, json, image_root];
+    # relative paths are taken from the working directory. Same as
+    # `train_net.py --dataset NAME JSON IMAGE_ROOT`.
+    cfg.DATASETS.REGISTER_COCO = []
+    # Checks of every box of a dataset the run uses, once, when it is loaded (docs/reliability.md,
+    # "Data checks and failure behaviour"). Per kind of bad box: "error" stops with a message
+    # naming the dataset, the annotation ids and image files; "drop_with_warning" drops
+    # those annotations and logs their count and the first few.
+    cfg.DATASETS.BAD_BOX_POLICY = CN()
+    # NaN or infinite coordinate (detectron2 would drop NaN boxes, clip infinite ones).
+    cfg.DATASETS.BAD_BOX_POLICY.NON_FINITE = "error"
+    # Negative width or height (detectron2's transforms would reflect it into a valid box).
+    cfg.DATASETS.BAD_BOX_POLICY.NEGATIVE_SIZE = "error"
+    # Zero width or height.
+    cfg.DATASETS.BAD_BOX_POLICY.ZERO_SIZE = "drop_with_warning"
+    # No overlap with its image (width, height of the json's image entry).
+    cfg.DATASETS.BAD_BOX_POLICY.OUT_OF_IMAGE = "drop_with_warning"
+    # A training dataset in which no image keeps an annotation (after the box checks) is
+    # refused, since it would train the background class only; True allows it (warning).
+    cfg.DATASETS.ALLOW_UNANNOTATED = False
+    # An image file that cannot be read (missing, truncated, not an image) in training:
+    # "error" stops naming the file and its dataset; "skip_with_warning" logs that and
+    # trains on another image instead. Evaluation always stops (a skipped image would
+    # corrupt the metrics).
+    cfg.DATASETS.IMAGE_READ_POLICY = "error"
+
+
+def _add_checkpoint_config(cfg: CN) -> None:
+    # A ".pkl" MODEL.WEIGHTS is read by a restricted unpickler that accepts only numpy
+    # arrays and plain types (all that detectron2's and Detectron's model-zoo files hold).
+    # True reads it with plain pickle, which runs any code the file contains: only for
+    # files from a source you trust.
+    cfg.MODEL.WEIGHTS_TRUST_PICKLE = False
+
+
+def _add_solver_config(cfg: CN) -> None:
+    # Autocast dtype of SOLVER.AMP.ENABLED (detectron2's key): "float16" (CUDA only:
+    # detectron2's AMPTrainer, with gradient scaling), "bfloat16" (CPU, or a CUDA device
+    # that supports it: lada's AutocastTrainer, no scaling needed) or "auto" = float16
+    # on CUDA and bfloat16 on the CPU. Matching and losses always run in float32.
+    cfg.SOLVER.AMP.PRECISION = "auto"
+
+
+def _add_input_config(cfg: CN) -> None:
+    # Training augmentations added after detectron2's (ResizeShortestEdge over
+    # INPUT.MIN_SIZE_TRAIN, then INPUT.RANDOM_FLIP), from detectron2.data.transforms:
+    # "vertical_flip" (RandomFlip(vertical=True), p = 0.5) and "color_jitter"
+    # (RandomBrightness, RandomContrast, RandomSaturation). Empty: detectron2's only.
+    cfg.INPUT.EXTRA_AUGMENTATIONS = []
+    # Strength x of "color_jitter": each factor is drawn uniformly from [1 - x, 1 + x].
+    cfg.INPUT.COLOR_JITTER = 0.2
+
+
+def _add_recipe_config(cfg: CN) -> None:
+    # The own-data recipe (lada/data/recipe.py, README "Train on your own data"): at start-up
+    # it reads the training datasets and sets the INPUT size and augmentation keys, the
+    # SOLVER schedule and MODEL.FCOS.NUM_CLASSES from them, except the keys you set
+    # yourself (on the command line or in a config file of your own); what it chose and
+    # why is logged. configs/quick/own_data.yaml turns it on.
+    cfg.RECIPE = CN()
+    cfg.RECIPE.ENABLED = False
+    # Set in a run's saved OUTPUT_DIR/config.yaml when the recipe chose its keys: that
+    # config then holds the sizes and schedule the model was trained with, and reusing it
+    # (--eval-only, tools/predict.py) keeps them instead of choosing again. Set it to
+    # False to have the recipe choose again (e.g. fine-tuning on other data).
+    cfg.RECIPE.APPLIED = False
+    # Input size: the short side that keeps the median object (square root of its box
+    # area) at OBJECT_SIZE px, never above the training images' median short side (no
+    # upsampling) nor MAX_SIZE (CPU speed), never below MIN_SIZE (unless the images are
+    # smaller). 32 px = 4 strides of P3, the finest level.
+    cfg.RECIPE.OBJECT_SIZE = 32
+    cfg.RECIPE.MIN_SIZE = 128
+    cfg.RECIPE.MAX_SIZE = 512
+    # Augmentations to use, any of "horizontal_flip" (INPUT.RANDOM_FLIP horizontal),
+    # "vertical_flip", "color_jitter" (INPUT.EXTRA_AUGMENTATIONS) and "multi_scale"
+    # (INPUT.MIN_SIZE_TRAIN = the size times each of SCALES, one drawn per image).
+    cfg.RECIPE.AUGMENTATIONS = ["horizontal_flip", "vertical_flip", "color_jitter", "multi_scale"]
+    cfg.RECIPE.SCALES = (0.8, 0.9, 1.0, 1.1, 1.2)
+    # Schedule: images per iteration (BASE_LR scaled linearly from the config's batch)
+    # and the iterations for EPOCHS passes over the training images, at most what
+    # BUDGET_MEGAPIXELS of training images (at the chosen sizes) allow. 184 megapixels is
+    # what a quick config trains on (700 x 16 images of 128 x 128 px); the training time
+    # grows in proportion. STEPS and WARMUP_ITERS keep the config's fractions of MAX_ITER.
+    cfg.RECIPE.IMS_PER_BATCH = 8
+    cfg.RECIPE.EPOCHS = 100
+    cfg.RECIPE.BUDGET_MEGAPIXELS = 184.0
+    # Anchor boxes of the matchers that have them (MODEL.MATCHER.<NAME>.ANCHOR_SCALE of
+    # atss, ciou_atss, paa, lada): the P3 anchor at ANCHOR_TO_OBJECT times the median
+    # object at the chosen size; 0.9 is the ratio of the papers' 8-stride anchors (64 px)
+    # to the median COCO object at 800 px (lada.data.recipe.COCO_ANCHOR_TO_OBJECT).
+    cfg.RECIPE.ANCHOR_TO_OBJECT = 0.9
+
+
+def _add_test_config(cfg: CN) -> None:
+    # Slender-object AP (LADA Table 4, by aspect ratio instead of hand-picked classes):
+    # edges of the bands of GT aspect ratio (long side / short side) in which the COCO
+    # box-AP table is computed beside the usual one, COCO's way (GT boxes of other bands
+    # ignored, not deleted). [3.0]: bands [1, 3) and [3, inf); [] turns it off.
+    cfg.TEST.ASPECT_RATIO_EDGES = [3.0]

@@ -1,0 +1,44 @@
+"""The run folder's ``config.yaml``: written by a training run once it has started, never
+by ``--eval-only`` or by a run that fails at start-up, and complete enough to be reused
+alone (``--config-file OUTPUT_DIR/config.yaml``) by ``--eval-only``, ``tools/predict.py``
+and the other tools.
+
+* ``DATASETS.REGISTER_COCO`` holds the datasets given with ``--dataset``
+  (:func:`lada.engine.setup.build_cfg`), so the reused config registers them again.
+* With the own-data recipe, the saved keys are those the recipe chose and
+  ``RECIPE.APPLIED`` is True, so a reuse keeps the sizes and schedule that were trained
+  instead of choosing them again from whatever data it is given.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from detectron2.config import CfgNode
+from detectron2.utils import comm
+
+__all__ = ["RUN_CONFIG", "save_run_config"]
+
+RUN_CONFIG = "config.yaml"
+
+logger = logging.getLogger(__name__)
+
+
+def save_run_config(cfg: CfgNode) -> Path | None:
+    """Writes ``cfg`` to ``OUTPUT_DIR/config.yaml`` on the main process (through a
+    temporary file, so an interrupted write leaves the previous file whole), with
+    ``RECIPE.APPLIED`` set when the recipe is enabled; returns its path."""
+    if not comm.is_main_process():
+        return None
+    saved = cfg.clone()
+    saved.defrost()
+    if saved.RECIPE.ENABLED:
+        saved.RECIPE.APPLIED = True
+    path = Path(cfg.OUTPUT_DIR) / RUN_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(RUN_CONFIG + ".tmp")
+    partial.write_text(saved.dump())
+    os.replace(partial, path)
+    logger.info("Full config saved to %s", path)
+    return path

@@ -1,0 +1,68 @@
+"""detectron2's ``COCOEvaluator`` with the slender-object AP beside the usual box AP."""
+from __future__ import annotations
+
+import logging
+from typing import Optional, Sequence
+
+from detectron2.evaluation import COCOEvaluator
+from tabulate import tabulate
+
+from .slender import BAND_METRICS, aspect_ratio_bands, evaluate_aspect_ratio_bands
+
+__all__ = ["SlenderCOCOEvaluator"]
+
+logger = logging.getLogger(__name__)
+
+
+class SlenderCOCOEvaluator(COCOEvaluator):
+    """``COCOEvaluator`` whose box results also hold the AP table of each aspect-ratio
+    band (:mod:`lada.evaluation.slender`): ``AP@ar<3``, ``AP50@ar<3``, ...,
+    ``AP-<class>@ar>=3``. They travel with the usual results (``bbox/AP@ar>=3`` in
+    metrics.json and TensorBoard) and are logged as two tables. ``aspect_ratio_edges``
+    ``[]`` gives plain ``COCOEvaluator`` results."""
+
+    def __init__(
+        self, dataset_name: str, *, aspect_ratio_edges: Sequence[float] = (3.0,), **kwargs
+    ):
+        super().__init__(dataset_name, **kwargs)
+        self._bands = aspect_ratio_bands(aspect_ratio_edges)
+
+    def _derive_coco_results(
+        self, coco_eval, iou_type: str, class_names: Optional[Sequence[str]] = None
+    ):
+        results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
+        if iou_type != "bbox" or not self._bands:
+            return results
+        if coco_eval is None:  # no detection at all: every metric undefined, as detectron2
+            names = [f"{m}@{b.label}" for b in self._bands for m in BAND_METRICS]
+            results.update({name: float("nan") for name in names})
+            return results
+        band_results = evaluate_aspect_ratio_bands(
+            coco_eval.cocoGt, coco_eval.cocoDt, self._bands,
+            img_ids=coco_eval.params.imgIds, max_dets=coco_eval.params.maxDets,
+            class_names=class_names,
+        )
+        self._log_tables(band_results, class_names)
+        results.update(band_results)
+        return results
+
+    def _log_tables(self, band_results, class_names: Optional[Sequence[str]]) -> None:
+        rows = [
+            [b.label] + [band_results[f"{m}@{b.label}"] for m in BAND_METRICS] for b in self._bands
+        ]
+        logger.info(
+            "Evaluation results for bbox by aspect ratio (long / short side; GT boxes of "
+            "other bands ignored):\n"
+            + tabulate(rows, headers=["band", *BAND_METRICS], tablefmt="pipe", floatfmt=".3f")
+        )
+        if class_names is None or len(class_names) <= 1:
+            return
+        rows = [
+            [name] + [band_results[f"AP-{name}@{b.label}"] for b in self._bands]
+            for name in class_names
+        ]
+        logger.info(
+            "Per-category bbox AP by aspect ratio:\n"
+            + tabulate(rows, headers=["category", *(b.label for b in self._bands)],
+                       tablefmt="pipe", floatfmt=".3f")
+        )

@@ -1,0 +1,12 @@
+"""The assignment methods, one module each, registered in ``MATCHER_REGISTRY`` under the
+name ``MODEL.MATCHER.NAME`` selects:
+
+- ``fcos``: detectron2's FCOS centre sampling and size ranges (baseline).
+- ``atss``: adaptive training sample selection, IoU mean + std (baseline).
+- ``paa``: probabilistic anchor assignment, GMM on anchor scores (baseline).
+- ``lada``: LADA, EPCP + combined loss of anchor + dynamic loss threshold.
+- ``ciou_atss``: dynamic combined-IoU ATSS.
+- ``aps``: MMMC's aligned points sampler.
+- ``dw``: Dual Weighting, soft pairwise positive and negative weights.
+"""
+from . import aps, atss, ciou_atss, dw, fcos, lada, paa  # noqa: F401  (registration)

@@ -1,0 +1,95 @@
+"""Quality scores of (point, GT) pairs, lower is better (docs/methods/README.md, "Conventions
+shared by the methods"): the anchor
+losses of PAA and LADA's Combined Loss of Anchor (CLA)."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from fvcore.nn import sigmoid_focal_loss
+from torch.nn import functional as F
+from torchvision.ops import generalized_box_iou_loss
+
+from .geometry import clamp_inverted, paired_iou, side_distances
+
+__all__ = ["REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs", "deviation_loss"]
+
+REG_LOSSES = ("giou", "iou")
+"""The regression terms of the anchor losses: 1 - GIoU (PAA, LADA Eq. 5) or 1 - IoU
+(LADA Table 7)."""
+
+
+def anchor_losses(
+    pred_logits: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+    reg_loss: str = "giou",
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Losses of P points each for its own GT: classification = sigmoid focal loss against
+    the one-hot GT class **summed over the C classes** (PAA's practice, LADA Eq. 4);
+    regression = ``reg_loss`` "giou" (1 - GIoU, Eq. 5) or "iou" (1 - IoU, LADA Table 7),
+    inverted predicted boxes clamped as the official PAA code does. pred_logits (P, C), pred_boxes (P, 4), gt_boxes (P, 4), gt_classes (P,) ->
+    cls (P,), reg (P,)."""
+    one_hot = F.one_hot(gt_classes, pred_logits.shape[1]).to(pred_logits.dtype)
+    cls = sigmoid_focal_loss(pred_logits, one_hot, alpha=focal_alpha, gamma=focal_gamma).sum(1)
+    return cls, _regression_loss(pred_boxes, gt_boxes, reg_loss)
+
+
+def anchor_losses_of_pairs(
+    pred_logits: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    point: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+    reg_loss: str = "giou",
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`anchor_losses` of P (point, GT) pairs in which points repeat (a point inside
+    several GT boxes), without the (P, C) focal losses: the loss summed over the C
+    classes equals the point's all-negative sum, computed once per distinct point, minus
+    its negative term at the GT's class plus its positive term there (summed in float64,
+    so as exact as the direct float32 sum). pred_logits (R, C), pred_boxes (R, 4), point
+    (P,) indices into R, gt_boxes (P, 4), gt_classes (P,) -> cls (P,), reg (P,) float32."""
+    num_points, num_classes = pred_logits.shape
+    present = torch.zeros(num_points, dtype=torch.bool, device=point.device)
+    present[point] = True
+    points = present.nonzero().squeeze(1)  # (U,) distinct points, ascending
+    slot = torch.zeros(num_points, dtype=torch.long, device=point.device)
+    slot[points] = torch.arange(len(points), device=point.device)
+    inverse = slot.index_select(0, point)  # (P,) row of each pair's point among the U
+    logits = pred_logits.index_select(0, points).float()  # (U, C)
+    negative = sigmoid_focal_loss(
+        logits, torch.zeros_like(logits), alpha=focal_alpha, gamma=focal_gamma
+    )
+    own = inverse * num_classes + gt_classes  # (P,) flat index of (point, GT class)
+    own_logit = logits.reshape(-1).index_select(0, own)
+    own_positive = sigmoid_focal_loss(
+        own_logit, torch.ones_like(own_logit), alpha=focal_alpha, gamma=focal_gamma
+    )
+    negative_sum = negative.double().sum(dim=1).index_select(0, inverse)
+    cls = negative_sum - negative.reshape(-1).index_select(0, own) + own_positive
+    own_boxes = pred_boxes.index_select(0, point).float()
+    return cls.float(), _regression_loss(own_boxes, gt_boxes, reg_loss)
+
+
+def _regression_loss(
+    pred_boxes: torch.Tensor, gt_boxes: torch.Tensor, reg_loss: str
+) -> torch.Tensor:
+    """1 - IoU ("iou") or 1 - GIoU ("giou", inverted predictions clamped) of paired boxes
+    (P, 4), (P, 4) -> (P,)."""
+    if reg_loss == "iou":
+        return 1 - paired_iou(pred_boxes, gt_boxes)
+    return generalized_box_iou_loss(clamp_inverted(pred_boxes), gt_boxes)
+
+
+def deviation_loss(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """LADA Eq. 6-7: the point's deviation from the box centre
+    ``dev = |l - r| / (l + r) + |t - b| / (t + b)`` and its loss ``max(dev - 1, 0)``.
+    points (P, 2) inside boxes (P, 4) -> (P,)."""
+    left, top, right, bottom = side_distances(points, boxes).unbind(dim=-1)
+    deviation = (left - right).abs() / (left + right) + (top - bottom).abs() / (top + bottom)
+    return (deviation - 1).clamp(min=0)

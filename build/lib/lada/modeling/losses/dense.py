@@ -1,0 +1,200 @@
+"""Losses of the FCOS-family detector, computed from dense targets (docs/methods/README.md,
+"The losses that consume the results"):
+focal, QFL or VFL classification, GIoU box regression, BCE on the auxiliary branch."""
+from __future__ import annotations
+
+import torch
+from detectron2.config import configurable
+from fvcore.nn import sigmoid_focal_loss_jit
+from torch import nn
+from torch.nn import functional as F
+from torchvision.ops import generalized_box_iou_loss
+
+from ...distributed import all_reduce_mean
+from ...geometry import clamp_inverted
+from ...matchers import MatchResult
+from .classification import (
+    CLS_LOSSES,
+    quality_focal_loss,
+    soft_class_targets,
+    varifocal_loss,
+)
+from .contract import LossOutput
+from .targets import DenseTargets, centerness_targets, gather_targets, iou_quality, iou_targets
+
+__all__ = ["DenseDetectionLoss"]
+
+AUX_BRANCHES = ("centerness", "iou", "giou")
+BOX_WEIGHTINGS = ("none", "aux_target")
+NORMALIZERS = ("ema", "num_pos")
+
+
+def _check_choice(key: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {choices}, got '{value}'")
+
+
+class DenseDetectionLoss(nn.Module):
+    """Per-point losses, each summed and divided by a normaliser:
+
+    * ``ema``: moving average of the local positive count (detectron2 FCOS), kept in the
+      ``loss_normalizer`` buffer so that it is checkpointed;
+    * ``num_pos``: positives averaged over all workers, at least 1.
+
+    With ``box_weighting="aux_target"`` each positive's GIoU loss is weighted by its
+    auxiliary target and divided by the all-worker mean of the targets' sum (ATSS).
+
+    Classification ``cls_loss``: "focal" (one-hot targets), "qfl" or "vfl" (soft
+    targets: a positive's target is the detached IoU of its predicted box with its GT,
+    ``iou_quality``).
+
+    The normaliser of the step is returned as ``LossOutput.normalizers["normalizer"]``.
+
+    The GIoU loss is torchvision's: the values of fvcore's (detectron2 FCOS) on valid
+    boxes, without its assertion (a host sync) on inverted predicted boxes, which are
+    clamped to empty boxes instead (official PAA code), so that the loss stays <= 2.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_classes: int,
+        aux_branch: str = "centerness",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        cls_loss: str = "focal",
+        qfl_beta: float = 2.0,
+        vfl_alpha: float = 0.75,
+        vfl_gamma: float = 2.0,
+        cls_weight: float = 1.0,
+        box_weight: float = 1.0,
+        aux_weight: float = 1.0,
+        box_weighting: str = "none",
+        normalizer: str = "ema",
+        ema_init: float = 300.0,
+        ema_momentum: float = 0.9,
+    ):
+        super().__init__()
+        _check_choice("MODEL.FCOS.AUX_BRANCH", aux_branch, AUX_BRANCHES)
+        _check_choice("MODEL.FCOS.CLS_LOSS", cls_loss, CLS_LOSSES)
+        _check_choice("MODEL.FCOS.BOX_LOSS_WEIGHTING", box_weighting, BOX_WEIGHTINGS)
+        _check_choice("MODEL.FCOS.NORMALIZER", normalizer, NORMALIZERS)
+        if not 0 <= ema_momentum < 1:
+            raise ValueError(f"MODEL.FCOS.NORMALIZER_EMA_MOMENTUM must be in [0, 1), got {ema_momentum}")
+        self.num_classes = num_classes
+        self.aux_branch = aux_branch
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.cls_loss = cls_loss
+        self.qfl_beta = qfl_beta
+        self.vfl_alpha = vfl_alpha
+        self.vfl_gamma = vfl_gamma
+        self.weights = {"cls": cls_weight, "box": box_weight, "aux": aux_weight}
+        self.box_weighting = box_weighting
+        self.normalizer = normalizer
+        self.ema_momentum = ema_momentum
+        self.register_buffer("loss_normalizer", torch.tensor(float(ema_init)))
+
+    @classmethod
+    def from_config(cls, cfg):
+        fcos = cfg.MODEL.FCOS
+        return {
+            "num_classes": fcos.NUM_CLASSES,
+            "aux_branch": fcos.AUX_BRANCH,
+            "focal_alpha": fcos.FOCAL_LOSS_ALPHA,
+            "focal_gamma": fcos.FOCAL_LOSS_GAMMA,
+            "cls_loss": fcos.CLS_LOSS,
+            "qfl_beta": fcos.QFL_BETA,
+            "vfl_alpha": fcos.VFL_ALPHA,
+            "vfl_gamma": fcos.VFL_GAMMA,
+            "cls_weight": fcos.CLS_LOSS_WEIGHT,
+            "box_weight": fcos.BOX_LOSS_WEIGHT,
+            "aux_weight": fcos.AUX_LOSS_WEIGHT,
+            "box_weighting": fcos.BOX_LOSS_WEIGHTING,
+            "normalizer": fcos.NORMALIZER,
+            "ema_init": fcos.NORMALIZER_EMA_INIT,
+            "ema_momentum": fcos.NORMALIZER_EMA_MOMENTUM,
+        }
+
+    def targets(self, match: MatchResult, gt_boxes, gt_classes) -> DenseTargets:
+        """The dense targets of a hard ``match``; a soft one (pairwise weights) is refused,
+        since reducing it to ``gt_index`` would silently train another method."""
+        if match.is_soft:
+            raise ValueError(
+                "MODEL.FCOS.LOSS dense: the matcher gave soft pairwise weights (e.g. "
+                "MODEL.MATCHER.NAME dw); train it with MODEL.FCOS.LOSS weighted_pairs (or auto)"
+            )
+        return gather_targets(match, gt_boxes, gt_classes, self.num_classes)
+
+    def forward(
+        self,
+        points: torch.Tensor,
+        pred_logits: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        pred_aux: torch.Tensor,
+        targets: DenseTargets,
+    ) -> LossOutput:
+        """points (R, 2); pred_logits (N, R, C); pred_boxes (N, R, 4) decoded;
+        pred_aux (N, R) logits -> the named scalar losses (weights applied) and the
+        normaliser."""
+        fg = targets.foreground
+        normalizer = self._normalizer(fg.sum().float())
+        fg_boxes = clamp_inverted(pred_boxes[fg].float())
+        fg_targets = targets.boxes[fg].float()
+        box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)
+        aux_target = self._aux_target(points[fg.nonzero()[:, 1]], fg_boxes, fg_targets, box_losses)
+        if self.box_weighting == "aux_target":
+            box_loss = (box_losses * aux_target).sum() / all_reduce_mean(
+                aux_target.sum().detach()
+            ).clamp(min=1e-6)
+        else:
+            box_loss = box_losses.sum() / normalizer
+        aux_loss = F.binary_cross_entropy_with_logits(
+            pred_aux[fg].float(), aux_target, reduction="sum"
+        )
+        losses = {
+            "loss_cls": self.weights["cls"]
+            * self._classification(pred_logits, pred_boxes, targets)
+            / normalizer,
+            "loss_box_reg": self.weights["box"] * box_loss,
+            f"loss_{self.aux_branch}": self.weights["aux"] * aux_loss / normalizer,
+        }
+        return LossOutput(losses=losses, normalizers={"normalizer": normalizer.detach()})
+
+    def _aux_target(
+        self, points: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, giou_losses: torch.Tensor
+    ) -> torch.Tensor:
+        """Target of the auxiliary branch for P positives: points (P, 2), predicted boxes
+        (P, 4), their GT boxes (P, 4), GIoU losses (P,) -> (P,), detached."""
+        if self.aux_branch == "centerness":
+            return centerness_targets(points, gt_boxes)
+        if self.aux_branch == "iou":
+            return iou_targets(boxes, gt_boxes)
+        return (1 - giou_losses.detach()).clamp(min=0)  # max(GIoU, 0): MMMC section 4.1
+
+    def _classification(
+        self, pred_logits: torch.Tensor, pred_boxes: torch.Tensor, targets: DenseTargets
+    ) -> torch.Tensor:
+        if self.cls_loss == "focal":
+            one_hot = F.one_hot(targets.labels, self.num_classes + 1)[..., :-1]
+            return sigmoid_focal_loss_jit(
+                pred_logits.float(),
+                one_hot.float(),
+                alpha=self.focal_alpha,
+                gamma=self.focal_gamma,
+                reduction="sum",
+            )
+        quality = iou_quality(targets, pred_boxes)
+        soft = soft_class_targets(targets.labels, targets.foreground, quality, self.num_classes)
+        if self.cls_loss == "qfl":
+            return quality_focal_loss(pred_logits, soft, beta=self.qfl_beta).sum()
+        return varifocal_loss(pred_logits, soft, alpha=self.vfl_alpha, gamma=self.vfl_gamma).sum()
+
+    def _normalizer(self, num_pos: torch.Tensor) -> torch.Tensor:
+        if self.normalizer == "num_pos":
+            return all_reduce_mean(num_pos).clamp(min=1.0)
+        if self.training:
+            momentum = self.ema_momentum
+            self.loss_normalizer.mul_(momentum).add_((1 - momentum) * num_pos.clamp(min=1.0))
+        return self.loss_normalizer.clone()
