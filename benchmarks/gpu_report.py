@@ -25,6 +25,10 @@ def _cell(value, digits: int = 1) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def _ratio(value) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
 def _table(header: List[str], rows: List[List[object]]) -> List[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows), ""]
@@ -127,7 +131,7 @@ def _assignment(part: dict) -> List[str]:
         if r["device"] == "cpu" and any(x["device"] == "cuda" for x in rows):
             continue  # shown next to the CUDA row
         other = cpu.get((r["matcher"], r["num_gts"]), {}) if r["device"] == "cuda" else {}
-        table.append([f"`{r['matcher']}`", r["num_gts"], r["device"], r["ms"], r.get("x_atss"), r["peak_mib"],
+        table.append([f"`{r['matcher']}`", r["num_gts"], r["device"], r["ms"], _ratio(r.get("x_atss")), r["peak_mib"],
                       r.get("host_syncs"), r["positives"], other.get("ms"), other.get("peak_mib"),
                       other.get("positives")])
     scene = "x".join(map(str, result.get("scene", [])))
@@ -145,7 +149,7 @@ def _train_step(part: dict) -> List[str]:
              f"each, AMP {result.get('amp')}, {result.get('config', '')}; median of {result.get('rounds')} "
              "round-robin steps.", ""]
     return lines + _table(["model", "step ms", "x detectron2 FCOS", "x fcos", "in the matcher ms", "step peak MiB"],
-                          [[f"`{r['matcher']}`", r["step_ms"], r.get("x_detectron2_fcos"), r.get("x_fcos"),
+                          [[f"`{r['matcher']}`", r["step_ms"], _ratio(r.get("x_detectron2_fcos")), _ratio(r.get("x_fcos")),
                             r.get("assign_ms"), r.get("peak_mib")] for r in result.get("rows", [])])
 
 
@@ -153,9 +157,11 @@ def _launch(part: dict) -> List[str]:
     lines = [f"- `{run['command']}`: rc {run['rc']}, {run['seconds']} s" + (" (timed out)" if run["timed_out"] else "")
              for run in part.get("runs", {}).values()]
     result = part.get("result") or {}
+    losses = ", ".join(f"{k} {v:.3f}" for k, v in result.get("last_losses", {}).items())
+    metrics = (result.get("eval") or {}).get("metrics", {})
     lines += ["", f"Iterations: {result.get('last_iteration')} of {result.get('iterations_asked')}; "
-              f"last losses {result.get('last_losses')}; NCCL log lines {result.get('nccl_log_lines')}; "
-              f"evaluation {result.get('eval')}", ""]
+              f"last losses: {losses}; NCCL log lines: {result.get('nccl_log_lines')}; "
+              f"--eval-only bbox/AP: {metrics.get('bbox/AP', 'none')} (full results in gpu_check.json)", ""]
     return lines
 
 
