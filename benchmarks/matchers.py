@@ -56,14 +56,15 @@ QUICK_GTS = (1, 10)
 SKLEARN_PAA = "paa_sklearn_gmm"
 
 
-def build_matchers(names: List[str]) -> Dict[str, object]:
-    """Every named matcher with its config defaults, plus the scikit-learn PAA."""
+def build_matchers(names: List[str], with_sklearn: bool = True) -> Dict[str, object]:
+    """Every named matcher with its config defaults, plus (``with_sklearn``, when ``paa``
+    is named) the scikit-learn PAA."""
     matchers = {}
     for name in names:
         cfg = add_lada_config(get_cfg())
         cfg.MODEL.MATCHER.NAME = name
         matchers[name] = build_matcher(cfg)
-    if "paa" in names:
+    if with_sklearn and "paa" in names:
         cfg = add_lada_config(get_cfg())
         matchers[SKLEARN_PAA] = SklearnPAAMatcher(cfg)
     return matchers

@@ -11,6 +11,10 @@ Applied when lada is imported (process-wide), each because lada's own code needs
   (The build of ``tools/setup_env.py`` carries its own stand-in, so that scripts import
   detectron2 without lada; this one covers other builds without ``_C``.)
   :data:`HAS_COMPILED_OPS` tells the evaluator whether the fast COCO-eval op exists.
+* v0.6's ``detectron2.data.transforms`` names ``PIL.Image.LINEAR`` in a default argument,
+  so it fails at import with Pillow 10 or later, which removed that alias of ``BILINEAR``
+  (Python 3.12 has no older Pillow; the project pins Pillow 9.5 elsewhere): there the
+  alias is given back before detectron2 is imported (:func:`_restore_pillow_linear`).
 * ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
   ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given
   (multi-process training on the CPU, docs/scale-out.md).
@@ -88,6 +92,16 @@ def _install_compiled_ops_stand_in() -> bool:
     return False
 
 
+def _restore_pillow_linear() -> None:
+    """``PIL.Image.LINEAR``, Pillow's name for ``BILINEAR`` until Pillow 10 (module
+    docstring); nothing changes where it exists."""
+    from PIL import Image
+
+    if not hasattr(Image, "LINEAR"):
+        Image.LINEAR = Image.Resampling.BILINEAR
+
+
+_restore_pillow_linear()
 HAS_COMPILED_OPS: bool = _install_compiled_ops_stand_in()
 
 

@@ -43,3 +43,20 @@ def test_importing_lada_and_train_net_raises_no_future_warning():
                              capture_output=True, text=True)
     assert process.returncode == 0, process.stderr[-2000:]
     assert "jit" not in process.stderr
+
+
+def test_pillow_without_linear_gets_the_alias_detectron2_v06_imports(monkeypatch):
+    # Pillow 10 removed Image.LINEAR, which v0.6's detectron2.data.transforms uses as a
+    # default argument: the alias is given back as BILINEAR, and only where it is missing
+    # (a stand-in module: Pillow 9.5 serves LINEAR through a deprecating __getattr__)
+    import types
+
+    import PIL
+
+    pillow_10 = types.SimpleNamespace(Resampling=types.SimpleNamespace(BILINEAR=2))
+    monkeypatch.setattr(PIL, "Image", pillow_10)
+    compat._restore_pillow_linear()
+    assert pillow_10.LINEAR == 2
+    pillow_10.LINEAR = "kept"
+    compat._restore_pillow_linear()
+    assert pillow_10.LINEAR == "kept"

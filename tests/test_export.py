@@ -47,8 +47,8 @@ def image(size, seed):
     return torch.randint(0, 256, (3, *size), generator=generator).float()
 
 
-def assert_same_detections(model, run, size, seed):
-    test_image = image(size, seed)
+def assert_same_detections(model, run, size, seed, device="cpu"):
+    test_image = image(size, seed).to(device)
     with torch.no_grad():
         expected = export.detections(model, test_image)
     actual = run(test_image)
@@ -201,3 +201,30 @@ def test_detectron2_export_imports_without_caffe2():
     if isinstance(detectron2.export, compat._ExportWithoutCaffe2):
         with pytest.raises(ImportError, match="caffe2"):
             detectron2.export.Caffe2Tracer
+
+
+def _load_torchscript(model, sample, folder):
+    path = str(folder / "model.ts")
+    export.trace(model, sample).save(path)
+    return export.load_exported(path)
+
+
+# How each format's exported model runs on CUDA: (model on CUDA, sample image on CUDA,
+# folder) -> a function image -> detections. A format of export.FORMATS without an entry
+# is reported as skipped with the reason given here (or as not written yet): add the
+# entry when a format gains a CUDA runtime.
+CUDA_RUNNERS = {"torchscript": _load_torchscript}
+NO_CUDA_RUNTIME = {"onnx": "the project's onnxruntime is the CPU build (requirements/export.txt)"}
+CUDA_MODELS = QUICK_MODELS + ["aps"]  # aps: RFA, torchvision's deform_conv2d CUDA kernel
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("fmt", export.FORMATS)
+@pytest.mark.parametrize("name", CUDA_MODELS)
+def test_export_on_cuda_gives_the_eager_cuda_detections(fmt, name, tmp_path):
+    if fmt not in CUDA_RUNNERS:
+        pytest.skip(NO_CUDA_RUNTIME.get(fmt, f"no CUDA runner written for format '{fmt}' in CUDA_RUNNERS"))
+    model = spread_model(quick_cfg(name, "MODEL.DEVICE", "cuda"))
+    run = CUDA_RUNNERS[fmt](model, image(SAMPLE_SIZE, seed=100).cuda(), tmp_path)
+    for size in CHECK_SIZES:
+        assert_same_detections(model, run, size, seed=sum(size), device="cuda")

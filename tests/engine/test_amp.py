@@ -204,3 +204,35 @@ def test_checkpoints_hold_the_optimizer_state(tiny, tmp_path):
     assert restored.keys() == momentum.keys()
     for key, state in momentum.items():
         torch.testing.assert_close(restored[key]["momentum_buffer"], state["momentum_buffer"])
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("config", QUICK_CONFIGS)
+def test_float16_step_on_cuda_of_every_quick_config(config, tiny, tmp_path):
+    """One float16 AMP step on CUDA through the trainer (detectron2's AMPTrainer, gradient
+    scaling) gives finite losses; one float16 autocast forward and unscaled backward of the
+    same model on the first images gives finite losses and finite, not all zero, gradients
+    (an overflow in float16 would show there as inf or nan)."""
+    from detectron2.engine import AMPTrainer
+
+    cfg = _train_cfg(config, tmp_path, **{"MODEL.DEVICE": "cuda", "SOLVER.AMP.PRECISION": "float16",
+                                         "SOLVER.MAX_ITER": 1})
+    trainer = Trainer(cfg)
+    assert type(trainer._trainer) is AMPTrainer
+    trainer.train()
+    names = [name for name in trainer.storage.histories() if name.startswith("loss_")]
+    assert len(names) == 3
+    for name in names:
+        values = [value for value, _ in trainer.storage.history(name).values()]
+        assert len(values) == 1 and all(math.isfinite(v) for v in values), (name, values)
+
+    model = build_model(cfg)
+    mapper = DatasetMapper(cfg, is_train=True)
+    batch = [mapper(d) for d in DatasetCatalog.get("amp_tiny_train")[:2]]
+    with EventStorage(0), torch.autocast("cuda", torch.float16):
+        losses = model(batch)
+    assert all(torch.isfinite(value) for value in losses.values()), losses
+    sum(losses.values()).backward()
+    gradients = [p.grad for p in model.parameters() if p.grad is not None]
+    assert gradients and all(torch.isfinite(g).all() for g in gradients)
+    assert any(g.abs().sum() > 0 for g in gradients)
