@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "else the config's first DATASETS.TRAIN)")
     parser.add_argument("--augment", action="store_true",
                         help="draw each image after the config's training augmentation")
-    parser.add_argument("--num", type=int, default=10, help="images drawn, the dataset's first (default 10)")
+    parser.add_argument("--num", type=int, default=10,
+                        help="images drawn, the dataset's first (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the augmentation's draws")
     parser.add_argument("--scale", type=float, default=1.0, help="size of the drawings (default 1)")
     parser.add_argument("--output", required=True, type=Path, help="folder for the drawings")

@@ -8,8 +8,8 @@ from .output_lock import OutputDirInUseError, output_dir_lock
 from .results import EVAL_RESULTS, write_eval_results
 from .run_folder import RUN_CONFIG, save_run_config
 from .setup import (
-    add_dataset_argument, build_argument_parser, build_cfg, check_before_launch, command_line_cfg, register_datasets,
-    setup_cfg,
+    add_dataset_argument, build_argument_parser, build_cfg, check_before_launch, command_line_cfg,
+    register_datasets, setup_cfg,
 )
 from .trainer import Trainer
 

@@ -23,7 +23,8 @@ from ..modeling.presets import warn_detector_mismatch
 from .amp import amp_dtype
 
 __all__ = [
-    "add_dataset_argument", "build_argument_parser", "build_cfg", "check_before_launch", "command_line_cfg",
+    "add_dataset_argument", "build_argument_parser", "build_cfg", "check_before_launch",
+    "command_line_cfg",
     "merge_registrations", "register_datasets",
     "setup_cfg", "user_set_keys",
 ]

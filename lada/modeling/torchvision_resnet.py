@@ -102,7 +102,8 @@ def torchvision_input_problems(cfg: CfgNode) -> list[str]:
     problems = []
     if cfg.INPUT.FORMAT != "RGB":
         problems.append(f"INPUT.FORMAT is {cfg.INPUT.FORMAT}, torchvision's models read RGB")
-    for key, wanted in (("PIXEL_MEAN", TORCHVISION_PIXEL_MEAN), ("PIXEL_STD", TORCHVISION_PIXEL_STD)):
+    conventions = (("PIXEL_MEAN", TORCHVISION_PIXEL_MEAN), ("PIXEL_STD", TORCHVISION_PIXEL_STD))
+    for key, wanted in conventions:
         value = tuple(cfg.MODEL[key])
         if len(value) != 3 or any(abs(a - b) > 1e-3 for a, b in zip(value, wanted)):
             problems.append(f"MODEL.{key} is {list(value)}, torchvision's is {list(wanted)}")

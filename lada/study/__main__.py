@@ -7,8 +7,8 @@
     python -m lada.study SOLVER.MAX_ITER 1400 SOLVER.STEPS "(1100, 1300)"   # for every run
     python -m lada.study --quick --output-dir /tmp/smoke  # smoke test: tiny data and schedule
     python -m lada.study --reevaluate                     # done runs' final models, current test data
-    python -m lada.study --dataset mine_train TRAIN.json IMAGES --dataset mine_val VAL.json IMAGES \\
-        --methods lada atss                               # the own-data configs on your data
+    python -m lada.study --dataset mine_train TRAIN.json IMAGES \\
+        --dataset mine_val VAL.json IMAGES --methods lada atss   # own-data configs, your data
 
 Writes ``<output-dir>/<config>/seed<s>/`` (each a train_net.py OUTPUT_DIR), and after each
 run ``study.md`` (mean ± std table, pairwise Welch t-tests), ``study.png`` (bar chart with
@@ -117,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     else:
         output = args.output_dir or Path("output/study")
         datasets, opts = [], list(args.opts)
-    configs = args.configs or (own_data_configs(args.methods) if args.dataset else default_configs())
+    if args.configs:
+        configs = args.configs
+    else:
+        configs = own_data_configs(args.methods) if args.dataset else default_configs()
     runs = plan_runs(configs, seeds, output, datasets, opts)
     done = {run for run in runs if run.is_done()}  # is_done refuses changed settings
     argv = sys.argv[1:] if argv is None else argv

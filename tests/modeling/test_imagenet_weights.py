@@ -54,7 +54,8 @@ def test_converted_weights_are_every_backbone_weight_and_give_torchvisions_featu
     source = torchvision_state_dict(depth)
     torch.save(source, tmp_path / "torchvision.pth")
     tool = load_tool("convert_torchvision_resnet")
-    tool.main(["--input", str(tmp_path / "torchvision.pth"), "--output", str(tmp_path / "converted.pth"),
+    tool.main(["--input", str(tmp_path / "torchvision.pth"),
+               "--output", str(tmp_path / "converted.pth"),
                "--config-file", str(R18_CONFIG), *opts])
 
     model = model_of(R18_CONFIG, opts)
@@ -92,13 +93,15 @@ def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_keys(tmp_path):
     # 2 convolution weights and 2 norms of 4 tensors
     torch.save(torchvision_state_dict(34), tmp_path / "r34.pth")
     with pytest.raises(SystemExit, match=r"does not fit the model of .*DEPTH 18.*\n  80 backbone "
-                                         r"key\(s\) not in the model, e\.g\. backbone\.bottom_up\.res2\.2\."):
+                                         r"key\(s\) not in the model, "
+                                         r"e\.g\. backbone\.bottom_up\.res2\.2\."):
         tool.main(["--input", str(tmp_path / "r34.pth"), "--output", str(tmp_path / "out.pth")])
     assert not (tmp_path / "out.pth").exists()
 
     torch.save({"module." + k: v for k, v in torchvision_state_dict(18).items()},
                tmp_path / "wrapped.pth")
-    with pytest.raises(SystemExit, match="not a torchvision ResNet state dict.*module.conv1.weight"):
+    with pytest.raises(SystemExit,
+                       match="not a torchvision ResNet state dict.*module.conv1.weight"):
         tool.main(["--input", str(tmp_path / "wrapped.pth"), "--output", str(tmp_path / "out.pth")])
 
     torch.save(torchvision_state_dict(18), tmp_path / "r18.pth")
@@ -106,7 +109,8 @@ def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_keys(tmp_path):
         tool.main(["--input", str(tmp_path / "r18.pth"), "--output", str(tmp_path / "out.pth"),
                    "INPUT.FORMAT", "BGR", "MODEL.PIXEL_STD", "[1.0, 1.0, 1.0]"])
     with pytest.raises(SystemExit, match="STRIDE_IN_1X1 is True"):
-        tool.main(["--input", str(tmp_path / "r18.pth"), "--output", str(tmp_path / "out.pth"), *R50_OPTS[:4]])
+        tool.main(["--input", str(tmp_path / "r18.pth"), "--output", str(tmp_path / "out.pth"),
+                   *R50_OPTS[:4]])
 
 
 def test_keys_are_renamed_as_detectron2_names_them():
@@ -132,7 +136,8 @@ def test_r50_config_is_the_backbone_detectron2_loads_its_imagenet_r50_into():
     for key in ("PIXEL_MEAN", "PIXEL_STD", "RESNETS", "BACKBONE"):
         assert own.MODEL[key] == coco.MODEL[key], key
     assert own.INPUT.FORMAT == coco.INPUT.FORMAT == "BGR"
-    shapes = [{k: v.shape for k, v in build_resnet_backbone(cfg, ShapeSpec(channels=3)).state_dict().items()}
+    shapes = [{k: v.shape for k, v in
+               build_resnet_backbone(cfg, ShapeSpec(channels=3)).state_dict().items()}
               for cfg in (own, coco)]
     # the stem, 16 blocks of 3 convolutions and 4 shortcuts = 53 convolutions, each a
     # weight and 4 FrozenBN tensors

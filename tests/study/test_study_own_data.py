@@ -107,12 +107,14 @@ def test_runs_take_the_recipes_schedule_and_bad_test_data_stops_before_training(
     opts = own_data_opts(entries, [])
     runs = plan_runs(own_data_configs(["dw"]), [0, 1], tmp_path / "out", entries, opts)
     # RECIPE.EPOCHS 100 of 4 images at RECIPE.IMS_PER_BATCH 8 (far within the pixel budget)
-    assert [(r.name, r.seed, r.max_iter) for r in runs] == [("own_data_dw", 0, 50), ("own_data_dw", 1, 50)]
+    assert [(r.name, r.seed, r.max_iter) for r in runs] == [
+        ("own_data_dw", 0, 50), ("own_data_dw", 1, 50)]
     assert runs[0].train_args[:7] == ("--config-file", str(REPO / "configs/quick/own_data_dw.yaml"),
                                       "--dataset", *entries[0], "--dataset")
 
     missing = [entries[0], [f"gone_{tmp_path.name}", str(tmp_path / "gone.json"), str(tmp_path)]]
-    with pytest.raises(StudyError, match=f"test dataset 'gone_{tmp_path.name}' does not load.*gone.json"):
+    with pytest.raises(StudyError,
+                       match=f"test dataset 'gone_{tmp_path.name}' does not load.*gone.json"):
         plan_runs(own_data_configs(["dw"]), [0], tmp_path / "out2", missing, own_data_opts(missing, []))
     with pytest.raises(StudyError, match="DATASETS.TEST is empty"):
         plan_runs(own_data_configs(["dw"]), [0], tmp_path / "out3", entries,
