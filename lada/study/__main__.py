@@ -37,7 +37,7 @@ from ..engine.setup import add_dataset_argument
 from ..matchers import MATCHER_REGISTRY
 from ..modeling.presets import method_config
 from .report import write_reports
-from .runs import plan_runs
+from .runs import StudyError, plan_runs
 from .schedule import run_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -195,4 +195,7 @@ def default_configs() -> List[Path]:
 
 
 if __name__ == "__main__":
-    print(main())
+    try:
+        print(main())
+    except StudyError as error:  # its message names the run, config or dataset
+        raise SystemExit(f"lada.study: {error}")

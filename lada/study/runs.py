@@ -110,7 +110,10 @@ def plan_runs(
     dataset_args = [arg for entry in datasets for arg in ("--dataset", *map(str, entry))]
     runs, loaded = [], set()
     for config, name in zip(configs, names):
-        cfg, _ = build_cfg(str(config), list(opts), datasets)
+        try:
+            cfg, _ = build_cfg(str(config), list(opts), datasets)
+        except (OSError, DatasetError) as error:  # the own-data recipe reads the training set
+            raise StudyError(f"{config}: {error}") from error
         _load_test_datasets(cfg, config, loaded)
         for seed in seeds:
             output_dir = Path(output_root) / name / f"seed{seed}"

@@ -116,6 +116,11 @@ def test_runs_take_the_recipes_schedule_and_bad_test_data_stops_before_training(
     with pytest.raises(StudyError,
                        match=f"test dataset 'gone_{tmp_path.name}' does not load.*gone.json"):
         plan_runs(own_data_configs(["dw"]), [0], tmp_path / "out2", missing, own_data_opts(missing, []))
+    no_train = [[f"none_{tmp_path.name}", str(tmp_path / "none.json"), str(tmp_path)], entries[1]]
+    with pytest.raises(StudyError, match=f"own_data_dw.yaml: dataset 'none_{tmp_path.name}': "
+                                         "annotation file .*none.json does not exist"):
+        plan_runs(own_data_configs(["dw"]), [0], tmp_path / "out2", no_train,
+                  own_data_opts(no_train, []))
     with pytest.raises(StudyError, match="DATASETS.TEST is empty"):
         plan_runs(own_data_configs(["dw"]), [0], tmp_path / "out3", entries,
                   own_data_opts(entries, ["DATASETS.TEST", "()"]))
