@@ -128,8 +128,10 @@ def main(argv: Sequence[str] | None = None) -> Path:
     print(f"{len(runs)} runs ({len(configs)} configs x {len(seeds)} seeds), "
           f"{len(done)} already done; output in {output}", flush=True)
     if args.dataset:
-        print("own data: " + " ".join(opts[:4]) + "; iterations of each run (own-data "
-              "recipe, SOLVER.MAX_ITER): " + ", ".join(
+        chosen = dict(zip(opts[0::2], opts[1::2]))  # own_data_opts set both keys
+        print(f"own data: DATASETS.TRAIN {chosen['DATASETS.TRAIN']} DATASETS.TEST "
+              f"{chosen['DATASETS.TEST']}; iterations of each run (SOLVER.MAX_ITER, the "
+              "own-data recipe's unless set): " + ", ".join(
                   f"{r.name} {r.max_iter}" for r in runs if r.seed == seeds[0]), flush=True)
     run_study(runs, done, args.python, args.jobs, args.reevaluate,
               on_run_done=lambda: write_reports(runs, output, command, opts))
