@@ -8,7 +8,8 @@ from .output_lock import OutputDirInUseError, output_dir_lock
 from .results import EVAL_RESULTS, write_eval_results
 from .run_folder import RUN_CONFIG, save_run_config
 from .setup import (
-    build_argument_parser, build_cfg, check_before_launch, command_line_cfg, merged_cfg,
+    add_dataset_argument, build_argument_parser, build_cfg, check_before_launch,
+    command_line_cfg, merged_cfg,
     register_datasets, setup_cfg,
 )
 from .trainer import Trainer
@@ -28,6 +29,7 @@ __all__ = [
     "output_dir_lock",
     "check_before_launch",
     "command_line_cfg",
+    "add_dataset_argument",
     "build_argument_parser",
     "build_cfg",
     "merged_cfg",

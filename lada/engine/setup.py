@@ -24,8 +24,8 @@ from ..modeling.presets import warn_detector_mismatch
 from .amp import amp_dtype
 
 __all__ = [
-    "build_argument_parser", "build_cfg", "check_before_launch", "command_line_cfg",
-    "merge_registrations", "merged_cfg", "register_datasets",
+    "add_dataset_argument", "build_argument_parser", "build_cfg", "check_before_launch",
+    "command_line_cfg", "merge_registrations", "merged_cfg", "register_datasets",
     "setup_cfg", "user_set_keys",
 ]
 
@@ -35,15 +35,21 @@ logger = logging.getLogger(__name__)
 def build_argument_parser() -> argparse.ArgumentParser:
     """detectron2's parser plus ``--dataset NAME JSON IMAGE_ROOT`` (repeatable)."""
     parser = default_argument_parser()
-    parser.add_argument(
-        "--dataset",
-        nargs=3,
-        action="append",
-        default=[],
-        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable)",
-    )
+    add_dataset_argument(parser)
     return parser
+
+
+def add_dataset_argument(
+    parser: argparse.ArgumentParser,
+    help: str = "register a COCO-format dataset under NAME (repeatable)",
+) -> None:
+    """``--dataset NAME JSON IMAGE_ROOT``, repeatable, into ``args.dataset`` (a list of
+    [name, json, image_root]): the registrations :func:`build_cfg` and
+    :func:`register_datasets` take, for every entry point that reads datasets."""
+    parser.add_argument(
+        "--dataset", nargs=3, action="append", default=[],
+        metavar=("NAME", "JSON", "IMAGE_ROOT"), help=help,
+    )
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:

@@ -7,6 +7,8 @@
     python -m lada.study SOLVER.MAX_ITER 1400 SOLVER.STEPS "(1100, 1300)"   # for every run
     python -m lada.study --quick --output-dir /tmp/smoke  # smoke test: tiny data and schedule
     python -m lada.study --reevaluate                     # done runs' final models, current test data
+    python -m lada.study --dataset mine_train TRAIN.json IMAGES \\
+        --dataset mine_val VAL.json IMAGES --methods lada atss   # own-data configs, your data
 
 Writes ``<output-dir>/<config>/seed<s>/`` (each a train_net.py OUTPUT_DIR), and after each
 run ``study.md`` (mean ± std table, pairwise Welch t-tests), ``study.png`` (bar chart with
@@ -14,7 +16,10 @@ error bars) and ``study.json`` (every run's metrics). Run it again to resume.
 
 The default configs are those of ``configs/quick/`` that train on the embedded data's
 schedule: not ``Base-*`` and not a config whose own-data recipe (``RECIPE.ENABLED``)
-picks its own schedule and data.
+picks its own schedule and data. With ``--dataset`` (registered as by train_net.py), they
+are the own-data configs of every registered method (``--methods``: of those named),
+whose recipe picks the sizes and schedule from the training set; the first ``--dataset``
+trains and the others test, unless the overrides set ``DATASETS.TRAIN`` / ``DATASETS.TEST``.
 """
 from __future__ import annotations
 
@@ -22,12 +27,14 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..data.synthetic import SyntheticSpec, generate
-from ..engine.setup import merged_cfg
+from ..engine.setup import add_dataset_argument, merged_cfg
+from ..matchers import MATCHER_REGISTRY
+from ..modeling.presets import method_config
 from .report import write_reports
-from .runs import plan_runs
+from .runs import StudyError, plan_runs
 from .schedule import run_study
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,11 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--configs", nargs="+", type=Path, default=None,
                         help="config files (default: every configs/quick/*.yaml but Base-* "
-                        "and the own-data recipe's)")
+                        "and the own-data recipe's; with --dataset, the own-data configs)")
+    add_dataset_argument(parser, help=(
+        "register a COCO-format dataset under NAME, as train_net.py does (repeatable): the "
+        "study then runs the own-data configs on it; the first --dataset trains and the "
+        "others test, unless the overrides set DATASETS.TRAIN / DATASETS.TEST"))
+    parser.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                        help="with --dataset: the own-data configs of these methods "
+                        "(configs/quick/own_data_<method>.yaml; default: every registered "
+                        "method's). Put another option after it, before the overrides")
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="detectron2 SEED of each run (default: 0 1 2; --quick: 0 1)")
     parser.add_argument("--output-dir", type=Path, default=None,
-                        help="default: output/study (--quick: output/study_quick)")
+                        help="default: output/study (--quick: output/study_quick; "
+                        "--dataset: output/study_<the first dataset's NAME>)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: tiny synthetic dataset, 3 iterations of 2 images")
     parser.add_argument("--jobs", type=int, default=1,
@@ -83,31 +99,85 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    configs = args.configs or default_configs()
+    if args.quick and args.dataset:
+        parser.error("--quick makes its own tiny dataset: give --quick or --dataset, not both")
+    if args.methods and (args.configs or not args.dataset):
+        parser.error("--methods picks the own-data configs of methods, for --dataset; without "
+                     "--dataset (or with --configs) name the config files with --configs")
     seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
-    output = args.output_dir or Path("output/study_quick" if args.quick else "output/study")
-    dataset_args, opts = quick_setup(output, args.opts) if args.quick else ([], list(args.opts))
-    runs = plan_runs(configs, seeds, output, dataset_args, opts)
+    if args.quick:
+        output = args.output_dir or Path("output/study_quick")
+        datasets, opts = quick_setup(output, args.opts)
+    elif args.dataset:
+        output = args.output_dir or Path(f"output/study_{args.dataset[0][0]}")
+        datasets, opts = args.dataset, own_data_opts(args.dataset, args.opts)
+    else:
+        output = args.output_dir or Path("output/study")
+        datasets, opts = [], list(args.opts)
+    if args.configs:
+        configs = args.configs
+    else:
+        configs = own_data_configs(args.methods) if args.dataset else default_configs()
+    runs = plan_runs(configs, seeds, output, datasets, opts)
     done = {run for run in runs if run.is_done()}  # is_done refuses changed settings
     argv = sys.argv[1:] if argv is None else argv
     command = "python -m lada.study " + " ".join(shlex.quote(a) for a in argv)
     print(f"{len(runs)} runs ({len(configs)} configs x {len(seeds)} seeds), "
           f"{len(done)} already done; output in {output}", flush=True)
+    if args.dataset:
+        chosen = dict(zip(opts[0::2], opts[1::2]))  # own_data_opts set both keys
+        print(f"own data: DATASETS.TRAIN {chosen['DATASETS.TRAIN']} DATASETS.TEST "
+              f"{chosen['DATASETS.TEST']}; iterations of each run (SOLVER.MAX_ITER, the "
+              "own-data recipe's unless set): " + ", ".join(
+                  f"{r.name} {r.max_iter}" for r in runs if r.seed == seeds[0]), flush=True)
     run_study(runs, done, args.python, args.jobs, args.reevaluate,
               on_run_done=lambda: write_reports(runs, output, command, opts))
     return write_reports(runs, output, command, opts)
 
 
-def quick_setup(output: Path, opts: Sequence[str]) -> Tuple[List[str], List[str]]:
+def quick_setup(output: Path, opts: Sequence[str]) -> Tuple[List[List[str]], List[str]]:
     """--quick: generates the tiny dataset into ``<output>/data``; returns the
-    ``train_net.py --dataset`` arguments that register it and ``opts`` after the tiny
-    schedule (so that the user's overrides win)."""
+    ``[name, json_file, image_root]`` registrations of its two splits and ``opts`` after
+    the tiny schedule (so that the user's overrides win)."""
     data = generate(output / "data", QUICK_DATA)
-    dataset_args = [
-        "--dataset", "study_quick_train", str(data["train"]), str(data["train_images"]),
-        "--dataset", "study_quick_val", str(data["val"]), str(data["val_images"]),
+    datasets = [
+        ["study_quick_train", str(data["train"]), str(data["train_images"])],
+        ["study_quick_val", str(data["val"]), str(data["val_images"])],
     ]
-    return dataset_args, [*QUICK_OPTS, *opts]
+    return datasets, [*QUICK_OPTS, *opts]
+
+
+def own_data_opts(datasets: Sequence[Sequence[str]], opts: Sequence[str]) -> List[str]:
+    """--dataset: ``opts`` preceded by ``DATASETS.TRAIN`` (the first dataset) and
+    ``DATASETS.TEST`` (the others), each unless ``opts`` sets it."""
+    keys = set(opts[0::2])
+    chosen: List[str] = []
+    if "DATASETS.TRAIN" not in keys:
+        chosen += ["DATASETS.TRAIN", repr((datasets[0][0],))]
+    if "DATASETS.TEST" not in keys:
+        tests = tuple(entry[0] for entry in datasets[1:])
+        if not tests:
+            raise SystemExit(
+                f"--dataset {datasets[0][0]} trains, and no other --dataset tests: the study "
+                "compares the runs' evaluations, so give the test set as a second --dataset "
+                "(or set DATASETS.TEST)")
+        chosen += ["DATASETS.TEST", repr(tests)]
+    return [*chosen, *opts]
+
+
+def own_data_configs(methods: Optional[Sequence[str]] = None) -> List[Path]:
+    """The own-data config of each method of ``methods`` (default: every registered
+    matcher with one), where :func:`lada.modeling.presets.method_config` puts it."""
+    registered = [name for name, _ in MATCHER_REGISTRY]
+    unknown = [m for m in methods or () if m not in registered]
+    if unknown:
+        raise SystemExit(f"--methods: unknown method(s) {', '.join(unknown)}; registered: "
+                         f"{', '.join(registered)}")
+    paths = {m: REPO / method_config(m, own_data=True) for m in methods or registered}
+    missing = [str(path) for path in paths.values() if not path.is_file()]
+    if methods and missing:
+        raise SystemExit(f"--methods: no own-data config {', '.join(missing)}")
+    return [path for path in paths.values() if path.is_file()]
 
 
 def default_configs() -> List[Path]:
@@ -122,4 +192,7 @@ def default_configs() -> List[Path]:
 
 
 if __name__ == "__main__":
-    print(main())
+    try:
+        print(main())
+    except StudyError as error:  # its message names the run, config or dataset
+        raise SystemExit(f"lada.study: {error}")

@@ -22,8 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from ..engine.setup import merged_cfg
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog
+
+from ..data import DatasetError, register_coco_datasets
 from ..engine.results import EVAL_RESULTS
+from ..engine.setup import build_cfg
 
 __all__ = [
     "RECORD", "REEVALUATION", "StudyError", "StudyRun", "final_metrics", "plan_runs",
@@ -86,12 +90,15 @@ def plan_runs(
     configs: Sequence[Path],
     seeds: Sequence[int],
     output_root: Path,
-    dataset_args: Sequence[str] = (),
+    datasets: Sequence[Sequence[str]] = (),
     opts: Sequence[str] = (),
 ) -> List[StudyRun]:
-    """Every (config, seed) run, config-major. Each config is merged with ``opts`` here
-    (as train_net.py will), so a bad config or override stops the study before any
-    training. ``dataset_args``: ``--dataset NAME JSON IMAGE_ROOT`` triples for train_net."""
+    """Every (config, seed) run, config-major. Each config is built here as train_net.py
+    will build it (:func:`lada.engine.build_cfg`: ``opts`` merged, the own-data recipe
+    applied from the training set), and its test datasets are loaded once, so a bad config,
+    override or dataset stops the study before any training, and each run knows its
+    ``SOLVER.MAX_ITER`` (the recipe's, with one). ``datasets``: ``[name, json_file,
+    image_root]`` entries, passed to train_net as ``--dataset`` arguments."""
     names = [Path(c).stem for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -100,9 +107,14 @@ def plan_runs(
         )
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must be distinct, got {list(seeds)}")
-    runs = []
+    dataset_args = [arg for entry in datasets for arg in ("--dataset", *map(str, entry))]
+    runs, loaded = [], set()
     for config, name in zip(configs, names):
-        cfg = merged_cfg(str(config), opts)
+        try:
+            cfg, _ = build_cfg(str(config), list(opts), datasets)
+        except (OSError, DatasetError) as error:  # the own-data recipe reads the training set
+            raise StudyError(f"{config}: {error}") from error
+        _load_test_datasets(cfg, config, loaded)
         for seed in seeds:
             output_dir = Path(output_root) / name / f"seed{seed}"
             train_args = (
@@ -111,6 +123,27 @@ def plan_runs(
             )
             runs.append(StudyRun(name, int(seed), output_dir, train_args, int(cfg.SOLVER.MAX_ITER)))
     return runs
+
+
+def _load_test_datasets(cfg: CfgNode, config: Path, loaded: set) -> None:
+    """Loads each test dataset of ``cfg`` not in ``loaded`` (then adds it): the study reads
+    every run's final evaluation, so a config without test data, or test data that does
+    not load, would fail only after its first training."""
+    if not cfg.DATASETS.TEST:
+        raise StudyError(f"{config}: DATASETS.TEST is empty, and the study compares the runs' "
+                         "final evaluations: name a test dataset (DATASETS.TEST)")
+    register_coco_datasets(cfg.DATASETS.REGISTER_COCO)
+    for name in cfg.DATASETS.TEST:
+        if name in loaded:
+            continue
+        try:
+            DatasetCatalog.get(name)
+        except KeyError as error:  # not registered
+            raise StudyError(f"{config}: DATASETS.TEST names '{name}', which is not registered "
+                             f"(DATASETS.REGISTER_COCO or --dataset): {error}") from error
+        except (OSError, DatasetError) as error:
+            raise StudyError(f"{config}: test dataset '{name}' does not load: {error}") from error
+        loaded.add(name)
 
 
 def final_metrics(output_dir: Path) -> Dict[str, float]:
