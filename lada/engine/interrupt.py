@@ -5,18 +5,25 @@ saves a checkpoint that ``--resume`` continues from and exits with ``128 + signa
 * :data:`STOP_SIGNALS` holds the process's handlers. Installed before the data loader's
   worker processes are forked (:class:`lada.engine.Trainer`'s constructor,
   :func:`lada.engine.lazy.do_train`), so that those workers, which get a terminal's Ctrl-C
-  too, ignore it and keep feeding the iteration in progress. Before training starts (and
-  after it ends) the handlers do what the previous ones did (``KeyboardInterrupt``).
+  too, inherit them and ignore it: they keep feeding the iteration in progress, and every
+  process of a multi-process run reaches its end (a worker that died would leave its
+  process waiting for data while the others wait for it). Workers must be forked for that:
+  in a process started by ``spawn`` (the ranks of detectron2's ``launch``), whose workers
+  would be spawned too, the default start method becomes ``fork``, as in the processes
+  torchrun starts. Before training starts (and after it ends) the handlers do what the
+  previous ones did (``KeyboardInterrupt``).
 * :class:`StopOnSignal`, a hook, is the one place that acts: after each iteration, once
   every process of the run has seen whether a signal arrived (detectron2's ``comm``: a
   signal that reached one rank only stops all ranks at the same iteration), it saves
   ``model_<iteration>.pth`` (the main process writes, atomically, as the periodic
-  checkpointer does) and stops the loop. A run stopped at its last iteration has finished
-  and ends normally.
+  checkpointer does) and stops the loop. The iteration in progress includes its periodic
+  evaluation, if one runs. After the last iteration the run ends as usual (the final
+  checkpoint is written): a signal then interrupts the final evaluation at once.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import threading
@@ -53,6 +60,9 @@ class StopSignals:
             return False
         self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         self._owner = os.getpid()
+        if (multiprocessing.get_start_method(allow_none=True) == "spawn"
+                and "fork" in multiprocessing.get_all_start_methods()):
+            multiprocessing.set_start_method("fork", force=True)  # workers inherit the handlers
         return True
 
     def restore(self) -> None:
@@ -114,9 +124,12 @@ class StopOnSignal(HookBase):
                         "(Python installs them from the main thread only)")
 
     def after_step(self) -> None:
+        if self.trainer.iter + 1 >= self.trainer.max_iter:
+            self.signals.armed = False  # the run ends now: a signal interrupts its evaluation
+            return
         signum = self._agreed_signal()
-        if signum is None or self.trainer.iter + 1 >= self.trainer.max_iter:
-            return  # no signal, or the run ends now anyway
+        if signum is None:
+            return
         iteration = self.trainer.iter
         name = f"{self.file_prefix}_{iteration:07d}"
         path = os.path.join(self.checkpointer.save_dir, f"{name}.pth")

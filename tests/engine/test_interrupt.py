@@ -96,3 +96,51 @@ def test_a_signal_seen_by_one_process_stops_all(signals, monkeypatch):
     assert hook._agreed_signal() == signal.SIGTERM
     monkeypatch.setattr(interrupt.comm, "all_gather", lambda value: [value, None])
     assert hook._agreed_signal() is None
+
+
+class _Checkpointer:
+    """Records the saves asked for."""
+
+    def __init__(self, save_dir):
+        self.save_dir, self.saved = str(save_dir), []
+
+    def save(self, name, **extra):
+        self.saved.append((name, extra))
+
+
+def test_the_stop_saves_the_iteration_then_exits_128_plus_the_signal(signals, tmp_path, caplog):
+    hook = StopOnSignal(_Checkpointer(tmp_path), signals=signals)
+    hook.trainer = _Trainer()
+    signals.arm()
+    signals.received = signal.SIGTERM
+    with pytest.raises(SystemExit) as stop:
+        hook.after_step()
+    assert stop.value.code == 143
+    assert hook.checkpointer.saved == [("model_0000004", {"iteration": 4})]
+    hook.after_train()
+    assert caplog.records[-1].getMessage() == (
+        f"stopped by SIGTERM after iteration 4: checkpoint {tmp_path / 'model_0000004.pth'} saved; "
+        "continue with the same command and --resume")
+
+
+def test_no_second_save_of_an_iteration_the_periodic_checkpointer_saved(signals, tmp_path):
+    (tmp_path / "last_checkpoint").write_text("model_0000004.pth")
+    hook = StopOnSignal(_Checkpointer(tmp_path), signals=signals)
+    hook.trainer = _Trainer()
+    signals.arm()
+    signals.received = signal.SIGINT
+    with pytest.raises(SystemExit):
+        hook.after_step()
+    assert hook.checkpointer.saved == []
+
+
+def test_after_the_last_iteration_a_signal_interrupts_at_once(signals, tmp_path):
+    """The final checkpoint is written; a signal during the final evaluation interrupts it."""
+    hook = StopOnSignal(_Checkpointer(tmp_path), signals=signals)
+    hook.trainer = _Trainer()
+    hook.trainer.iter = hook.trainer.max_iter - 1
+    signals.arm()
+    hook.after_step()
+    assert not signals.armed and hook.checkpointer.saved == []
+    with pytest.raises(KeyboardInterrupt):
+        _deliver(signal.SIGINT)
