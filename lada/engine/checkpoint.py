@@ -110,7 +110,8 @@ class LadaCheckpointer(DetectionCheckpointer):
         """Which checkpoint of ``save_dir`` a resume continues from, and why."""
         if not self.save_dir or not os.path.isdir(self.save_dir):
             return ResumeChoice(None)
-        return choose_resume_checkpoint(*scan_checkpoints(self.save_dir, self._read_checkpoint_file))
+        scan = scan_checkpoints(self.save_dir, self._read_checkpoint_file)
+        return choose_resume_checkpoint(*scan)
 
     def _read_checkpoint_file(self, path: str) -> CheckpointFile:
         """:func:`read_checkpoint_file`, once per version of the file (the periodic

@@ -9,8 +9,8 @@ saves a checkpoint that ``--resume`` continues from and exits with ``128 + signa
   process of a multi-process run reaches its end (a worker that died would leave its
   process waiting for data while the others wait for it). Workers must be forked for that:
   in a process started by ``spawn`` (the ranks of detectron2's ``launch``), whose workers
-  would be spawned too, the default start method becomes ``fork``, as in the processes
-  torchrun starts. Before training starts (and after it ends) the handlers do what the
+  would be spawned too, the default start method becomes ``fork`` on Linux, as in the
+  processes torchrun starts. Before training starts (and after it ends) the handlers do what the
   previous ones did (``KeyboardInterrupt``).
 * :class:`StopOnSignal`, a hook, is the one place that acts: after each iteration, once
   every process of the run has seen whether a signal arrived (detectron2's ``comm``: a
@@ -26,6 +26,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from typing import Optional
 
@@ -60,8 +61,7 @@ class StopSignals:
             return False
         self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         self._owner = os.getpid()
-        if (multiprocessing.get_start_method(allow_none=True) == "spawn"
-                and "fork" in multiprocessing.get_all_start_methods()):
+        if multiprocessing.get_start_method(allow_none=True) == "spawn" and sys.platform == "linux":
             multiprocessing.set_start_method("fork", force=True)  # workers inherit the handlers
         return True
 
@@ -112,7 +112,9 @@ class StopOnSignal(HookBase):
     writes), by ``SystemExit(128 + signal)``; the last line logged names the checkpoint.
     Runs after the other hooks of the iteration (register it last)."""
 
-    def __init__(self, checkpointer, signals: StopSignals = STOP_SIGNALS, file_prefix: str = "model"):
+    def __init__(
+        self, checkpointer, signals: StopSignals = STOP_SIGNALS, file_prefix: str = "model"
+    ):
         self.checkpointer = checkpointer
         self.signals = signals
         self.file_prefix = file_prefix

@@ -72,8 +72,7 @@ def read_checkpoint_file(path: str) -> CheckpointFile:
     stat = os.stat(path)
     name = os.path.basename(path)
     try:
-        memory_map = zipfile.is_zipfile(path)  # its directory ends the file: a cut file has none
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=memory_map)
+        checkpoint = _load_without_tensors(path)
     except Exception as error:  # noqa: BLE001 -- any failure makes the file unusable
         return CheckpointFile(name, stat.st_mtime_ns, error=f"{type(error).__name__}: {error}")
     iteration = checkpoint.get("iteration") if isinstance(checkpoint, dict) else None
@@ -82,13 +81,25 @@ def read_checkpoint_file(path: str) -> CheckpointFile:
     return CheckpointFile(name, stat.st_mtime_ns, iteration=iteration)
 
 
+def _load_without_tensors(path: str):
+    """``torch.load`` (weights-only) of ``path``, its tensors memory-mapped, not read, where
+    the file is a zip (torch's format; its directory ends the file, so a file cut short has
+    none) and the file system can map it; read whole otherwise."""
+    if zipfile.is_zipfile(path):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 -- e.g. a file system that cannot map: read whole
+            pass
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def scan_checkpoints(
     folder: str, read: Callable[[str], CheckpointFile] = read_checkpoint_file
 ) -> tuple[list[CheckpointFile], Optional[str], Optional[int]]:
     """The ``.pth`` files of ``folder`` (read by ``read``), the name ``last_checkpoint``
     holds and that file's modification time (both None without it)."""
-    names = sorted(n for n in os.listdir(folder) if n.endswith(".pth"))
-    files = [read(os.path.join(folder, n)) for n in names if os.path.isfile(os.path.join(folder, n))]
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".pth"))
+    files = [read(path) for path in paths if os.path.isfile(path)]
     tag_path = os.path.join(folder, LAST_CHECKPOINT)
     try:
         with open(tag_path) as f:

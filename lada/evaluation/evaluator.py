@@ -43,7 +43,8 @@ class SlenderCOCOEvaluator(COCOEvaluator):
         if self._has_gt_boxes:
             return
         written = (
-            f"the predictions are in {os.path.join(self._output_dir, 'coco_instances_results.json')}"
+            "the predictions are in "
+            + os.path.join(self._output_dir, "coco_instances_results.json")
             if self._output_dir else "the predictions are not written (no output folder)"
         )
         count = len(self._coco_api.dataset.get("annotations") or [])
