@@ -1,8 +1,8 @@
 """Training entry points: argument parsing, config setup, process launch, the trainer, its
-mixed-precision step, its checkpointer, the run folder's config and the evaluation results
-file."""
+mixed-precision step, its checkpointer (and resume), its stop on SIGINT/SIGTERM, the run
+folder's config and the evaluation results file."""
 from .amp import AutocastTrainer, amp_dtype
-from .checkpoint import CheckpointError, LadaCheckpointer
+from .checkpoint import CheckpointError, CheckpointSaveError, LadaCheckpointer
 from .launch import launch
 from .output_lock import OutputDirInUseError, output_dir_lock
 from .results import EVAL_RESULTS, write_eval_results
@@ -18,6 +18,7 @@ __all__ = [
     "AutocastTrainer",
     "amp_dtype",
     "CheckpointError",
+    "CheckpointSaveError",
     "LadaCheckpointer",
     "Trainer",
     "EVAL_RESULTS",

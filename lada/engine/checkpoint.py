@@ -1,4 +1,5 @@
-"""detectron2's ``DetectionCheckpointer`` with safe loading and atomic saving.
+"""detectron2's ``DetectionCheckpointer`` with safe loading, atomic saving and a resume from
+the newest complete checkpoint.
 
 * Loading: a ``.pkl`` goes through :mod:`lada.engine.safe_pickle` (numpy arrays and plain
   types only) unless ``trust_pickle``; ``.pth`` files are read by ``torch.load``, whose
@@ -11,28 +12,42 @@
   was re-initialised, from how many to how many classes. The skipped parameters keep the
   model's initialisation (weights N(0, 0.01), bias the prior ``-log((1 - p) / p)``,
   ``MODEL.FCOS.PRIOR_PROB``).
-* Saving: every file the checkpointer writes (``model_*.pth``, ``last_checkpoint``) is
-  written to a temporary ``.<name>.<pid>.<random>.partial`` beside it and renamed over the
-  final name once complete (POSIX rename is atomic), so a kill never leaves a truncated
-  file under a final name; ``last_checkpoint`` is written after the checkpoint it names.
-  ``--resume`` reads ``last_checkpoint`` and so ignores unfinished writes; it lists them
-  in a warning (not deleted: another process might still be writing one).
+* Saving, in this order: the checkpoint is written to a temporary
+  ``.<name>.<pid>.<random>.partial`` beside it, flushed to disk and renamed over
+  ``model_*.pth`` (POSIX rename is atomic); then ``last_checkpoint`` the same way. A kill
+  never leaves a truncated file under a final name. A save that fails (no space,
+  permission, I/O error) removes its temporary file and raises
+  :class:`CheckpointSaveError`, whose message names the file, the cause and the
+  checkpoint ``--resume`` would continue from.
+* Resuming (``has_checkpoint`` / ``get_checkpoint_file``, which fvcore's
+  ``resume_or_load`` and detectron2's trainer call): the newest complete checkpoint of
+  the folder (:mod:`lada.engine.resume`), also when the run was killed between the
+  checkpoint's rename and ``last_checkpoint``'s; the choice and its reason are logged.
+  Unfinished ``.partial`` files are listed in a warning (not deleted: another process
+  might still be writing one).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import secrets
+import shutil
 from collections.abc import Mapping
-from typing import Any, IO
+from typing import Any, IO, Iterator, Optional
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
+from .resume import (
+    LAST_CHECKPOINT, CheckpointFile, ResumeChoice, choose_resume_checkpoint, log_choice,
+    read_checkpoint_file, scan_checkpoints,
+)
 from .safe_pickle import UnsafePickleError, load_weights_pickle
 
-__all__ = ["CheckpointError", "LadaCheckpointer"]
+__all__ = ["CheckpointError", "CheckpointSaveError", "LadaCheckpointer", "failed_save_last"]
 
 PARTIAL_SUFFIX = ".partial"
 CLASS_HEAD = "cls_score"  # name of the class-logit conv of the FCOS-style heads
@@ -40,6 +55,15 @@ CLASS_HEAD = "cls_score"  # name of the class-logit conv of the FCOS-style heads
 
 class CheckpointError(RuntimeError):
     """A checkpoint file cannot be loaded; the message names the file and the reason."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; the message names the file, the cause and what
+    is left on disk; ``errno`` is the cause's."""
+
+    def __init__(self, message: str, cause: OSError):
+        super().__init__(message)
+        self.errno = cause.errno
 
 
 class LadaCheckpointer(DetectionCheckpointer):
@@ -54,6 +78,7 @@ class LadaCheckpointer(DetectionCheckpointer):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.trust_pickle = trust_pickle
         self.path_manager = _AtomicWrites(self.path_manager)
+        self._files_read: dict[tuple[str, int, int], CheckpointFile] = {}
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
         if resume and self.save_to_disk and os.path.isdir(self.save_dir):
@@ -66,7 +91,74 @@ class LadaCheckpointer(DetectionCheckpointer):
                     f"ignoring unfinished checkpoint writes in {self.save_dir} (of a killed "
                     f"run?): {', '.join(unfinished)}; delete them to free the space"
                 )
+            log_choice(self.logger, self.save_dir, self.resume_choice())
         return super().resume_or_load(path, resume=resume)
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.get_checkpoint_file())
+
+    def get_checkpoint_file(self) -> str:
+        """The newest complete checkpoint of ``save_dir`` (:meth:`resume_choice`), ``""``
+        when there is none; raises :class:`CheckpointError` when the folder holds
+        checkpoints but none is complete."""
+        choice = self.resume_choice()
+        if choice.refusal:
+            raise CheckpointError(f"--resume in {self.save_dir}: {choice.refusal}")
+        return os.path.join(self.save_dir, choice.name) if choice.name else ""
+
+    def resume_choice(self) -> ResumeChoice:
+        """Which checkpoint of ``save_dir`` a resume continues from, and why."""
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return ResumeChoice(None)
+        scan = scan_checkpoints(self.save_dir, self._read_checkpoint_file)
+        return choose_resume_checkpoint(*scan)
+
+    def _read_checkpoint_file(self, path: str) -> CheckpointFile:
+        """:func:`read_checkpoint_file`, once per version of the file (the periodic
+        checkpointer asks for the newest checkpoint after each save)."""
+        stat = os.stat(path)
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        if key not in self._files_read:
+            self._files_read[key] = read_checkpoint_file(path)
+        return self._files_read[key]
+
+    def save(self, name: str, **kwargs: Any) -> None:
+        try:
+            super().save(name, **kwargs)
+        except CheckpointSaveError:
+            raise
+        except Exception as error:
+            # torch's zip writer turns a failed write of the file into a RuntimeError
+            # ("unexpected pos ...") raised while handling the OSError
+            cause = _in_chain(error, OSError)
+            if cause is None:
+                raise
+            path = os.path.join(self.save_dir, f"{name}.pth")
+            raise CheckpointSaveError(
+                f"cannot save checkpoint {path}: {_reason(cause)}. Nothing was written under "
+                f"that name; {self._what_is_left()} {_advice(cause, self.save_dir)}", cause,
+            ) from cause
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        try:
+            super().tag_last_checkpoint(last_filename_basename)
+        except OSError as error:
+            path = os.path.join(self.save_dir, LAST_CHECKPOINT)
+            raise CheckpointSaveError(
+                f"cannot update {path}: {_reason(error)}. The checkpoint "
+                f"{last_filename_basename} is complete, and --resume continues from it. "
+                f"{_advice(error, self.save_dir)}", error,
+            ) from error
+
+    def _what_is_left(self) -> str:
+        try:
+            choice = self.resume_choice()
+        except OSError as error:
+            return f"the folder cannot be read ({_reason(error)})."
+        if choice.name is None:
+            return "no checkpoint of this run is on disk yet."
+        return (f"the checkpoint --resume continues from, {choice.name} (iteration "
+                f"{choice.iteration}), is intact.")
 
     def _load_model(self, checkpoint: dict[str, Any]):
         incompatible = super()._load_model(checkpoint)
@@ -123,6 +215,56 @@ class LadaCheckpointer(DetectionCheckpointer):
         return {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
 
 
+@contextlib.contextmanager
+def failed_save_last() -> Iterator[None]:
+    """Around a training loop: a :class:`CheckpointSaveError` that stopped it is what the
+    run ends with, also when the hooks that end the loop after it fail as well (the writers
+    flushing ``metrics.json`` onto the same full disk): their error is logged, and the
+    save's message stays the last thing printed."""
+    try:
+        yield
+    except BaseException as error:
+        failed_save = _in_chain(error, CheckpointSaveError)
+        if failed_save is None or failed_save is error:
+            raise
+        logging.getLogger(__name__).error(
+            f"ending the run after the failed save failed too: {type(error).__name__}: {error}"
+        )
+        raise failed_save  # noqa: B904 -- its own cause (the OSError) is what to show
+
+
+def _in_chain(error: Optional[BaseException], kind: type) -> Optional[BaseException]:
+    """The first exception of type ``kind`` in ``error``'s chain (its causes and the
+    exceptions it was raised while handling), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def _advice(error: OSError, folder: str) -> str:
+    """What to do about a failed write into ``folder``, with its free space."""
+    try:
+        free = f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free there now"
+    except OSError:
+        free = "its free space unknown"
+    elsewhere = "or set OUTPUT_DIR (train.output_dir) elsewhere"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        action = f"Free space on the file system of {folder} ({free}) {elsewhere}"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        action = f"Make {folder} writable {elsewhere}"
+    else:
+        action = f"Check the disk of {folder} ({free}) {elsewhere}"
+    return f"{action}, then continue with --resume."
+
+
 def _check_weights(filename: str, checkpoint: Any) -> None:
     weights = checkpoint.get("model") if isinstance(checkpoint, Mapping) else None
     if not isinstance(weights, Mapping) or not weights:
@@ -175,18 +317,26 @@ class _AtomicFile:
         if exc_type is None:
             self.close()
         else:
-            self._file.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.partial)
+            self._discard()
 
     def close(self) -> None:
         if self._file.closed:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.partial, self.path)
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self.partial, self.path)
+        except BaseException:  # a full disk fails the flush or the fsync: leave nothing
+            self._discard()
+            raise
         _fsync_folder(os.path.dirname(os.path.abspath(self.path)))
+
+    def _discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.partial)
 
 
 def _fsync_folder(folder: str) -> None:

@@ -15,9 +15,11 @@ yaml path does through :class:`lada.engine.Trainer` happens here with the same p
 * the step: detectron2's ``SimpleTrainer``, its ``AMPTrainer`` (float16, CUDA) or
   :class:`lada.engine.AutocastTrainer` (bfloat16), from ``train.amp``;
 * checkpoints: :class:`lada.engine.LadaCheckpointer` with the trainer's state (iteration,
-  LR scheduler, optimizer, grad scaler), so that ``--resume`` continues;
+  LR scheduler, optimizer, grad scaler), so that ``--resume`` continues (from the newest
+  complete checkpoint);
 * detectron2's hooks: iteration timer, LR scheduler, periodic checkpointer, evaluation,
-  writers (console, ``metrics.json``, TensorBoard).
+  writers (console, ``metrics.json``, TensorBoard), then the stop with a checkpoint on
+  SIGINT/SIGTERM (:mod:`lada.engine.interrupt`).
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ from ..custom_imports import import_custom
 from ..data import DatasetChecks, install_dataset_check, register_coco_datasets
 from ..evaluation import aspect_ratio_bands
 from .amp import AutocastTrainer, autocast_dtype
-from .checkpoint import LadaCheckpointer
+from .checkpoint import LadaCheckpointer, failed_save_last
+from .interrupt import STOP_SIGNALS, StopOnSignal
 from .results import write_results_file
 
 __all__ = [
@@ -186,6 +189,7 @@ def do_train(cfg: DictConfig, resume: bool) -> None:
     (``train.eval_period``; 0: at the end only)."""
     for name in test_dataset_names(cfg):
         DatasetCatalog.get(name)  # loads and checks the test data before training
+    STOP_SIGNALS.install()  # before the data loader's workers are forked
     model = _build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
@@ -206,11 +210,16 @@ def do_train(cfg: DictConfig, resume: bool) -> None:
             default_writers(cfg.train.output_dir, cfg.train.max_iter),
             period=cfg.train.log_period,
         ) if main else None,
+        StopOnSignal(checkpointer),
     ])
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     # a checkpoint holds the iteration that finished: continue at the next one
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
-    trainer.train(start_iter, cfg.train.max_iter)
+    try:
+        with failed_save_last():
+            trainer.train(start_iter, cfg.train.max_iter)
+    finally:
+        STOP_SIGNALS.restore()
 
 
 def _build_model(cfg: DictConfig) -> torch.nn.Module:

@@ -14,8 +14,9 @@ from ..compat import HAS_COMPILED_OPS
 from ..data import ReadCheckedDatasetMapper, check_test_categories
 from ..evaluation import SlenderCOCOEvaluator, aspect_ratio_bands
 from .amp import AutocastTrainer, amp_dtype
-from .checkpoint import LadaCheckpointer
+from .checkpoint import LadaCheckpointer, failed_save_last
 from .hooks import UntrainedGTWarning, untrained_gt_advice
+from .interrupt import STOP_SIGNALS, StopOnSignal
 from .run_folder import save_run_config
 
 __all__ = ["Trainer"]
@@ -38,11 +39,15 @@ class Trainer(DefaultTrainer):
       above 5 % (:class:`~lada.engine.hooks.UntrainedGTWarning`);
     * checkpoints the optimizer and the grad scaler of its step, as upstream detectron2
       does (v0.6's ``DefaultTrainer`` saves neither, so ``--resume`` restarted them);
+    * on SIGINT or SIGTERM, stops after the iteration in progress with a checkpoint
+      (:mod:`lada.engine.interrupt`; its handlers are installed before the data loader's
+      workers start);
     * writes ``OUTPUT_DIR/config.yaml`` when training starts, once the model, the data and
       the checkpoint have loaded (:mod:`lada.engine.run_folder`).
     """
 
     def __init__(self, cfg):
+        STOP_SIGNALS.install()  # before super() forks the data loader's workers
         dtype = amp_dtype(cfg)  # refuses a precision the device does not allow
         aspect_ratio_bands(cfg.TEST.ASPECT_RATIO_EDGES)  # bad edges stop before training
         with warnings.catch_warnings():
@@ -63,7 +68,12 @@ class Trainer(DefaultTrainer):
 
     def train(self):
         save_run_config(self.cfg)
-        return super().train()
+        STOP_SIGNALS.install()  # again, if another trainer of this process restored them
+        try:
+            with failed_save_last():
+                return super().train()
+        finally:
+            STOP_SIGNALS.restore()
 
     def state_dict(self) -> Dict[str, Any]:
         state = TrainerBase.state_dict(self)  # iteration, hooks (LR scheduler)
@@ -87,6 +97,7 @@ class Trainer(DefaultTrainer):
         # before the writers (the last hooks), so that its warning precedes their output
         hooks.insert(len(hooks) - 1, UntrainedGTWarning(untrained_gt_advice(self.cfg),
                                                         self.cfg.MODEL.MATCHER.NAME))
+        hooks.append(StopOnSignal(self.checkpointer))  # last: after the iteration's writes
         return hooks
 
     @classmethod

@@ -1,9 +1,11 @@
 """Checkpoints: .pkl weights through a restricted unpickler, clear errors naming the file,
-atomic writes."""
+atomic writes, failed saves that say what is left, resume from the newest complete one."""
+import errno
 import logging
 import os
 import pickle
 import struct
+import traceback
 
 import numpy as np
 import pytest
@@ -11,7 +13,9 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from lada.engine import CheckpointError, LadaCheckpointer
+from lada.engine import CheckpointError, CheckpointSaveError, LadaCheckpointer
+from lada.engine.checkpoint import _AtomicFile, failed_save_last
+from lada.engine.resume import CheckpointFile, choose_resume_checkpoint
 from conftest import small_cfg
 
 
@@ -191,21 +195,90 @@ def _umask():
     return mask
 
 
+def _full_disk_after(limit):
+    """A writer of checkpoint files that raises ENOSPC, as a full file system does, once
+    ``limit`` bytes of the file are written."""
+    def write(self, data):
+        written = self._file.tell()
+        if written + len(data) > limit:
+            self._file.write(bytes(data)[: max(limit - written, 0)])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._file.write(data)
+    return write
+
+
 def test_failed_write_leaves_previous_checkpoint_intact(model, tmp_path, monkeypatch):
     checkpointer = LadaCheckpointer(model, str(tmp_path))
     checkpointer.save("model_0000001", iteration=1)
-    real_save = torch.save
-
-    def half_then_fail(obj, f, *args, **kwargs):
-        f.write(b"first bytes of a checkpoint")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(torch, "save", half_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(_AtomicFile, "write", _full_disk_after(4096), raising=False)
+    with pytest.raises(CheckpointSaveError) as error:
         checkpointer.save("model_0000002", iteration=2)
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.undo()
+    message = str(error.value)
+    assert message.startswith(
+        f"cannot save checkpoint {tmp_path / 'model_0000002.pth'}: No space left on device. "
+        "Nothing was written under that name; the checkpoint --resume continues from, "
+        f"model_0000001.pth (iteration 1), is intact. Free space on the file system of {tmp_path} ("
+    )
+    assert message.endswith(" MiB free there now) or set OUTPUT_DIR (train.output_dir) elsewhere, "
+                            "then continue with --resume.")
+    assert error.value.errno == errno.ENOSPC
+    # what Python prints last: this message, not torch's chained C++ "unexpected pos"
+    printed = "".join(traceback.format_exception(error.value))
+    assert printed.splitlines()[-1] == f"lada.engine.checkpoint.CheckpointSaveError: {message}"
+    assert "enforce fail" not in printed and "[Errno 28] No space left on device" in printed
     assert _files(tmp_path) == ["last_checkpoint", "model_0000001.pth"]
     assert checkpointer.resume_or_load("", resume=True)["iteration"] == 1
+
+
+def test_failed_flush_removes_the_partial_file(model, tmp_path, monkeypatch):
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+
+    def fsync(fd):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(CheckpointSaveError) as error:
+        checkpointer.save("model_0000001", iteration=1)
+    assert str(error.value).startswith(
+        f"cannot save checkpoint {tmp_path / 'model_0000001.pth'}: Input/output error. Nothing "
+        "was written under that name; no checkpoint of this run is on disk yet. Check the disk "
+        f"of {tmp_path} (")
+    assert _files(tmp_path) == []
+
+
+def test_failed_last_checkpoint_update_says_the_checkpoint_is_complete(model, tmp_path, monkeypatch):
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    real_open = _AtomicFile.__init__
+
+    def refuse_last_checkpoint(self, path, mode):
+        if os.path.basename(path) == "last_checkpoint":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_open(self, path, mode)
+    monkeypatch.setattr(_AtomicFile, "__init__", refuse_last_checkpoint)
+    with pytest.raises(CheckpointSaveError) as error:
+        checkpointer.save("model_0000002", iteration=2)
+    monkeypatch.undo()
+    assert str(error.value).startswith(
+        f"cannot update {tmp_path / 'last_checkpoint'}: No space left on device. The checkpoint "
+        "model_0000002.pth is complete, and --resume continues from it. Free space on")
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert checkpointer.resume_or_load("", resume=True)["iteration"] == 2
+
+
+def test_a_failed_save_stays_the_last_error_when_ending_the_run_fails_too(model, tmp_path, monkeypatch):
+    """A full disk also fails the writers that flush metrics.json when the loop ends."""
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+    monkeypatch.setattr(_AtomicFile, "write", _full_disk_after(0), raising=False)
+    with pytest.raises(CheckpointSaveError, match="cannot save checkpoint"):
+        with failed_save_last():
+            try:
+                checkpointer.save("model_0000000", iteration=0)
+            finally:  # as TrainerBase.train's after_train
+                raise OSError(errno.ENOSPC, "No space left on device (metrics.json)")
+    with pytest.raises(KeyError):  # other errors pass unchanged
+        with failed_save_last():
+            raise KeyError("x")
 
 
 def test_resume_ignores_and_reports_unfinished_writes(model, tmp_path):
@@ -225,6 +298,86 @@ def test_resume_ignores_and_reports_unfinished_writes(model, tmp_path):
     assert leftover.exists()  # not deleted: another process might be writing it
     assert "model_0000001.pth" in checkpointer.get_all_checkpoint_files()[0]
     assert len(checkpointer.get_all_checkpoint_files()) == 1
+
+
+# ---------------------------------------------------------------- resume
+
+
+def _f(name, mtime, iteration=None, error=None):
+    return CheckpointFile(name, mtime, iteration, error)
+
+
+@pytest.mark.parametrize("files, tag, tag_time, name, reason", [
+    # killed between the checkpoint's rename and last_checkpoint's: the newer one
+    ([_f("model_0000009.pth", 10, 9), _f("model_0000019.pth", 30, 19)], "model_0000009.pth", 20,
+     "model_0000019.pth", "written after last_checkpoint's model_0000009.pth (iteration 9): the "
+     "run stopped after saving it and before updating last_checkpoint"),
+    ([_f("model_0000009.pth", 10, 9), _f("model_0000019.pth", 30, 19)], "model_0000019.pth", 31,
+     "model_0000019.pth", "the newest complete checkpoint, as last_checkpoint says"),
+    # model_final and the periodic checkpoint of the same iteration: the newer file
+    ([_f("model_0000019.pth", 10, 19), _f("model_final.pth", 11, 19)], "model_final.pth", 12,
+     "model_final.pth", "as last_checkpoint says"),
+    ([_f("model_0000009.pth", 10, 9), _f("model_0000019.pth", 30, 19)], None, None,
+     "model_0000019.pth", "(the folder has no last_checkpoint file)"),
+    ([_f("model_0000009.pth", 10, 9), _f("model_0000019.pth", 30, 19)], "model_0000029.pth", 40,
+     "model_0000019.pth", "last_checkpoint names model_0000029.pth, which is missing"),
+    # exported weights (no iteration) are not checkpoints of the run
+    ([_f("model_0000009.pth", 10, 9), _f("weights.pth", 30)], "model_0000009.pth", 20,
+     "model_0000009.pth", "as last_checkpoint says"),
+])
+def test_resume_takes_the_newest_complete_checkpoint(files, tag, tag_time, name, reason):
+    choice = choose_resume_checkpoint(files, tag, tag_time)
+    assert choice.name == name and reason in choice.reason
+    assert choice.warnings == () and choice.refusal is None
+
+
+def test_resume_skips_an_unreadable_newer_file_with_a_warning():
+    files = [_f("model_0000009.pth", 10, 9), _f("model_0000019.pth", 30, error="EOFError: cut")]
+    choice = choose_resume_checkpoint(files, "model_0000009.pth", 20)
+    assert choice.name == "model_0000009.pth" and choice.iteration == 9
+    assert choice.warnings == ("skipping model_0000019.pth: not a complete checkpoint (EOFError: "
+                               "cut); move it away to keep it (the run saves over files of its name)",)
+
+
+def test_resume_leaves_out_a_later_iteration_of_an_earlier_run_with_a_warning():
+    """A run to iteration 99, then a run started without --resume into the same folder,
+    killed at iteration 4: last_checkpoint was updated after model_final.pth was written."""
+    files = [_f("model_final.pth", 10, 99), _f("model_0000004.pth", 20, 4)]
+    choice = choose_resume_checkpoint(files, "model_0000004.pth", 21)
+    assert choice.name == "model_0000004.pth"
+    assert len(choice.warnings) == 1 and choice.warnings[0].startswith(
+        "not resuming from model_final.pth (iteration 99): it was written before last_checkpoint "
+        "was updated to name a checkpoint of a lower iteration")
+
+
+def test_resume_refuses_a_folder_of_checkpoints_none_complete():
+    files = [_f("model_0000009.pth", 10, error="EOFError: cut")]
+    choice = choose_resume_checkpoint(files, "model_0000009.pth", 20)
+    assert choice.name is None and choice.refusal.startswith(
+        "no complete checkpoint to resume from: last_checkpoint names model_0000009.pth; "
+        "unreadable: model_0000009.pth.")
+    empty = choose_resume_checkpoint([], None, None)  # a new run: nothing to resume, no error
+    assert empty.name is None and empty.refusal is None
+
+
+def test_resume_reads_the_files_it_chooses_from(model, tmp_path, caplog, monkeypatch):
+    """Killed after model_0000002.pth was renamed into place, before last_checkpoint named
+    it; a copy cut short lies beside them: the resume loads model_0000002.pth."""
+    checkpointer = LadaCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    monkeypatch.setattr(LadaCheckpointer, "tag_last_checkpoint", lambda self, name: None)
+    checkpointer.save("model_0000002", iteration=2)
+    monkeypatch.undo()
+    data = (tmp_path / "model_0000002.pth").read_bytes()
+    (tmp_path / "model_0000003.pth").write_bytes(data[: len(data) // 2])
+    with caplog.at_level(logging.INFO, logger="fvcore.common.checkpoint"):
+        assert LadaCheckpointer(model, str(tmp_path)).resume_or_load("", resume=True)["iteration"] == 2
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"--resume: continuing from {tmp_path / 'model_0000002.pth'} (iteration 2): the newest " \
+           "complete checkpoint, written after last_checkpoint's model_0000001.pth (iteration 1)" \
+           ": the run stopped after saving it and before updating last_checkpoint" in messages
+    assert any(m.startswith(f"--resume in {tmp_path}: skipping model_0000003.pth: not a complete "
+                            "checkpoint (") for m in messages)
 
 
 def test_checkpoint_of_another_class_count_reinitialises_the_class_head(tmp_path, caplog):

@@ -5,15 +5,20 @@ configs) or, for the kill, as a subprocess. Each case asserts its documented out
 warning gives the counts, or the run behaves as stated.
 
 ``ISSUE`` cases were silent corruption, unclear crashes or unsafe before issue 11, ``ISSUE22``
-ones before issue 22; ``WORKED`` cases already behaved and must keep doing so."""
+ones before issue 22, ``ISSUE34`` ones before issue 34; ``WORKED`` cases already behaved and
+must keep doing so."""
+import contextlib
+import errno
 import json
 import logging
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +33,12 @@ from PIL import Image
 import train_net
 from conftest import REPO
 from lada.data import DatasetError, ImageReadError
-from lada.engine import CheckpointError, OutputDirInUseError, build_argument_parser
+from lada.engine import (
+    CheckpointError, CheckpointSaveError, LadaCheckpointer, OutputDirInUseError,
+    build_argument_parser,
+)
+from lada.engine import lazy
+from lada.engine.checkpoint import _AtomicFile
 from lada.engine.output_lock import LOCK_FILE
 
 TINY = {
@@ -520,6 +530,221 @@ def eval_results_json_holds_null_for_nan(ws):
     assert isinstance(metrics["bbox/AP"], float)
 
 
+# ---------------------------------------------------------------- cases of issue 34
+
+class _Killed(BaseException):
+    """A kill, simulated: nothing of the run runs after it but the unwinding."""
+
+
+def kill_between_checkpoint_and_last_checkpoint_then_resume(ws):
+    """detectron2 resumed from the checkpoint last_checkpoint named (model_0000000.pth),
+    then overwrote the newer one. The kill comes right after model_0000001.pth was
+    renamed into place, before last_checkpoint was updated to name it."""
+    ws.dataset([GOOD, GOOD])
+    schedule = {"SOLVER.MAX_ITER": "4", "SOLVER.CHECKPOINT_PERIOD": "1"}
+    real_tag = LadaCheckpointer.tag_last_checkpoint
+
+    def tag_or_die(self, basename):
+        if basename == "model_0000001.pth":
+            raise _Killed()
+        real_tag(self, basename)
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(_Killed):
+        patch.setattr(LadaCheckpointer, "tag_last_checkpoint", tag_or_die)
+        ws.train(**schedule)
+    assert (ws.out / "last_checkpoint").read_text() == "model_0000000.pth"
+    newer = ws.out / "model_0000001.pth"
+    written = newer.stat().st_mtime_ns
+    cut = ws.out / "model_0000002.pth"  # and a copy cut short, as a full disk leaves one
+    cut.write_bytes(newer.read_bytes()[:100_000])
+
+    ws.train("--resume", **{**schedule, "SOLVER.MAX_ITER": "3"})
+    assert (f"--resume: continuing from {newer} (iteration 1): the newest complete checkpoint, "
+            "written after last_checkpoint's model_0000000.pth (iteration 0): the run stopped "
+            "after saving it and before updating last_checkpoint") in ws.logged()
+    assert f"--resume in {ws.out}: skipping model_0000002.pth: not a complete checkpoint (" in ws.warned()
+    assert "Starting training from iteration 2" in ws.logged()
+    assert newer.stat().st_mtime_ns == written  # not overwritten by an older restart
+    final = torch.load(ws.out / "model_final.pth", map_location="cpu", weights_only=True)
+    assert final["iteration"] == 2
+
+
+@contextlib.contextmanager
+def _file_system(folder: Path):
+    """A 256 MiB tmpfs mounted at ``folder`` when this process may mount one (root on
+    Linux), yielding True; else the folder on the disk of the tests, yielding False."""
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(folder)], capture_output=True,
+    ).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+def _fill(folder: Path) -> None:
+    """Writes into ``folder`` until its file system is full."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(bytes(2**20))
+
+
+def _no_space(self, data):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def full_disk_during_a_checkpoint_save_says_so(ws):
+    """The disk fills up after the first checkpoint: a tmpfs filled to the last byte (so
+    that the writers of metrics.json fail after the save too) where the tests may mount
+    one, else a checkpoint writer raising ENOSPC. detectron2's last line was torch's
+    "[enforce fail at inline_container.cc:672] . unexpected pos"."""
+    ws.dataset([GOOD, GOOD])
+    disk = ws.root / "disk"
+    saves, real_save = [], LadaCheckpointer.save
+
+    def fill_before_the_second(self, name, **kwargs):
+        saves.append(name)
+        if len(saves) == 2:
+            if mounted:
+                _fill(disk)
+            else:
+                patch.setattr(_AtomicFile, "write", _no_space, raising=False)
+        return real_save(self, name, **kwargs)
+
+    with _file_system(disk) as mounted, pytest.MonkeyPatch.context() as patch:
+        out = disk / "output"
+        patch.setattr(LadaCheckpointer, "save", fill_before_the_second)
+        with pytest.raises(CheckpointSaveError) as error:
+            ws.train(**{"OUTPUT_DIR": out, "SOLVER.MAX_ITER": "3", "SOLVER.CHECKPOINT_PERIOD": "1"})
+        files = sorted(os.listdir(out))
+        tagged = (out / "last_checkpoint").read_text()
+    printed = "".join(traceback.format_exception(error.value)).strip()
+    assert printed.splitlines()[-1].startswith(
+        f"lada.engine.checkpoint.CheckpointSaveError: cannot save checkpoint "
+        f"{out / 'model_0000001.pth'}: No space left on device. Nothing was written under that "
+        "name; the checkpoint --resume continues from, model_0000000.pth (iteration 0), is "
+        f"intact. Free space on the file system of {out} (")
+    assert printed.endswith("then continue with --resume.") and "enforce fail" not in printed
+    assert "model_0000000.pth" in files and "model_0000001.pth" not in files
+    assert tagged == "model_0000000.pth" and not [f for f in files if f.endswith(".partial")]
+
+
+def _interrupted_run(ws, **opts) -> subprocess.Popen:
+    """train_net.py in its own process group (as a terminal runs it), output to files."""
+    return subprocess.Popen(
+        [sys.executable, "train_net.py", *ws.argv(**opts)], cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+        stdout=open(ws.root / "stdout.txt", "w"), stderr=open(ws.root / "stderr.txt", "w"),
+        start_new_session=True,
+    )
+
+
+def ctrl_c_saves_a_checkpoint_that_resume_continues(ws):
+    """Ctrl-C reaches the whole process group, the data loader's worker included."""
+    ws.dataset([GOOD, GOOD])
+    long = {"SOLVER.MAX_ITER": "100000", "SOLVER.CHECKPOINT_PERIOD": "100000",
+            "DATALOADER.NUM_WORKERS": "1"}
+    process = _interrupted_run(ws, **long)
+    try:
+        deadline = time.monotonic() + 240
+        while "Starting training from iteration 0" not in _text(ws.out / "log.txt"):
+            assert process.poll() is None, _text(ws.root / "stderr.txt")[-3000:]
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.2)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) == 128 + signal.SIGINT, _text(ws.root / "stderr.txt")[-3000:]
+    finally:
+        process.kill()
+        process.wait()
+    last = _text(ws.root / "stdout.txt").strip().splitlines()[-1]
+    stopped = re.search(r"stopped by SIGINT after iteration (\d+): checkpoint (\S+) saved; "
+                        r"continue with the same command and --resume$", last)
+    assert stopped, last
+    iteration = int(stopped[1])
+    assert stopped[2] == str(ws.out / f"model_{iteration:07d}.pth")
+    assert (ws.out / "last_checkpoint").read_text() == f"model_{iteration:07d}.pth"
+    saved = torch.load(stopped[2], map_location="cpu", weights_only=True)
+    assert saved["iteration"] == iteration and "optimizer" in saved["trainer"]["_trainer"]
+    assert "Traceback" not in _text(ws.root / "stderr.txt")
+
+    ws.train("--resume", **{"SOLVER.MAX_ITER": str(iteration + 2)})
+    assert f"Starting training from iteration {iteration + 1}" in ws.logged()
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def sigterm_stops_a_lazy_config_run_with_a_checkpoint(ws):
+    """The LazyConfig route (tools/lazyconfig_train_net.py) stops the same way."""
+    json_file, images = ws.dataset([GOOD, GOOD])
+    args = build_argument_parser().parse_args([
+        "--config-file", str(REPO / "configs/lazy/quick_atss.py"),
+        "--dataset", ws.name, str(json_file), str(images),
+        f"dataloader.train.dataset.names=[{ws.name}]", f"dataloader.test.dataset.names=[{ws.name}]",
+        "model.num_classes=2", "dataloader.train.total_batch_size=2",
+        "dataloader.train.num_workers=0", "train.max_iter=100", "lr_multiplier.steps=[50]",
+        "lr_multiplier.warmup_iters=1", f"train.output_dir={ws.out}",
+    ])
+    real_step = lazy.SimpleTrainer.run_step
+
+    def step_then_signal(self):
+        real_step(self)
+        if self.iter == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a cluster scheduler pre-empting the job
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lazy.SimpleTrainer, "run_step", step_then_signal)
+        with pytest.raises(SystemExit) as stop:
+            lazy.do_train(lazy.setup(args), resume=False)
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert (f"stopped by SIGTERM after iteration 1: checkpoint {ws.out / 'model_0000001.pth'} "
+            "saved; continue with the same command and --resume") in ws.warned()
+    assert torch.load(ws.out / "model_0000001.pth", weights_only=True)["iteration"] == 1
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+
+def eval_only_on_a_test_set_without_ground_truth_says_so(ws):
+    """Was pycocotools' tables of -1.000 and NaN AP tables, exit 0, no word."""
+    ws.dataset([GOOD, GOOD])
+    test_json, _ = ws.dataset([[], []], name=f"{ws.name}_test")
+    ws.train("--eval-only", **{"DATASETS.TEST": f"('{ws.name}_test',)",
+                               "MODEL.FCOS.SCORE_THRESH_TEST": "0.0"})
+    said = re.search(
+        f"dataset '{ws.name}_test' has no ground-truth box \\({re.escape(str(test_json))}: 2 "
+        "images, 0 annotations\\): nothing to score the predictions against, so its AP is not "
+        "computed \\(null in eval_results.json, NaN in metrics.json\\); the predictions are in "
+        "(\\S+)$", ws.warned(), re.MULTILINE)
+    assert said, ws.warned()
+    assert len(json.loads(Path(said[1]).read_text())) > 0  # predictions written
+    results = json.loads((ws.out / "eval_results.json").read_text())
+    assert results["datasets"] == {f"{ws.name}_test": {"images": 2, "annotations": 0}}
+    assert results["metrics"]["bbox/AP"] is None and results["metrics"]["bbox/AP@ar>=3"] is None
+    assert set(results["metrics"].values()) == {None}
+
+
+def a_test_dev_style_set_evaluated_during_training_says_so(ws):
+    """A json without any "annotations" (COCO's test-dev): predictions written, as before."""
+    ws.dataset([GOOD, GOOD])
+    test_json, _ = ws.dataset([[], []], name=f"{ws.name}_test")
+    ws.edit_json(test_json, lambda coco: coco.pop("annotations"))
+    ws.train(**{"DATASETS.TEST": f"('{ws.name}_test',)", "MODEL.FCOS.SCORE_THRESH_TEST": "0.0"})
+    assert ws.trained()
+    assert f"dataset '{ws.name}_test' has no ground-truth box ({test_json}: 2 images, 0 annotations)" in ws.warned()
+    last = json.loads((ws.out / "metrics.json").read_text().splitlines()[-1])
+    assert np.isnan(last["bbox/AP"])
+
+
+ISSUE34 = [
+    kill_between_checkpoint_and_last_checkpoint_then_resume,
+    full_disk_during_a_checkpoint_save_says_so, ctrl_c_saves_a_checkpoint_that_resume_continues,
+    sigterm_stops_a_lazy_config_run_with_a_checkpoint,
+    eval_only_on_a_test_set_without_ground_truth_says_so,
+    a_test_dev_style_set_evaluated_during_training_says_so,
+]
 ISSUE = [
     zero_size_box_dropped_with_warning, out_of_image_box_dropped_with_warning,
     negative_size_box_is_an_error, negative_size_box_dropped_on_request,
@@ -556,6 +781,7 @@ def tried(request):
         print(f"\nfailure catalogue: tried {len(names)} cases "
               f"({sum(n in ISSUE_NAMES for n in names)} of issue 11, "
               f"{sum(n in ISSUE22_NAMES for n in names)} of issue 22, "
+              f"{sum(n in ISSUE34_NAMES for n in names)} of issue 34, "
               f"{sum(n in WORKED_NAMES for n in names)} that already worked)")
 
 
@@ -568,6 +794,7 @@ def working_folder(tmp_path_factory):
 
 ISSUE_NAMES = {case.__name__ for case in ISSUE}
 ISSUE22_NAMES = {case.__name__ for case in ISSUE22}
+ISSUE34_NAMES = {case.__name__ for case in ISSUE34}
 WORKED_NAMES = {case.__name__ for case in WORKED}
 
 
@@ -594,6 +821,6 @@ def workspace(tmp_path_factory, monkeypatch, tried, working_folder, request):
     d2_logger.setup_logger.cache_clear()
 
 
-@pytest.mark.parametrize("case", ISSUE + ISSUE22 + WORKED, ids=lambda case: case.__name__)
+@pytest.mark.parametrize("case", ISSUE + ISSUE22 + ISSUE34 + WORKED, ids=lambda case: case.__name__)
 def test_case(case, workspace):
     case(workspace)
