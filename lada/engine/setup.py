@@ -52,9 +52,11 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """The config of ``train_net.py`` (:func:`build_cfg`), then the run's set-up: logging to
-    the console and ``OUTPUT_DIR/log.txt``, the environment and the full config logged,
-    seeds (``SEED``), what the own-data recipe chose, and a warning when the detector is not
-    the matcher's method's (:mod:`lada.modeling.presets`).
+    the console and ``OUTPUT_DIR/log.txt``, the environment and the full config logged (to
+    ``log.txt`` only, :mod:`lada.engine.console`), seeds (``SEED``), what the own-data
+    recipe or a shortened schedule chose, and a warning when the detector is not the
+    matcher's method's (:mod:`lada.modeling.presets`).
+    Training refuses steps outside its schedule (:func:`lada.schedule.check_steps`).
 
     This is detectron2's ``default_setup`` except that it does not write
     ``OUTPUT_DIR/config.yaml``: the training run writes it once it has started
@@ -93,8 +95,8 @@ def build_cfg(
     the saved config registers them again -> with ``RECIPE.ENABLED`` and not
     ``RECIPE.APPLIED``, register the datasets and apply the recipe
     (:mod:`lada.data.recipe`) to the keys the user did not set -> freeze -> check the
-    schedule, the device and the precision. Nothing is written; what was chosen on the
-    way (the rescaled schedule) is appended to ``notes``, lines to log."""
+    device and precision. Nothing is written; what was chosen on the way (the rescaled
+    schedule) is appended to ``notes``, lines to log."""
     cfg, file_cfg = _merged_cfg(config_file, opts, notes)
     cfg.DATASETS.REGISTER_COCO = merge_registrations(cfg.DATASETS.REGISTER_COCO, datasets)
     recipe = None
@@ -219,14 +221,15 @@ def check_before_launch(args: argparse.Namespace) -> None:
     the run uses, every ``--dataset`` used, and ``--eval-only``'s weights."""
     cfg = command_line_cfg(args)
     _check_runtime(cfg)
-    if not args.eval_only:  # a run config saved before the steps were checked still evaluates
+    # a run config saved before steps were checked still evaluates; the recipe sets its own
+    if not args.eval_only and not _recipe_applies(cfg):
         check_steps(cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER, "SOLVER.STEPS", "SOLVER.MAX_ITER")
     datasets = list(getattr(args, "dataset", ()))
-    reads_train = not args.eval_only or _recipe_applies(cfg)  # the recipe reads it
-    used: dict[str, str] = {}
-    for key in ("DATASETS.TRAIN",) * reads_train + ("DATASETS.TEST",):
-        for name in cfg.DATASETS[key.split(".")[1]]:
-            used.setdefault(name, key)
+    used: dict[str, str] = {}  # dataset -> the key that names it
+    if not args.eval_only or _recipe_applies(cfg):  # the recipe reads the training set
+        used.update(dict.fromkeys(cfg.DATASETS.TRAIN, "DATASETS.TRAIN"))
+    for name in cfg.DATASETS.TEST:
+        used.setdefault(name, "DATASETS.TEST")
     check_registrations_used(  # first: it explains why the config's own datasets are read
         [entry[0] for entry in datasets], cfg.DATASETS.TRAIN, cfg.DATASETS.TEST,
         "DATASETS.TRAIN", "DATASETS.TEST", example="{key} \"('{name}',)\"")

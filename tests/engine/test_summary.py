@@ -2,8 +2,10 @@
 and, for a shipped quick config, the README's figure read from the README's table."""
 import logging
 
+import yaml
 from conftest import REPO
 
+from lada.engine import build_argument_parser, command_line_cfg, summarize_run
 from lada.engine.summary import WarningCollector, readme_figure, summary_lines
 
 
@@ -55,3 +57,21 @@ def test_the_collector_keeps_the_warnings_of_lada_loggers_only():
         logging.getLogger("detectron2").warning("detectron2's own")
     logging.getLogger("lada.engine").warning("after the run")
     assert collected.messages == ["detector mismatch"]
+
+
+def test_a_quick_config_run_on_its_own_data_gets_the_readme_figure(tmp_path, caplog):
+    iterations = yaml.safe_load((REPO / "configs/quick/Base-Quick.yaml").read_text())["SOLVER"]
+    common = ["--config-file", str(REPO / "configs/quick/atss.yaml")]
+    opts = ["SOLVER.MAX_ITER", "5", "OUTPUT_DIR", str(tmp_path)]
+    args = build_argument_parser().parse_args([*common, *opts])
+    with caplog.at_level(logging.INFO, logger="lada.engine.summary"):
+        summarize_run(command_line_cfg(args), args, [], None)
+    assert f"`atss`: {readme_figure(common[1]).text()}" in caplog.text
+    assert (f"(this run trained 5 of the config's {iterations['MAX_ITER']} iterations: not "
+            "comparable)") in caplog.text
+    caplog.clear()
+    mine = ["--dataset", "mine", "train.json", "images", "DATASETS.TRAIN", "('mine',)"]
+    args = build_argument_parser().parse_args([*common, *mine, *opts])
+    with caplog.at_level(logging.INFO, logger="lada.engine.summary"):
+        summarize_run(command_line_cfg(args), args, [], None)
+    assert "Summary of the run" in caplog.text and "README" not in caplog.text
