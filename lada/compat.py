@@ -10,7 +10,8 @@ Import this module before anything from ``detectron2`` (``import lada`` does).
   detectron2 without lada; this one covers other builds without ``_C``.)
 * :data:`HAS_COMPILED_OPS` tells the evaluator whether the fast COCO-eval op exists.
 * ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
-  ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given.
+  ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given (and
+  torch's deprecation of the trainers' ``broadcast_buffers`` is not shown).
 * :func:`create_local_process_group`: the per-machine process group that
   ``comm.get_local_rank()`` reads, created by upstream's helper or, on v0.6, directly.
 * ``fvcore.nn`` (imported by ``detectron2.engine`` for precise BN) and
@@ -43,6 +44,8 @@ import random
 import sys
 import types
 import warnings
+
+from .harmless_warnings import BROADCAST_BUFFERS, ignoring
 
 __all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group",
            "detectron2_in_use"]
@@ -111,7 +114,8 @@ def _cpu_aware_ddp(create_ddp_model):
     def create(model, **kwargs):
         if next(model.parameters()).device.type == "cpu":
             kwargs.setdefault("device_ids", None)
-        return create_ddp_model(model, **kwargs)
+        with ignoring(BROADCAST_BUFFERS):  # detectron2's own argument (lada.harmless_warnings)
+            return create_ddp_model(model, **kwargs)
 
     create.__doc__ = create_ddp_model.__doc__
     return create

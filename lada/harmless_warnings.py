@@ -14,6 +14,9 @@ a user's own code still shows:
 * :data:`TYPED_STORAGE`: detectron2's ``comm.all_gather`` / ``gather`` serialise through
   ``torch.ByteStorage`` when several processes train or evaluate together
   (:mod:`lada.engine.launch`, around each training process).
+* :data:`BROADCAST_BUFFERS`: detectron2's trainers build ``DistributedDataParallel`` with
+  ``broadcast_buffers=False``, which torch deprecates in favour of an argument whose
+  behaviour differs at initialisation (:mod:`lada.compat`, lada's ``create_ddp_model``).
 * :data:`NO_CUDA_RUNTIME`: a log record, not a warning: torch logs "No CUDA runtime is
   found, using CUDA_HOME=..." when detectron2's environment report imports
   ``torch.utils.cpp_extension`` on a machine with a CUDA toolkit folder but no GPU; the
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 __all__ = [
+    "BROADCAST_BUFFERS",
     "HarmlessLogRecord",
     "HarmlessWarning",
     "MESHGRID",
@@ -55,6 +59,7 @@ MESHGRID = HarmlessWarning(
     r"argument", UserWarning)
 NON_WRITABLE_ARRAY = HarmlessWarning(r"The given NumPy array is not writable", UserWarning)
 TYPED_STORAGE = HarmlessWarning(r"TypedStorage is deprecated", UserWarning)
+BROADCAST_BUFFERS = HarmlessWarning(r"`broadcast_buffers` is deprecated", FutureWarning)
 
 
 @dataclass(frozen=True)

@@ -90,3 +90,23 @@ def test_the_no_cuda_runtime_record_is_dropped_only_inside_the_block():
     finally:
         torch_logger.removeHandler(handler)
     assert seen == ["another record", "No CUDA runtime is found, using CUDA_HOME='/usr/local'"]
+
+
+def test_the_ddp_model_of_the_trainers_is_built_without_the_broadcast_buffers_warning(monkeypatch):
+    """lada's create_ddp_model (lada.compat) around detectron2's; a process group of one."""
+    from detectron2.engine import defaults
+
+    built = []
+
+    def ddp(model, **kwargs):
+        warnings.warn("`broadcast_buffers` is deprecated. Use `forward_sync_buffers` instead.",
+                      FutureWarning)
+        built.append(kwargs)
+        return model
+
+    monkeypatch.setattr(defaults, "DistributedDataParallel", ddp)
+    monkeypatch.setattr(defaults.comm, "get_world_size", lambda: 2)
+    model = torch.nn.Linear(2, 2)
+    assert _recorded(lambda: defaults.create_ddp_model(model, broadcast_buffers=False)) == []
+    assert built == [{"device_ids": None, "broadcast_buffers": False}]
+    assert _recorded(lambda: ddp(model))  # outside: shown
