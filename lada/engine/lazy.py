@@ -48,6 +48,7 @@ from .checkpoint import LadaCheckpointer
 from .console import keep_dumps_in_log_file
 from .preflight import FINAL_MODEL, check_dataset_files, check_eval_weights, check_registrations_used
 from .results import write_results_file
+from .setup import merge_registrations
 from .summary import log_summary, readme_figure, summary_lines
 
 __all__ = [
@@ -161,14 +162,18 @@ def rescale_lazy_schedule(
 
 
 def setup(args: argparse.Namespace) -> DictConfig:
-    """Loads the config (``train.output_dir`` made absolute, so that the saved
-    ``config.yaml`` writes beside its run from any folder), refuses a device, precision
+    """Loads the config (``train.output_dir`` made absolute and the ``--dataset``
+    registrations added to ``dataloader.register_coco``, so that the saved ``config.yaml``
+    is reusable alone and writes beside its run from any folder), refuses a device, precision
     or schedule this machine or run cannot have, registers and checks the datasets, runs
     detectron2's ``default_setup`` (logging, output dir, config dump, seed; the dumps to
     ``log.txt`` only) and logs lada's loggers too."""
     notes: List[str] = []
     cfg = load_lazy_config(args.config_file, args.opts, notes)
     cfg.train.output_dir = os.path.abspath(cfg.train.output_dir)
+    # the saved config.yaml registers the --dataset datasets again, as train_net.py's
+    cfg.dataloader.register_coco = merge_registrations(
+        cfg.dataloader.get("register_coco", []), getattr(args, "dataset", ()))
     _check_runtime(cfg)
     aspect_ratio_bands(cfg.dataloader.evaluator.aspect_ratio_edges)  # bad edges stop early
     register_datasets(cfg, args)
@@ -205,7 +210,8 @@ def check_before_launch(args: argparse.Namespace) -> None:
         check_eval_weights(
             cfg.train.init_checkpoint, "train.init_checkpoint",
             given=any(o.startswith("train.init_checkpoint=") for o in args.opts),
-            resume=args.resume, output_dir=cfg.train.output_dir, config_file=args.config_file)
+            resume=args.resume, output_dir=cfg.train.output_dir, config_file=args.config_file,
+            example="{key}={value}")
 
 
 def register_datasets(cfg: DictConfig, args: argparse.Namespace) -> None:

@@ -77,10 +77,10 @@ def _names(names: Sequence[str]) -> str:
 
 def check_eval_weights(
     weights: str, weights_key: str, *, given: bool, resume: bool, output_dir: str,
-    config_file: str,
+    config_file: str, example: str = "{key} {value}",
 ) -> None:
     """For ``--eval-only``: ``weights`` (the value of ``weights_key``; ``given``: set on
-    the command line) must name trained weights. Refused: none (a randomly initialised
+    the command line, where ``example`` sets a key) must name trained weights. Refused: none (a randomly initialised
     model would be evaluated), and, for a run's own saved ``config.yaml`` (its folder is
     the config's output dir), weights the command line does not name: that config's
     weights are what the run started from, not what it trained. ``--resume`` with a
@@ -93,8 +93,11 @@ def check_eval_weights(
     if weights and (given or not run_config):
         return
     final = folder / FINAL_MODEL if folder is not None else None
-    add = (f"add `{weights_key} {final}` (this run's final model)" if final and final.is_file()
-           else f"add `{weights_key} path/to/{FINAL_MODEL}` (the checkpoint of a training run)")
+    if final is not None and final.is_file():
+        add = f"add `{example.format(key=weights_key, value=final)}` (this run's final model)"
+    else:
+        add = (f"add `{example.format(key=weights_key, value='path/to/' + FINAL_MODEL)}` "
+               "(the checkpoint of a training run)")
     if not weights:
         problem = f"{weights_key} is empty, so a randomly initialised model would be evaluated"
     else:

@@ -88,8 +88,13 @@ def test_eval_only_of_a_run_config_needs_the_weights_named(tmp_path):
     # a config of configs/ (not a run's) with its own weights: evaluated as they are
     check_eval_weights("zoo.pth", "MODEL.WEIGHTS", given=False, output_dir=str(run),
                        config_file=str(REPO / "configs/quick/atss.yaml"), resume=False)
-    with pytest.raises(SystemExit, match="train.init_checkpoint is empty"):
-        check_eval_weights("", "train.init_checkpoint", given=False, **common)
+    (run / "model_final.pth").write_bytes(b"")
+    with pytest.raises(SystemExit, match=r"^--eval-only: train.init_checkpoint is empty, so a "
+                       r"randomly initialised model would be evaluated; add "
+                       rf"`train.init_checkpoint={run / 'model_final.pth'}` \(this run's final "
+                       r"model\) to the command line$"):
+        check_eval_weights("", "train.init_checkpoint", given=False, example="{key}={value}",
+                           **common)
     (run / "last_checkpoint").write_text("model_0000009.pth")
     check_eval_weights("", "MODEL.WEIGHTS", given=False, output_dir=str(run),
                        config_file=config, resume=True)
