@@ -51,13 +51,16 @@ class WarningCollector(logging.Handler):
 @dataclass(frozen=True)
 class ReadmeFigure:
     """The README's "Results" row of a quick config: ``name`` (its first cell) and the
-    cells of :data:`FIGURE_COLUMNS`, as written (``36.6 ± 0.5``)."""
+    cells of :data:`FIGURE_COLUMNS`, as written (``36.6 ± 0.5``); ``stale``: the README
+    says above the table that it is to be re-measured."""
 
     name: str
     cells: dict[str, str]
+    stale: bool = False
 
     def text(self) -> str:
-        return ", ".join(f"{column} {value}" for column, value in self.cells.items())
+        figures = ", ".join(f"{column} {value}" for column, value in self.cells.items())
+        return figures + (" (marked there as to be re-measured)" if self.stale else "")
 
 
 def readme_figure(config_file: str, readme: Path = README) -> Optional[ReadmeFigure]:
@@ -79,19 +82,21 @@ def readme_figure(config_file: str, readme: Path = README) -> Optional[ReadmeFig
     except StopIteration:
         return None
     header: Optional[list[str]] = None
+    stale = False
     for line in lines[start + 1:]:
         if line.startswith("#"):
             break
         if not line.startswith("|"):
             if header is not None:
                 break
+            stale = stale or "to be re-measured" in line
             continue
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if header is None:
             header = cells
         elif cells[0] == f"`{name}`":
             row = dict(zip(header, cells))
-            return ReadmeFigure(name, {c: row[c] for c in FIGURE_COLUMNS if c in row})
+            return ReadmeFigure(name, {c: row[c] for c in FIGURE_COLUMNS if c in row}, stale)
     return None
 
 

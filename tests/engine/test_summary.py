@@ -23,6 +23,9 @@ def test_the_readme_figure_of_a_quick_config_and_its_lazy_twin():
     row = _readme_row("atss")
     figure = readme_figure(str(REPO / "configs/quick/atss.yaml"))
     assert figure.cells == {"AP": row["AP"], "AP50": row["AP50"], "AP@ar>=3": row["AP@ar>=3"]}
+    readme = (REPO / "README.md").read_text()
+    above = readme[readme.index("### Quick configs"):readme.index("| config |")]
+    assert figure.stale == ("to be re-measured" in above)
     assert readme_figure(str(REPO / "configs/lazy/quick_atss.py")) == figure
     for other in ("configs/quick/own_data_atss.yaml", "configs/quick/aps.yaml",
                   "configs/COCO-Detection/atss_R_50_FPN_1x.yaml"):
