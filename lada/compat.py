@@ -17,7 +17,11 @@ Applied when lada is imported (process-wide), each because lada's own code needs
   alias is given back before detectron2 is imported (:func:`_restore_pillow_linear`).
 * ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
   ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given
-  (multi-process training on the CPU, docs/scale-out.md).
+  (multi-process training on the CPU, docs/scale-out.md), and torch's deprecation of the
+  trainers' ``broadcast_buffers`` is not shown.
+* :func:`create_local_process_group`: the per-machine process group that
+  ``comm.get_local_rank()`` reads, created by upstream's helper or, on v0.6, directly
+  (not a patch).
 * ``fvcore.nn`` (imported by ``detectron2.engine`` for precise BN) and
   ``detectron2.modeling.box_regression`` script functions and classes with
   ``torch.jit.script`` at import, which torch 2.14 answers with a deprecation
@@ -54,6 +58,8 @@ import random
 import sys
 import types
 import warnings
+
+from .harmless_warnings import BROADCAST_BUFFERS, ignoring
 
 __all__ = ["HAS_COMPILED_OPS", "MissingCompiledOpError", "create_local_process_group",
            "detectron2_in_use", "patch_detectron2_fcos_head_norm"]
@@ -132,7 +138,8 @@ def _cpu_aware_ddp(create_ddp_model):
     def create(model, **kwargs):
         if next(model.parameters()).device.type == "cpu":
             kwargs.setdefault("device_ids", None)
-        return create_ddp_model(model, **kwargs)
+        with ignoring(BROADCAST_BUFFERS):  # detectron2's own argument (lada.harmless_warnings)
+            return create_ddp_model(model, **kwargs)
 
     create.__doc__ = create_ddp_model.__doc__
     return create

@@ -224,8 +224,9 @@ def _add_recipe_config(cfg: CN) -> None:
     # Schedule: images per iteration (BASE_LR scaled linearly from the config's batch)
     # and the iterations for EPOCHS passes over the training images, at most what
     # BUDGET_MEGAPIXELS of training images (at the chosen sizes) allow. 184 megapixels is
-    # what a quick config trains on (700 x 16 images of 128 x 128 px); the training time
-    # grows in proportion. STEPS and WARMUP_ITERS keep the config's fractions of MAX_ITER.
+    # what a quick config trains on (407 x 16 images of 168 x 168 px, as the former 700 x
+    # 16 of 128 x 128); the training time grows in proportion. STEPS and WARMUP_ITERS keep
+    # the config's fractions of MAX_ITER.
     cfg.RECIPE.IMS_PER_BATCH = 8
     cfg.RECIPE.EPOCHS = 100
     cfg.RECIPE.BUDGET_MEGAPIXELS = 184.0

@@ -18,7 +18,9 @@ own-data recipe's sizes apply) and each image goes through the evaluation's mapp
 model, so the results json holds what ``train_net.py --eval-only`` writes to
 ``coco_instances_results.json`` for the same images: every detection the model returns
 (scores from ``MODEL.FCOS.SCORE_THRESH_TEST``), with the dataset's image and category ids.
-``--confidence-threshold`` only chooses which of them are drawn.
+``--confidence-threshold`` only chooses which of them are drawn; the summary it prints
+says how many were kept and drawn and the top score, with a hint when none is drawn.
+An input that is not an image stops it with one line naming the file.
 
 Written to ``--output``: the drawn images (same names and sub-folders as the inputs, under
 the inputs' common folder), ``coco_instances_results.json`` and ``images.json`` (the COCO
@@ -31,6 +33,7 @@ import argparse
 import glob
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -56,7 +59,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 from lada.data import ReadCheckedDatasetMapper
-from lada.data.errors import DatasetError
+from lada.data.errors import DatasetError, ImageReadError
 from lada.engine import LadaCheckpointer, Trainer, build_cfg, register_datasets
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -117,11 +120,15 @@ def collect_inputs(items: Sequence[str]) -> Inputs:
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if _is_image_name(p))
         elif path.is_file():
+            if not _is_image_name(path):
+                raise SystemExit(f"--input {item}: not an image (images end in "
+                                 f"{', '.join(IMAGE_SUFFIXES)})")
             found = [path]
         else:
-            found = sorted(Path(p) for p in glob.glob(str(path)) if Path(p).is_file())
+            found = sorted(Path(p) for p in glob.glob(str(path))
+                           if Path(p).is_file() and _is_image_name(Path(p)))
         if not found:
             raise SystemExit(
                 f"--input {item}: no such image file, folder with images, glob match or "
@@ -131,6 +138,10 @@ def collect_inputs(items: Sequence[str]) -> Inputs:
     root = Path(os.path.commonpath([f.parent for f in files]))
     records = [{"file_name": str(f), "image_id": i + 1} for i, f in enumerate(files)]
     return Inputs(records, None, root)
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def class_metadata(cfg: CfgNode, inputs: Inputs) -> Metadata:
@@ -221,10 +232,15 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
     output.mkdir(parents=True, exist_ok=True)
     on_cuda = torch.device(cfg.MODEL.DEVICE).type == "cuda"
 
-    results, images, model_seconds = [], [], 0.0
+    results, images, model_seconds, drawn, top_score = [], [], 0.0, 0, None
     start = time.perf_counter()
     for record in tqdm.tqdm(inputs.records, unit="image", desc="predict"):
-        example = mapper(record)
+        try:
+            example = mapper(record)
+        except ImageReadError as error:  # its message speaks of training; this is predict
+            cause = error.__cause__ or error
+            raise SystemExit(f"--input: cannot read {record['file_name']} as an image "
+                             f"({type(cause).__name__}: {cause})") from None
         model_start = time.perf_counter()
         with torch.no_grad():
             instances = model([example])[0]["instances"]
@@ -234,6 +250,9 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
         instances = instances.to("cpu")
         image_id = record["image_id"]
         results += to_coco_results(instances, image_id, metadata)
+        drawn += int((instances.scores >= args.confidence_threshold).sum())
+        if len(instances):
+            top_score = max(float(instances.scores.max()), top_score or 0.0)
         images.append({"id": image_id, "file_name": record["file_name"],
                        "height": example["height"], "width": example["width"]})
         drawing = draw(read_image(record["file_name"], format="RGB"), instances, metadata,
@@ -246,9 +265,29 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
     (output / RESULTS).write_text(json.dumps(results))
     (output / IMAGES).write_text(json.dumps(images, indent=1))
     count = len(inputs.records)
-    return {"images": count, "detections": len(results), "seconds": seconds,
-            "images_per_second": count / seconds,
+    return {"images": count, "detections": len(results), "drawn": drawn, "top_score": top_score,
+            "seconds": seconds, "images_per_second": count / seconds,
             "model_images_per_second": count / max(model_seconds, 1e-9)}
+
+
+def summary(done: dict[str, Any], cfg: CfgNode, threshold: float) -> list[str]:
+    """What ``main`` prints of a run of :func:`predict`: the detections kept (all the model
+    returns, what the results json holds), the boxes drawn, the top score, and a hint
+    when nothing was drawn."""
+    kept = (f"{done['detections']} detections kept (scores >= MODEL.FCOS.SCORE_THRESH_TEST "
+            f"{cfg.MODEL.FCOS.SCORE_THRESH_TEST:g}, all in {RESULTS})")
+    top = "no detection" if done["top_score"] is None else f"top score {done['top_score']:.3f}"
+    lines = [f"{done['images']} images: {kept}, {done['drawn']} boxes drawn (scores >= "
+             f"--confidence-threshold {threshold:g}), {top}"]
+    if done["top_score"] is None:
+        lines.append("hint: the model returned no detection; a weakly trained model may score "
+                     "everything below MODEL.FCOS.SCORE_THRESH_TEST (lower it on the command "
+                     "line to see its best guesses)")
+    elif done["drawn"] == 0:
+        lines.append(f"hint: no detection reaches --confidence-threshold {threshold:g}; "
+                     f"--confidence-threshold {math.floor(done['top_score'] * 100) / 100:g} "
+                     "draws the best ones")
+    return lines
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
@@ -261,10 +300,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     cfg, _ = build_cfg(args.config_file, args.opts, args.dataset)
     register_datasets(cfg, args)
     done = predict(cfg, args)
-    print(f"{done['images']} images, {done['detections']} detections in {done['seconds']:.1f} s: "
-          f"{done['images_per_second']:.2f} images/s ({done['model_images_per_second']:.2f} "
-          f"images/s in the model alone, {torch.get_num_threads()} CPU threads, "
-          f"device {cfg.MODEL.DEVICE}); drawings, {RESULTS} and {IMAGES} in {args.output}")
+    print("\n".join(summary(done, cfg, args.confidence_threshold)))
+    print(f"{done['seconds']:.1f} s: {done['images_per_second']:.2f} images/s "
+          f"({done['model_images_per_second']:.2f} images/s in the model alone, "
+          f"{torch.get_num_threads()} CPU threads, device {cfg.MODEL.DEVICE}); drawings, "
+          f"{RESULTS} and {IMAGES} in {args.output}")
     return done
 
 

@@ -13,6 +13,7 @@ from detectron2.data import DatasetMapper, MetadataCatalog
 from detectron2.utils.file_io import PathManager
 from PIL import Image
 
+from ..harmless_warnings import NON_WRITABLE_ARRAY, ignoring
 from .augmentations import build_extra_augmentations
 from .errors import ImageReadError
 
@@ -89,7 +90,8 @@ class ReadCheckedDatasetMapper(DatasetMapper):
     def __call__(self, dataset_dict: dict) -> Optional[dict]:
         try:
             _check_image_mode(dataset_dict["file_name"])
-            return super().__call__(dataset_dict)
+            with ignoring(NON_WRITABLE_ARRAY):  # a flip of Pillow's read-only array
+                return super().__call__(dataset_dict)
         except _READ_ERRORS as error:
             file_name = dataset_dict.get("file_name", "?")
             message = (

@@ -45,6 +45,7 @@ from detectron2.structures import BoxMode
 
 from ..matchers import matcher_class, registered_matchers, uses_anchors
 from ..matchers.declaration import ANCHOR_ARGUMENT, config_key
+from ..schedule import scaled_schedule
 
 __all__ = [
     "RECIPE_AUGMENTATIONS",
@@ -273,11 +274,10 @@ def _choose_schedule(
     epoch_iters = int(math.ceil(r.EPOCHS * stats.num_images / batch))
     budget_iters = max(1, int(r.BUDGET_MEGAPIXELS * 1e6 // (batch * pixels)))
     max_iter = choose("SOLVER.MAX_ITER", min(epoch_iters, budget_iters))
-    scale = max_iter / config_iter
-    # detectron2's scheduler needs increasing steps in [1, MAX_ITER - 1]
-    steps = choose("SOLVER.STEPS", tuple(sorted(
-        {min(max(1, round(s * scale)), max_iter - 1) for s in base.SOLVER.STEPS} - {0})))
-    warmup = choose("SOLVER.WARMUP_ITERS", int(round(base.SOLVER.WARMUP_ITERS * scale)))
+    scaled_steps, scaled_warmup = scaled_schedule(
+        base.SOLVER.STEPS, base.SOLVER.WARMUP_ITERS, config_iter, max_iter)
+    steps = choose("SOLVER.STEPS", scaled_steps)
+    warmup = choose("SOLVER.WARMUP_ITERS", scaled_warmup)
     if choose.yours("SOLVER.MAX_ITER"):
         why = "yours"
     elif epoch_iters <= budget_iters:

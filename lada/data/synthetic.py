@@ -36,6 +36,11 @@ CLASS_NAMES: tuple[str, ...] = ("bar", "plate", "ring", "ell", "stroke")
 #: Typical hue per class (HSV hue in [0, 1)); red/yellow and blue/purple overlap on purpose.
 CLASS_HUES: tuple[float, ...] = (0.0, 0.58, 0.33, 0.14, 0.78)
 SPLITS: tuple[str, ...] = ("train", "val")
+#: Where ``datasets/make_synthetic.py`` (``make data``) writes the embedded dataset, relative
+#: to the repository root, and where the quick configs read it (relative to the working folder).
+EMBEDDED_ROOT = Path("datasets") / "synthetic"
+#: How to make it, for the messages that find it missing.
+MAKE_EMBEDDED = "`make data` (or `python datasets/make_synthetic.py`) from the repository root"
 MIN_BOX_SIDE = 4  # px; smaller (clipped) boxes are not annotated
 MIN_VISIBLE = 0.5  # fraction of an object's in-image pixels that must stay unoccluded
 EMPTY_IMAGE_PROB = 0.02

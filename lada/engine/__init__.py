@@ -1,6 +1,6 @@
 """Training entry points: argument parsing, config setup, process launch, the trainer, its
 mixed-precision step, its checkpointer (and resume), its stop on SIGINT/SIGTERM, the run
-folder's config and the evaluation results file."""
+folder's config, the evaluation results file and the end-of-run summary."""
 from .amp import AutocastTrainer, amp_dtype
 from .checkpoint import CheckpointError, CheckpointSaveError, LadaCheckpointer
 from .launch import launch
@@ -9,8 +9,7 @@ from .results import EVAL_RESULTS, write_eval_results
 from .run_folder import RUN_CONFIG, save_run_config
 from .setup import (
     add_dataset_argument, build_argument_parser, build_cfg, check_before_launch,
-    command_line_cfg, merged_cfg,
-    register_datasets, setup_cfg,
+    command_line_cfg, merged_cfg, register_datasets, setup_cfg, summarize_run,
 )
 from .trainer import Trainer
 
@@ -36,4 +35,5 @@ __all__ = [
     "merged_cfg",
     "register_datasets",
     "setup_cfg",
+    "summarize_run",
 ]

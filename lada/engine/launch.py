@@ -12,6 +12,7 @@ machines, through ``torch.distributed`` and detectron2's ``comm``.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,6 +26,7 @@ from detectron2.engine.launch import _find_free_port
 from detectron2.utils import comm
 
 from ..compat import create_local_process_group
+from ..harmless_warnings import TYPED_STORAGE, ignoring
 
 __all__ = ["EnvLayout", "launch"]
 
@@ -43,6 +45,7 @@ def launch(
     """Runs ``main_func(*args)`` in every training process: spawns
     ``num_machines * num_gpus_per_machine`` processes in all, or, with ``env://``, is
     itself one of the processes an external launcher started."""
+    main_func = functools.partial(_without_harmless_warnings, main_func)
     if dist_url == ENV_URL:
         layout = EnvLayout.from_environ(os.environ, num_gpus_per_machine, num_machines, machine_rank)
         _env_worker(layout, main_func, tuple(args))
@@ -195,6 +198,13 @@ def _run(main_func: Callable, args: tuple, per_machine: int) -> None:
     main_func(*args)
     comm.synchronize()  # no process leaves while another still communicates
     dist.destroy_process_group()
+
+
+def _without_harmless_warnings(main_func: Callable, *args):
+    """``main_func(*args)`` without the ``TypedStorage`` warning of detectron2's gathers
+    between processes (:mod:`lada.harmless_warnings`)."""
+    with ignoring(TYPED_STORAGE):
+        return main_func(*args)
 
 
 def _share_cores(per_machine: int) -> None:

@@ -28,7 +28,7 @@ import copy
 import logging
 import os
 from collections import OrderedDict
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 from detectron2.config import LazyConfig, instantiate
@@ -38,26 +38,34 @@ from detectron2.engine import defaults as detectron2_defaults
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 from detectron2.solver import WarmupParamScheduler
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 from fvcore.common.param_scheduler import MultiStepParamScheduler, ParamScheduler
 from omegaconf import DictConfig, OmegaConf
 
 from ..custom_imports import import_custom
 from ..data import DatasetChecks, install_dataset_check, register_coco_datasets
 from ..evaluation import aspect_ratio_bands
+from ..harmless_warnings import NO_CUDA_RUNTIME, ignoring_log_record
+from ..schedule import check_steps, scaled_schedule
 from .amp import AutocastTrainer, autocast_dtype
 from .checkpoint import LadaCheckpointer, failed_save_last
+from .console import keep_dumps_in_log_file
 from .interrupt import STOP_SIGNALS, StopOnSignal
+from .preflight import FINAL_MODEL, check_dataset_files, check_eval_weights, check_registrations_used
 from .results import write_results_file
+from .setup import merge_registrations
+from .summary import log_summary, readme_figure, summary_lines
 
 __all__ = [
     "build_step",
+    "check_before_launch",
     "do_eval_only",
     "do_test",
     "do_train",
     "load_lazy_config",
     "register_datasets",
+    "rescale_lazy_schedule",
     "setup",
+    "summarize_run",
     "test_dataset_names",
     "warmup_multistep",
 ]
@@ -99,32 +107,120 @@ def warmup_multistep(
     )
 
 
-def load_lazy_config(config_file: str, overrides: Sequence[str] = ()) -> DictConfig:
+def load_lazy_config(
+    config_file: str, overrides: Sequence[str] = (), notes: Optional[List[str]] = None
+) -> DictConfig:
     """The LazyConfig of ``config_file`` with ``key=value`` ``overrides`` applied and its
     interpolations (``"${train.max_iter}"``, ``"${..num_classes}"``) resolved, so that an
     override reaches every value that follows it and a part of the config (one test
-    loader) can be copied on its own. Its ``train.custom_imports`` (files or modules, as
-    the yaml configs' ``CUSTOM_IMPORTS``) are imported, files recorded as absolute paths,
-    so that a target such as ``L("my_matcher.MyMatcher")`` is found when it is built."""
+    loader) can be copied on its own. A ``train.max_iter`` override moves the config's
+    ``lr_multiplier.steps`` and ``warmup_iters`` with it (:func:`rescale_lazy_schedule`;
+    yours win), the line saying so appended to ``notes``. Its ``train.custom_imports``
+    (files or modules, as the yaml configs' ``CUSTOM_IMPORTS``) are imported, files
+    recorded as absolute paths, so that a target such as ``L("my_matcher.MyMatcher")`` is
+    found when it is built."""
     cfg = LazyConfig.load(config_file)
+    schedule = _schedule(cfg)
     cfg = LazyConfig.apply_overrides(cfg, list(overrides))
     OmegaConf.resolve(cfg)
+    line = rescale_lazy_schedule(cfg, schedule, [o.split("=", 1)[0] for o in overrides])
+    if line and notes is not None:
+        notes.append(line)
     if cfg.get("train", {}).get("custom_imports"):
         cfg.train.custom_imports = import_custom(cfg.train.custom_imports)
     return cfg
 
 
+def _schedule(cfg: DictConfig) -> Optional[tuple[int, list[int], int]]:
+    """(train.max_iter, lr_multiplier.steps, lr_multiplier.warmup_iters) of a config whose
+    learning rate is :func:`warmup_multistep`'s; None for another schedule."""
+    multiplier = cfg.get("lr_multiplier")
+    if multiplier is None or not {"steps", "warmup_iters"} <= set(multiplier.keys()):
+        return None
+    return int(cfg.train.max_iter), [int(s) for s in multiplier.steps], int(multiplier.warmup_iters)
+
+
+def rescale_lazy_schedule(
+    cfg: DictConfig, schedule: Optional[tuple[int, list[int], int]], override_keys: Sequence[str]
+) -> Optional[str]:
+    """The LazyConfig twin of :func:`lada.engine.setup.rescale_schedule`: with a
+    ``train.max_iter`` override other than the config's (``schedule``: its length, steps
+    and warm-up), ``lr_multiplier.steps`` and ``warmup_iters`` at the config's fractions
+    (:func:`lada.schedule.scaled_schedule`), each unless overridden too; returns the line
+    that says so, None when nothing moved."""
+    keys = set(override_keys)
+    if schedule is None or "train.max_iter" not in keys:
+        return None
+    old, base_steps, base_warmup = schedule
+    new = int(cfg.train.max_iter)
+    if new == old:
+        return None
+    steps, warmup = scaled_schedule(base_steps, base_warmup, old, new)
+    moved = []
+    if "lr_multiplier.steps" not in keys:
+        cfg.lr_multiplier.steps = list(steps)
+        moved.append(f"steps {tuple(base_steps)} -> {steps} (lr_multiplier.steps)")
+    if "lr_multiplier.warmup_iters" not in keys:
+        cfg.lr_multiplier.warmup_iters = warmup
+        moved.append(f"warm-up {base_warmup} -> {warmup} (lr_multiplier.warmup_iters)")
+    if not moved:
+        return None
+    return (f"schedule: train.max_iter {new} (yours) instead of the config's {old}: "
+            + ", ".join(moved) + ", at the config's fractions of its schedule; override "
+            "those keys to choose others")
+
+
 def setup(args: argparse.Namespace) -> DictConfig:
-    """Loads the config, refuses a device or precision this machine does not have,
-    registers and checks the datasets, runs detectron2's ``default_setup`` (logging,
-    output dir, config dump, seed) and logs lada's loggers too."""
-    cfg = load_lazy_config(args.config_file, args.opts)
+    """Loads the config (``train.output_dir`` made absolute and the ``--dataset``
+    registrations added to ``dataloader.register_coco``, so that the saved ``config.yaml``
+    is reusable alone and writes beside its run from any folder), refuses a device, precision
+    or schedule this machine or run cannot have, registers and checks the datasets, runs
+    detectron2's ``default_setup`` (logging, output dir, config dump, seed; the dumps to
+    ``log.txt`` only) and logs lada's loggers too."""
+    notes: List[str] = []
+    cfg = load_lazy_config(args.config_file, args.opts, notes)
+    cfg.train.output_dir = os.path.abspath(cfg.train.output_dir)
+    # the saved config.yaml registers the --dataset datasets again, as train_net.py's
+    cfg.dataloader.register_coco = merge_registrations(
+        cfg.dataloader.get("register_coco", []), getattr(args, "dataset", ()))
     _check_runtime(cfg)
     aspect_ratio_bands(cfg.dataloader.evaluator.aspect_ratio_edges)  # bad edges stop early
     register_datasets(cfg, args)
-    default_setup(cfg, args)
-    setup_logger(cfg.train.output_dir, distributed_rank=comm.get_rank(), name="lada")
+    keep_dumps_in_log_file(cfg.train.output_dir)
+    with ignoring_log_record(NO_CUDA_RUNTIME):
+        default_setup(cfg, args)
+    for line in notes:
+        logger.info(line)
     return cfg
+
+
+def check_before_launch(args: argparse.Namespace) -> None:
+    """What ``train_net.py``'s :func:`lada.engine.setup.check_before_launch` checks, for a
+    LazyConfig, before any process starts (one line naming the key, no traceback): the
+    device, precision and schedule, the files of the datasets the run uses, every
+    ``--dataset`` used, and ``--eval-only``'s weights (``train.init_checkpoint``)."""
+    cfg = load_lazy_config(args.config_file, args.opts)
+    _check_runtime(cfg)
+    if not args.eval_only and _schedule(cfg) is not None:
+        check_steps(cfg.lr_multiplier.steps, cfg.train.max_iter, "lr_multiplier.steps",
+                    "train.max_iter")
+    train, test = _names(cfg.dataloader.train.dataset.names), test_dataset_names(cfg)
+    used: Dict[str, str] = {}
+    for key, names in (("dataloader.train.dataset.names", [] if args.eval_only else train),
+                       ("dataloader.test.dataset.names", test)):
+        for name in names:
+            used.setdefault(name, key)
+    datasets = list(getattr(args, "dataset", ()))
+    check_registrations_used(
+        [entry[0] for entry in datasets], train, test, "dataloader.train.dataset.names",
+        "dataloader.test.dataset.names", example="{key}={name}")
+    check_dataset_files(used, [list(e) for e in cfg.dataloader.get("register_coco", [])] + datasets)
+    if args.eval_only:
+        check_eval_weights(
+            cfg.train.init_checkpoint, "train.init_checkpoint",
+            given=any(o.startswith("train.init_checkpoint=") for o in args.opts),
+            resume=args.resume, output_dir=cfg.train.output_dir, config_file=args.config_file,
+            example="{key}={value}")
 
 
 def register_datasets(cfg: DictConfig, args: argparse.Namespace) -> None:
@@ -184,9 +280,10 @@ def do_eval_only(cfg: DictConfig, resume: bool) -> Dict[str, Any]:
     return results
 
 
-def do_train(cfg: DictConfig, resume: bool) -> None:
+def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
     """Trains for ``train.max_iter`` iterations with periodic checkpoints and evaluation
-    (``train.eval_period``; 0: at the end only)."""
+    (``train.eval_period``; 0: at the end only); writes the last evaluation's results to
+    ``eval_results.json`` (of the final model) and returns them (None without one)."""
     for name in test_dataset_names(cfg):
         DatasetCatalog.get(name)  # loads and checks the test data before training
     STOP_SIGNALS.install()  # before the data loader's workers are forked
@@ -201,11 +298,17 @@ def do_train(cfg: DictConfig, resume: bool) -> None:
         trainer=trainer,
     )
     main = comm.is_main_process()
+    last: Dict[str, Any] = {}
+
+    def evaluate() -> Dict[str, Any]:
+        last["results"] = do_test(cfg, model)
+        return last["results"]
+
     trainer.register_hooks([
         hooks.IterationTimer(),
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
-        hooks.EvalHook(cfg.train.eval_period, lambda: do_test(cfg, model)),
+        hooks.EvalHook(cfg.train.eval_period, evaluate),
         hooks.PeriodicWriter(
             default_writers(cfg.train.output_dir, cfg.train.max_iter),
             period=cfg.train.log_period,
@@ -220,6 +323,29 @@ def do_train(cfg: DictConfig, resume: bool) -> None:
             trainer.train(start_iter, cfg.train.max_iter)
     finally:
         STOP_SIGNALS.restore()
+    results = last.get("results")
+    if results:
+        write_results_file(cfg.train.output_dir, os.path.join(cfg.train.output_dir, FINAL_MODEL),
+                           test_dataset_names(cfg), results)
+    return results
+
+
+def summarize_run(
+    cfg: DictConfig, args: argparse.Namespace, warnings: List[str],
+    results: Optional[Dict[str, Any]],
+) -> None:
+    """The end-of-run summary (:mod:`lada.engine.summary`) of a LazyConfig run, on the main
+    process, with the README's figure for a shipped quick config on its own datasets."""
+    if not comm.is_main_process():
+        return
+    file_cfg = load_lazy_config(args.config_file)
+    data_keys = ("dataloader.train.dataset.names", "dataloader.test.dataset.names",
+                 "dataloader.register_coco")
+    same_data = not getattr(args, "dataset", None) and not any(
+        o.split("=", 1)[0] in data_keys for o in args.opts)
+    figure = readme_figure(args.config_file) if same_data else None
+    iterations = None if args.eval_only else (cfg.train.max_iter, file_cfg.train.max_iter)
+    log_summary(summary_lines(cfg.train.output_dir, warnings, results, figure, iterations))
 
 
 def _build_model(cfg: DictConfig) -> torch.nn.Module:

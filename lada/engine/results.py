@@ -1,6 +1,7 @@
-"""The results of ``train_net.py --eval-only`` (and of ``tools/lazyconfig_train_net.py``) as
-a file, for scripts (the study's re-evaluation among them): detectron2 only logs them when
-no trainer runs."""
+"""The results of an evaluation of ``train_net.py`` (``--eval-only``, or the final one of a
+training run) and of ``tools/lazyconfig_train_net.py`` as a file, for scripts (the study's
+re-evaluation among them): detectron2 only logs them (and, in training, puts them in
+``metrics.json`` beside every other scalar)."""
 from __future__ import annotations
 
 import json
@@ -19,10 +20,14 @@ __all__ = ["EVAL_RESULTS", "write_eval_results", "write_results_file"]
 EVAL_RESULTS = "eval_results.json"
 
 
-def write_eval_results(cfg: CfgNode, results: Mapping[str, Any]) -> Path | None:
-    """Writes ``OUTPUT_DIR/eval_results.json`` (see :func:`write_results_file`) of a yaml
-    config's ``MODEL.WEIGHTS`` on ``DATASETS.TEST``."""
-    return write_results_file(cfg.OUTPUT_DIR, cfg.MODEL.WEIGHTS, cfg.DATASETS.TEST, results)
+def write_eval_results(
+    cfg: CfgNode, results: Mapping[str, Any], weights: str | None = None
+) -> Path | None:
+    """Writes ``OUTPUT_DIR/eval_results.json`` (see :func:`write_results_file`) of the
+    ``weights`` evaluated (default: a yaml config's ``MODEL.WEIGHTS``, as ``--eval-only``
+    loads them; after training, the final model) on ``DATASETS.TEST``."""
+    weights = cfg.MODEL.WEIGHTS if weights is None else weights
+    return write_results_file(cfg.OUTPUT_DIR, weights, cfg.DATASETS.TEST, results)
 
 
 def write_results_file(

@@ -8,6 +8,10 @@ and the other tools.
 * With the own-data recipe, the saved keys are those the recipe chose and
   ``RECIPE.APPLIED`` is True, so a reuse keeps the sizes and schedule that were trained
   instead of choosing them again from whatever data it is given.
+* ``OUTPUT_DIR`` is saved absolute (the run folder itself), so that ``--eval-only`` run
+  from any working folder writes ``eval_results.json`` and ``inference/`` beside the run,
+  not under a relative ``output/...`` of that folder. A moved run folder needs
+  ``OUTPUT_DIR <its new place>`` on the command line.
 """
 from __future__ import annotations
 
@@ -28,14 +32,16 @@ logger = logging.getLogger(__name__)
 def save_run_config(cfg: CfgNode) -> Path | None:
     """Writes ``cfg`` to ``OUTPUT_DIR/config.yaml`` on the main process (through a
     temporary file, so an interrupted write leaves the previous file whole), with
-    ``RECIPE.APPLIED`` set when the recipe is enabled; returns its path."""
+    ``RECIPE.APPLIED`` set when the recipe is enabled and ``OUTPUT_DIR`` absolute;
+    returns its path."""
     if not comm.is_main_process():
         return None
     saved = cfg.clone()
     saved.defrost()
+    saved.OUTPUT_DIR = str(Path(cfg.OUTPUT_DIR).resolve())
     if saved.RECIPE.ENABLED:
         saved.RECIPE.APPLIED = True
-    path = Path(cfg.OUTPUT_DIR) / RUN_CONFIG
+    path = Path(saved.OUTPUT_DIR) / RUN_CONFIG
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(RUN_CONFIG + ".tmp")
     partial.write_text(saved.dump())

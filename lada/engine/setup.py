@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import torch
 import yaml
@@ -20,13 +20,18 @@ from ..config import add_lada_config
 from ..custom_imports import import_custom, imports_named_by
 from ..data import install_dataset_checks, register_coco_datasets
 from ..data.recipe import Recipe, apply_recipe, recipe_keys
+from ..harmless_warnings import NO_CUDA_RUNTIME, ignoring_log_record
 from ..modeling.presets import warn_detector_mismatch
+from ..schedule import check_steps, scaled_schedule
 from .amp import amp_dtype
+from .console import keep_dumps_in_log_file
+from .preflight import check_dataset_files, check_eval_weights, check_registrations_used
+from .summary import log_summary, readme_figure, summary_lines
 
 __all__ = [
     "add_dataset_argument", "build_argument_parser", "build_cfg", "check_before_launch",
     "command_line_cfg", "merge_registrations", "merged_cfg", "register_datasets",
-    "setup_cfg", "user_set_keys",
+    "rescale_schedule", "setup_cfg", "summarize_run", "user_set_keys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,18 +59,25 @@ def add_dataset_argument(
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
     """The config of ``train_net.py`` (:func:`build_cfg`), then the run's set-up: logging to
-    the console and ``OUTPUT_DIR/log.txt``, the environment and the full config logged,
-    seeds (``SEED``), what the own-data recipe chose, and a warning when the detector is not
-    the matcher's method's (:mod:`lada.modeling.presets`).
+    the console and ``OUTPUT_DIR/log.txt``, the environment and the full config logged (to
+    ``log.txt`` only, :mod:`lada.engine.console`), seeds (``SEED``), what the own-data
+    recipe or a shortened schedule chose, and a warning when the detector is not the
+    matcher's method's (:mod:`lada.modeling.presets`).
+    Training refuses steps outside its schedule (:func:`lada.schedule.check_steps`).
 
     This is detectron2's ``default_setup`` except that it does not write
     ``OUTPUT_DIR/config.yaml``: the training run writes it once it has started
     (:func:`lada.engine.run_folder.save_run_config`), so that ``--eval-only`` or a run
     that fails at start-up leaves a trained run's config as it was."""
-    cfg, recipe = build_cfg(args.config_file, args.opts, getattr(args, "dataset", ()))
+    notes: list[str] = []
+    cfg, recipe = build_cfg(args.config_file, args.opts, getattr(args, "dataset", ()), notes)
+    if not getattr(args, "eval_only", False):
+        check_steps(cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER, "SOLVER.STEPS", "SOLVER.MAX_ITER")
     _setup_run(cfg, args)
     # lada's own loggers (data checks, checkpoints) to the console and OUTPUT_DIR/log.txt
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="lada")
+    for line in notes:
+        logger.info(line)
     if recipe is not None:
         for line in recipe.lines:
             logger.info(line)
@@ -77,27 +89,60 @@ def setup_cfg(args: argparse.Namespace) -> CfgNode:
 
 
 def build_cfg(
-    config_file: str, opts: Sequence[str], datasets: Iterable[Sequence[str]] = ()
+    config_file: str, opts: Sequence[str], datasets: Iterable[Sequence[str]] = (),
+    notes: Optional[list[str]] = None,
 ) -> tuple[CfgNode, Optional[Recipe]]:
     """The frozen config of a run and the own-data recipe it applied (None when it applied
     none), as every entry point builds it (``train_net.py``, ``tools/predict.py``):
 
     get_cfg -> lada keys -> merge ``config_file`` -> merge the ``KEY VALUE`` ``opts`` ->
-    ``datasets`` (``--dataset NAME JSON IMAGE_ROOT`` entries) recorded in
-    ``DATASETS.REGISTER_COCO`` (:func:`merge_registrations`), so that the saved config
-    registers them again -> with ``RECIPE.ENABLED`` and not ``RECIPE.APPLIED``, register
-    the datasets and apply the recipe (:mod:`lada.data.recipe`) to the keys the user did
-    not set -> freeze -> check the device and precision. Nothing is written."""
-    cfg, file_cfg = _merged_cfg(config_file, opts)
+    a ``SOLVER.MAX_ITER`` of the command line moves the config's steps and warm-up with it
+    (:func:`rescale_schedule`) -> ``datasets`` (``--dataset NAME JSON IMAGE_ROOT``
+    entries) recorded in ``DATASETS.REGISTER_COCO`` (:func:`merge_registrations`), so that
+    the saved config registers them again -> with ``RECIPE.ENABLED`` and not
+    ``RECIPE.APPLIED``, register the datasets and apply the recipe
+    (:mod:`lada.data.recipe`) to the keys the user did not set -> freeze -> check the
+    device and precision. Nothing is written; what was chosen on the way (the rescaled
+    schedule) is appended to ``notes``, lines to log."""
+    cfg, file_cfg = _merged_cfg(config_file, opts, notes)
     cfg.DATASETS.REGISTER_COCO = merge_registrations(cfg.DATASETS.REGISTER_COCO, datasets)
     recipe = None
-    if cfg.RECIPE.ENABLED and not cfg.RECIPE.APPLIED:
+    if _recipe_applies(cfg):
         register_coco_datasets(cfg.DATASETS.REGISTER_COCO)
         user_keys = user_set_keys(config_file, opts) & set(recipe_keys())
         recipe = apply_recipe(cfg, user_keys, base=file_cfg)
     cfg.freeze()
     _check_runtime(cfg)
     return cfg, recipe
+
+
+def _recipe_applies(cfg: CfgNode) -> bool:
+    return cfg.RECIPE.ENABLED and not cfg.RECIPE.APPLIED
+
+
+def rescale_schedule(cfg: CfgNode, base: CfgNode, command_keys: Iterable[str]) -> Optional[str]:
+    """With a ``SOLVER.MAX_ITER`` of the command line (``command_keys``) other than the
+    config file's (``base``), puts ``SOLVER.STEPS`` and ``SOLVER.WARMUP_ITERS`` at the
+    config's fractions of its schedule (:func:`lada.schedule.scaled_schedule`), each
+    unless the command line sets it too (yours win); returns the line that says so, None
+    when nothing moved. ``cfg`` is not frozen."""
+    command_keys = set(command_keys)
+    old, new = base.SOLVER.MAX_ITER, cfg.SOLVER.MAX_ITER
+    if "SOLVER.MAX_ITER" not in command_keys or new == old:
+        return None
+    steps, warmup = scaled_schedule(base.SOLVER.STEPS, base.SOLVER.WARMUP_ITERS, old, new)
+    moved = []
+    if "SOLVER.STEPS" not in command_keys:
+        cfg.SOLVER.STEPS = steps
+        moved.append(f"steps {tuple(base.SOLVER.STEPS)} -> {steps} (SOLVER.STEPS)")
+    if "SOLVER.WARMUP_ITERS" not in command_keys:
+        cfg.SOLVER.WARMUP_ITERS = warmup
+        moved.append(f"warm-up {base.SOLVER.WARMUP_ITERS} -> {warmup} (SOLVER.WARMUP_ITERS)")
+    if not moved:
+        return None
+    return (f"schedule: SOLVER.MAX_ITER {new} (yours) instead of the config's {old}: "
+            + ", ".join(moved) + ", at the config's fractions of its schedule; set those "
+            "keys on the command line to choose others")
 
 
 def merge_registrations(
@@ -159,9 +204,11 @@ def _setup_run(cfg: CfgNode, args: argparse.Namespace) -> None:
         PathManager.mkdirs(output_dir)
     rank = comm.get_rank()
     setup_logger(output_dir, distributed_rank=rank, name="fvcore")
+    keep_dumps_in_log_file(output_dir)  # the dumps below: log.txt only
     d2_logger = setup_logger(output_dir, distributed_rank=rank)
     d2_logger.info(f"Rank of current process: {rank}. World size: {comm.get_world_size()}")
-    d2_logger.info("Environment info:\n" + collect_env_info())
+    with ignoring_log_record(NO_CUDA_RUNTIME):
+        d2_logger.info("Environment info:\n" + collect_env_info())
     d2_logger.info("Command line arguments: " + str(args))
     if getattr(args, "config_file", ""):
         with PathManager.open(args.config_file) as f:
@@ -173,11 +220,31 @@ def _setup_run(cfg: CfgNode, args: argparse.Namespace) -> None:
 
 
 def check_before_launch(args: argparse.Namespace) -> None:
-    """The checks of the config that need neither data nor a process group (the device,
-    the precision), made by ``train_net.py`` before it spawns processes: a refused config
-    then ends with its own message naming the key, not with the workers'
-    ``ProcessExitedException``. :func:`setup_cfg` checks again in every process."""
-    _check_runtime(command_line_cfg(args))
+    """The checks of the config that read no data and need no process group, made by
+    ``train_net.py`` before it spawns processes, each ending the command with one line
+    naming the key to set (:mod:`lada.engine.preflight`), not with a traceback or the
+    workers' ``ProcessExitedException``: the device and the precision (checked again by
+    :func:`setup_cfg` in every process), the schedule's steps, the files of the datasets
+    the run uses, every ``--dataset`` used, and ``--eval-only``'s weights."""
+    cfg = command_line_cfg(args)
+    _check_runtime(cfg)
+    # a run config saved before steps were checked still evaluates; the recipe sets its own
+    if not args.eval_only and not _recipe_applies(cfg):
+        check_steps(cfg.SOLVER.STEPS, cfg.SOLVER.MAX_ITER, "SOLVER.STEPS", "SOLVER.MAX_ITER")
+    datasets = list(getattr(args, "dataset", ()))
+    used: dict[str, str] = {}  # dataset -> the key that names it
+    if not args.eval_only or _recipe_applies(cfg):  # the recipe reads the training set
+        used.update(dict.fromkeys(cfg.DATASETS.TRAIN, "DATASETS.TRAIN"))
+    for name in cfg.DATASETS.TEST:
+        used.setdefault(name, "DATASETS.TEST")
+    check_registrations_used(  # first: it explains why the config's own datasets are read
+        [entry[0] for entry in datasets], cfg.DATASETS.TRAIN, cfg.DATASETS.TEST,
+        "DATASETS.TRAIN", "DATASETS.TEST", example="{key} \"('{name}',)\"")
+    check_dataset_files(used, merge_registrations(cfg.DATASETS.REGISTER_COCO, datasets))
+    if args.eval_only:
+        check_eval_weights(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS",
+                           given="MODEL.WEIGHTS" in list(args.opts)[0::2], resume=args.resume,
+                           output_dir=cfg.OUTPUT_DIR, config_file=args.config_file)
 
 
 def command_line_cfg(args: argparse.Namespace) -> CfgNode:
@@ -194,19 +261,47 @@ def merged_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     return _merged_cfg(config_file, opts)[0]
 
 
-def _merged_cfg(config_file: str, opts: Sequence[str]) -> tuple[CfgNode, CfgNode]:
+def summarize_run(
+    cfg: CfgNode, args: argparse.Namespace, warnings: list[str],
+    results: Optional[Mapping[str, Any]],
+) -> None:
+    """Logs, on the main process, the end-of-run summary (:mod:`lada.engine.summary`) of a
+    ``train_net.py`` run of ``cfg``: its ``warnings``, outputs and ``results``, with the
+    README's figure when the config file is a shipped quick config and the run used its
+    datasets."""
+    if not comm.is_main_process():
+        return
+    file_cfg = _merged_cfg(args.config_file, [])[0]
+    same_data = not getattr(args, "dataset", None) and all(
+        list(cfg.DATASETS[key]) == list(file_cfg.DATASETS[key])
+        for key in ("TRAIN", "TEST", "REGISTER_COCO"))
+    figure = readme_figure(args.config_file) if same_data else None
+    iterations = None if args.eval_only else (cfg.SOLVER.MAX_ITER, file_cfg.SOLVER.MAX_ITER)
+    log_summary(summary_lines(cfg.OUTPUT_DIR, warnings, results, figure, iterations))
+
+
+def _merged_cfg(
+    config_file: str, opts: Sequence[str], notes: Optional[list[str]] = None
+) -> tuple[CfgNode, CfgNode]:
     """The base of every config of the command line, not frozen: the modules of
     ``CUSTOM_IMPORTS`` imported (a matcher of your own registers its keys) -> get_cfg ->
     lada keys -> merge ``config_file`` (none if empty) -> merge the ``KEY VALUE`` ``opts``,
-    with ``CUSTOM_IMPORTS`` as recorded (files absolute); and a copy taken before the
-    ``opts`` (the own-data recipe's ``base``: what the files set)."""
+    with ``CUSTOM_IMPORTS`` as recorded (files absolute) -> the schedule moved with a
+    command-line ``SOLVER.MAX_ITER`` (:func:`rescale_schedule`, unless the own-data recipe
+    will choose it; its line appended to ``notes``); and a copy taken before the ``opts``
+    (the own-data recipe's ``base``: what the files set)."""
     imported = import_custom(imports_named_by(config_file, opts))
     cfg = add_lada_config(get_cfg())
     if config_file:
         cfg.merge_from_file(config_file)
     file_cfg = cfg.clone()
-    cfg.merge_from_list(list(opts))
+    opts = list(opts)
+    cfg.merge_from_list(opts)
     cfg.CUSTOM_IMPORTS = imported
+    if not _recipe_applies(cfg):
+        line = rescale_schedule(cfg, file_cfg, opts[0::2])
+        if line and notes is not None:
+            notes.append(line)
     return cfg, file_cfg
 
 

@@ -67,13 +67,17 @@ class Trainer(DefaultTrainer):
         check_test_categories(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
 
     def train(self):
+        """Trains (after writing ``OUTPUT_DIR/config.yaml``); returns the results of the
+        last evaluation (None without one), which ``DefaultTrainer.train`` returns only
+        with ``TEST.EXPECTED_RESULTS``."""
         save_run_config(self.cfg)
         STOP_SIGNALS.install()  # again, if another trainer of this process restored them
         try:
             with failed_save_last():
-                return super().train()
+                super().train()
         finally:
             STOP_SIGNALS.restore()
+        return getattr(self, "_last_eval_results", None)
 
     def state_dict(self) -> Dict[str, Any]:
         state = TrainerBase.state_dict(self)  # iteration, hooks (LR scheduler)

@@ -3,6 +3,7 @@ clear word on a test set without ground truth."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Dict, Optional, Sequence
 
@@ -82,22 +83,32 @@ class SlenderCOCOEvaluator(COCOEvaluator):
         return {f"{m}@{b.label}": float("nan") for b in self._bands for m in BAND_METRICS}
 
     def _log_tables(self, band_results, class_names: Optional[Sequence[str]]) -> None:
-        rows = [
-            [b.label] + [band_results[f"{m}@{b.label}"] for m in BAND_METRICS] for b in self._bands
-        ]
+        """Logs the band table and the per-category one; a band whose metrics are all NaN
+        (it has no GT box) is left out of both, and a category without a number in the
+        bands shown, with one line naming them (the results keep their NaN metrics)."""
+        bands = [b for b in self._bands
+                 if not all(math.isnan(band_results[f"{m}@{b.label}"]) for m in BAND_METRICS)]
+        empty = [b.label for b in self._bands if b not in bands]
+        note = f"\n(no GT box in {', '.join(empty)}: left out)" if empty else ""
+        if not bands:
+            logger.info("Evaluation results for bbox by aspect ratio: no band has a GT box")
+            return
+        rows = [[b.label] + [band_results[f"{m}@{b.label}"] for m in BAND_METRICS] for b in bands]
         logger.info(
             "Evaluation results for bbox by aspect ratio (long / short side; GT boxes of "
             "other bands ignored):\n"
             + tabulate(rows, headers=["band", *BAND_METRICS], tablefmt="pipe", floatfmt=".3f")
+            + note
         )
         if class_names is None or len(class_names) <= 1:
             return
-        rows = [
-            [name] + [band_results[f"AP-{name}@{b.label}"] for b in self._bands]
-            for name in class_names
-        ]
+        rows = [[name] + [band_results[f"AP-{name}@{b.label}"] for b in bands]
+                for name in class_names]
+        shown = [row for row in rows if not all(math.isnan(v) for v in row[1:])]
+        absent = [row[0] for row in rows if row not in shown]
         logger.info(
             "Per-category bbox AP by aspect ratio:\n"
-            + tabulate(rows, headers=["category", *(b.label for b in self._bands)],
+            + tabulate(shown, headers=["category", *(b.label for b in bands)],
                        tablefmt="pipe", floatfmt=".3f")
+            + (f"\n(no GT box of {', '.join(absent)} in these bands: left out)" if absent else "")
         )

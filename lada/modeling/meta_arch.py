@@ -18,6 +18,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
+from ..harmless_warnings import MESHGRID, ignoring
 from ..matchers import MatchInputs, Matcher, build_matcher, check_result
 from .head import FCOSHead
 from .losses import build_loss, check_loss_fits_matcher
@@ -182,7 +183,7 @@ class LadaFCOS(DenseDetector):
         (N, R, C), decoded boxes (N, R, 4) and auxiliary-branch logits ``pred_aux`` (N, R)
         the losses use."""
         logits, deltas, pred_aux = self._flatten_predictions(predictions)
-        anchors = Boxes.cat(self.anchor_generator(features)).tensor  # (R, 4)
+        anchors = Boxes.cat(self._point_boxes(features)).tensor  # (R, 4)
         pred_boxes = self._decode(deltas, anchors)  # (N, R, 4)
         gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
         _check_gt_boxes(gt_boxes)
@@ -200,13 +201,20 @@ class LadaFCOS(DenseDetector):
         )
         return inputs, logits, pred_boxes, pred_aux
 
+    def _point_boxes(self, features: List[torch.Tensor]) -> List[Boxes]:
+        """The point of each location of each level as a box of side = stride, (R_l, 4)
+        per level (detectron2's anchor generator, whose meshgrid warning carries no
+        action: :mod:`lada.harmless_warnings`)."""
+        with ignoring(MESHGRID):
+            return self.anchor_generator(features)
+
     def forward_inference(
         self, images: ImageList, features: List[torch.Tensor], predictions: List[List[torch.Tensor]]
     ) -> List[Instances]:
         logits, deltas, pred_aux = self._transpose_dense_predictions(
             predictions, [self.num_classes, 4, 1]
         )
-        anchors = self.anchor_generator(features)
+        anchors = self._point_boxes(features)
         results = []
         for image, image_size in enumerate(images.image_sizes):
             scores, thresh = self._test_scores(

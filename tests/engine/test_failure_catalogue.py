@@ -26,6 +26,7 @@ import pytest
 import torch
 from coco_files import GOOD, write_coco
 from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
 from detectron2.data.detection_utils import SizeMismatchError
 from detectron2.utils import logger as d2_logger
 from PIL import Image
@@ -35,7 +36,7 @@ from conftest import REPO
 from lada.data import DatasetError, ImageReadError
 from lada.engine import (
     CheckpointError, CheckpointSaveError, LadaCheckpointer, OutputDirInUseError,
-    build_argument_parser,
+    build_argument_parser, build_cfg,
 )
 from lada.engine import lazy
 from lada.engine.checkpoint import _AtomicFile
@@ -394,8 +395,12 @@ def rfa_with_non_finite_features_stops_with_detectron2s_error(ws):
     done = ws.train_net(config="aps", **{"MODEL.PIXEL_STD": "[0.0, 0.0, 0.0]"})
     assert done.returncode == 1, done.stderr[-3000:]  # not -11 (SIGSEGV)
     assert "FloatingPointError: Loss became infinite or NaN at iteration=0" in done.stderr
+    weights = ws.root / "untrained.pth"  # --eval-only refuses to run without weights
+    cfg, _ = build_cfg(str(REPO / "configs/quick/aps.yaml"), ["MODEL.FCOS.NUM_CLASSES", "2"])
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
     evaluated = ws.train_net("--eval-only", config="aps", **{
-        "MODEL.PIXEL_STD": "[0.0, 0.0, 0.0]", "DATASETS.TEST": f"('{ws.name}',)"})
+        "MODEL.PIXEL_STD": "[0.0, 0.0, 0.0]", "DATASETS.TEST": f"('{ws.name}',)",
+        "MODEL.WEIGHTS": weights})
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     results = json.loads((ws.out / "eval_results.json").read_text())
     assert results["datasets"] == {ws.name: {"images": 2, "annotations": 4}}

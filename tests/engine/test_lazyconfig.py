@@ -3,6 +3,7 @@ parameter shapes, frozen parameters, matcher and loss settings, losses on a fixe
 with the same weights), same data, optimizer and schedule; and
 tools/lazyconfig_train_net.py trains and evaluates one."""
 import json
+import os
 import subprocess
 import sys
 
@@ -234,12 +235,22 @@ def test_lazyconfig_train_net_trains_two_iterations_evaluates_and_resumes(tiny, 
     trained = json.loads((out / "inference/tiny_val/coco_instances_results.json").read_text())
     assert len(trained) > 0
 
-    eval_dir = tmp_path / "eval"
-    _lazyconfig_train_net(tiny, eval_dir, f"train.init_checkpoint={out / 'model_final.pth'}",
-                          flags=["--eval-only"])
-    again = json.loads((eval_dir / "inference/tiny_val/coco_instances_results.json").read_text())
+    # the run's saved config alone (its --dataset registrations), from another folder:
+    # written beside the run
+    (out / "eval_results.json").unlink()  # the training run's, of its final evaluation
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run([
+        sys.executable, str(REPO / "tools/lazyconfig_train_net.py"), "--config-file",
+        str(out / "config.yaml"), "--eval-only",
+        f"train.init_checkpoint={out / 'model_final.pth'}",
+    ], cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list(elsewhere.iterdir()) == []
+    again = json.loads((out / "inference/tiny_val/coco_instances_results.json").read_text())
     assert again == trained
-    results = json.loads((eval_dir / "eval_results.json").read_text())
+    results = json.loads((out / "eval_results.json").read_text())
     assert results["weights"] == str(out / "model_final.pth")
     assert results["metrics"]["bbox/AP"] == pytest.approx(lines[-1]["bbox/AP"], nan_ok=True)
 

@@ -1,9 +1,11 @@
 """The run folder is reusable alone: a training run saves ``OUTPUT_DIR/config.yaml`` with
 its ``--dataset`` registrations, ``--eval-only`` and ``tools/predict.py`` run from it
-without ``--dataset`` (from another working folder), and neither ``--eval-only`` nor a run
-that fails at start-up rewrites it. ``tools/predict.py`` gives the detections of
-``--eval-only``."""
+without ``--dataset`` (from another working folder) and write beside the run, and neither
+``--eval-only`` nor a run that fails at start-up rewrites it. ``tools/predict.py`` gives
+the detections of ``--eval-only``, says what it drew and names an input it cannot read;
+a run ends with a summary, its console without the dumps and harmless warnings."""
 import functools
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,10 +20,19 @@ from conftest import REPO
 from PIL import Image
 
 from lada.data.synthetic import SyntheticSpec, generate
-from lada.engine import build_cfg, save_run_config
+from lada.engine import build_argument_parser, build_cfg, check_before_launch, save_run_config
 from lada.engine.setup import merge_registrations
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def load_predict():
+    """tools/predict.py as a module (registered: its dataclass needs its module)."""
+    spec = importlib.util.spec_from_file_location("lada_tools_predict", REPO / "tools/predict.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _run(script, *arguments, cwd):
@@ -31,9 +42,10 @@ def _run(script, *arguments, cwd):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A 4-iteration training run on a tiny synthetic dataset given with --dataset."""
+    """A 4-iteration training run on a tiny synthetic dataset given with --dataset, into a
+    relative OUTPUT_DIR (``runs/atss`` of its working folder), and its console."""
     tiny = generate(tmp_path_factory.mktemp("tiny"), SyntheticSpec(num_train=8, num_val=4))
-    out = tmp_path_factory.mktemp("run")
+    workdir = tmp_path_factory.mktemp("work")
     done = _run(
         "train_net.py", "--config-file", REPO / "configs/quick/atss.yaml",
         "--dataset", "tiny_train", tiny["train"], tiny["train_images"],
@@ -42,9 +54,9 @@ def run(tmp_path_factory):
         "DATASETS.TEST", "('tiny_val',)", "DATALOADER.NUM_WORKERS", "0",
         "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(3,)",
         "SOLVER.WARMUP_ITERS", "2", "MODEL.FCOS.SCORE_THRESH_TEST", "0.05",
-        "OUTPUT_DIR", out, cwd=REPO)
+        "OUTPUT_DIR", "runs/atss", cwd=workdir)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"out": out, **tiny}
+    return {"out": workdir / "runs/atss", "console": done.stdout + done.stderr, **tiny}
 
 
 def test_saved_config_registers_the_command_line_datasets(run):
@@ -55,13 +67,20 @@ def test_saved_config_registers_the_command_line_datasets(run):
     ]
 
 
+def test_saved_config_holds_the_run_folder_as_output_dir(run):
+    config = yaml.safe_load((run["out"] / "config.yaml").read_text())
+    assert config["OUTPUT_DIR"] == str(run["out"].resolve())  # was the relative runs/atss
+
+
 def test_eval_only_and_predict_from_the_saved_config(run, tmp_path):
     out, saved = run["out"], (run["out"] / "config.yaml").read_bytes()
     weights = out / "model_final.pth"
+    (out / "eval_results.json").unlink()  # the training run's, of its final evaluation
     done = _run("train_net.py", "--config-file", out / "config.yaml", "--eval-only",
                 "MODEL.WEIGHTS", weights, cwd=tmp_path)  # no --dataset, another folder
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "config.yaml").read_bytes() == saved
+    assert not (tmp_path / "runs").exists()  # beside the run, not under this folder
     results = json.loads((out / "eval_results.json").read_text())
     assert results["weights"] == str(weights) and results["datasets"]["tiny_val"]["images"] == 4
     evaluated = json.loads((out / "inference/tiny_val/coco_instances_results.json").read_text())
@@ -72,7 +91,7 @@ def test_eval_only_and_predict_from_the_saved_config(run, tmp_path):
                 "--output", drawn, "--show-gt", "--confidence-threshold", "0.1",
                 "MODEL.WEIGHTS", weights, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "4 images" in done.stdout and "images/s" in done.stdout
+    assert "4 images: " in done.stdout and "images/s" in done.stdout
     predicted = json.loads((drawn / "coco_instances_results.json").read_text())
     _assert_same_detections(predicted, evaluated)
 
@@ -123,6 +142,70 @@ def test_predict_refuses_an_unknown_input(run, tmp_path):
     assert done.returncode != 0
     assert "--input no_such_thing: no such image file" in done.stderr
     assert "tiny_val" in done.stderr  # the registered datasets are listed
+
+
+def test_the_run_ends_with_a_summary_and_a_quiet_console(run):
+    console, out = run["console"], run["out"].resolve()
+    summary = console[console.index("Summary of the run"):]
+    for name in ("model_final.pth", "metrics.json", "eval_results.json", "config.yaml"):
+        assert f"{name} {out / name}" in summary
+    assert f"TensorBoard: tensorboard --logdir {out}" in summary
+    assert "this run: bbox/AP " in summary
+    assert "README" not in summary  # its own datasets, not the config's: no figure
+    # the dumps went to log.txt only; third-party warnings without an action are gone
+    log = (out / "log.txt").read_text()
+    for dump in ("Running with full config:", "Environment info:", "Model:\n"):
+        assert dump in log and dump not in console
+    assert f"environment, command line, config and model: in {out / 'log.txt'}" in console
+    for noise in ("torch.meshgrid", "No CUDA runtime", "is not writable", "TypedStorage"):
+        assert noise not in console
+    assert len(console.splitlines()) < 120
+
+
+def test_eval_only_without_weights_is_refused_naming_the_final_model(run, tmp_path):
+    args = build_argument_parser().parse_args(
+        ["--config-file", str(run["out"] / "config.yaml"), "--eval-only"])
+    with pytest.raises(SystemExit) as stop:
+        check_before_launch(args)
+    assert str(stop.value) == (
+        "--eval-only: MODEL.WEIGHTS is empty, so a randomly initialised model would be "
+        f"evaluated; add `MODEL.WEIGHTS {run['out'].resolve() / 'model_final.pth'}` (this "
+        "run's final model) to the command line")
+    check_before_launch(build_argument_parser().parse_args(  # --resume: its last checkpoint
+        ["--config-file", str(run["out"] / "config.yaml"), "--eval-only", "--resume"]))
+
+
+def test_predict_says_what_it_drew_and_hints_at_the_threshold(run, tmp_path, capsys):
+    predict = load_predict()
+    out = run["out"]
+    predict.main(["--config-file", str(out / "config.yaml"), "--input", "tiny_val",
+                  "--output", str(tmp_path / "p"), "--confidence-threshold", "1",
+                  "MODEL.WEIGHTS", str(out / "model_final.pth")])
+    printed = capsys.readouterr().out
+    scores = [d["score"] for d in json.loads((tmp_path / "p/coco_instances_results.json").read_text())]
+    assert (f"4 images: {len(scores)} detections kept (scores >= MODEL.FCOS.SCORE_THRESH_TEST "
+            f"0.05, all in coco_instances_results.json), 0 boxes drawn (scores >= "
+            f"--confidence-threshold 1), top score {max(scores):.3f}") in printed
+    hint = f"{int(max(scores) * 100) / 100:g}"  # the top score, rounded down to 0.01
+    assert (f"hint: no detection reaches --confidence-threshold 1; --confidence-threshold "
+            f"{hint} draws the best ones") in printed
+
+
+def test_predict_names_an_input_that_is_not_an_image(run, tmp_path):
+    predict = load_predict()
+    common = ["--config-file", str(run["out"] / "config.yaml"), "--output", str(tmp_path / "p"),
+              "MODEL.WEIGHTS", str(run["out"] / "model_final.pth")]
+    notes, fake = tmp_path / "notes.txt", tmp_path / "fake.png"
+    notes.write_text("not an image")
+    fake.write_text("not an image either")
+    with pytest.raises(SystemExit) as stop:
+        predict.main(["--input", str(notes), *common])
+    assert str(stop.value).startswith(f"--input {notes}: not an image (images end in .bmp,")
+    with pytest.raises(SystemExit) as stop:
+        predict.main(["--input", str(fake), *common])
+    assert str(stop.value).startswith(f"--input: cannot read {fake} as an image "
+                                      "(UnidentifiedImageError: ")
+    assert "DATASETS.IMAGE_READ_POLICY" not in str(stop.value)
 
 
 def _assert_same_detections(actual, expected):

@@ -228,3 +228,26 @@ def test_trainer_builds_the_slender_evaluator(tmp_path):
     evaluator = Trainer.build_evaluator(cfg, "slender_trainer", output_folder=str(tmp_path))
     assert isinstance(evaluator, SlenderCOCOEvaluator)
     assert [b.label for b in evaluator._bands] == ["ar<2", "2<=ar<5", "ar>=5"]
+
+
+def test_a_band_without_gt_is_left_out_of_the_logged_tables(tmp_path, caplog):
+    """Edges [3, 10]: no GT box has a ratio of 10 or more, so "ar>=10" is all NaN: its row
+    and column are left out of the log (named once), its metrics stay in the results."""
+    json_file = tmp_path / "gt.json"
+    json_file.write_text(json.dumps(coco_dict()))
+    from lada.data import register_coco_dataset
+
+    register_coco_dataset("slender_empty_band", json_file, tmp_path)
+    DatasetCatalog.get("slender_empty_band")
+    evaluator = SlenderCOCOEvaluator("slender_empty_band", tasks=("bbox",), distributed=False,
+                                     use_fast_impl=False, aspect_ratio_edges=[3.0, 10.0])
+    evaluator.reset()
+    evaluator.process([{"image_id": 1}], [{"instances": _instances([A], [0], [0.9])}])
+    with caplog.at_level("INFO", logger="lada.evaluation.evaluator"):
+        results = evaluator.evaluate()["bbox"]
+    assert math.isnan(results["AP@ar>=10"]) and results["AP@ar<3"] > 0
+    bands, per_category = [r.getMessage() for r in caplog.records
+                           if r.name == "lada.evaluation.evaluator"]
+    assert "| ar<3 " in bands and "| 3<=ar<10 " in bands and "ar>=10 " not in bands
+    assert bands.endswith("(no GT box in ar>=10: left out)")
+    assert "3<=ar<10" in per_category and "ar>=10" not in per_category

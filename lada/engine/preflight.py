@@ -1,0 +1,106 @@
+"""The checks a training entry point makes before it starts any process or reads any data,
+each ending the command with one line that says what to set (``SystemExit``), not a
+traceback: ``train_net.py`` (:func:`lada.engine.setup.check_before_launch`) and
+``tools/lazyconfig_train_net.py`` (:func:`lada.engine.lazy.check_before_launch`) call them
+with their own key names.
+
+* the files of the datasets the run uses exist (the embedded dataset's message says how
+  to make it);
+* every ``--dataset`` registration is used by the training or test datasets (otherwise
+  the run would silently train on the config's own datasets);
+* ``--eval-only`` has trained weights to evaluate (otherwise it would evaluate a randomly
+  initialised model, or the weights a run started from).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+from ..data.synthetic import EMBEDDED_ROOT, MAKE_EMBEDDED
+
+__all__ = ["check_dataset_files", "check_eval_weights", "check_registrations_used"]
+
+FINAL_MODEL = "model_final.pth"  # detectron2's name for the last checkpoint of a run
+LAST_CHECKPOINT = "last_checkpoint"  # fvcore's pointer to the checkpoint --resume loads
+
+
+def check_dataset_files(
+    used: Mapping[str, str], registrations: Iterable[Sequence[str]]
+) -> None:
+    """``used``: each dataset the run reads -> the key that names it (``DATASETS.TRAIN``);
+    ``registrations``: ``[name, json_file, image_root]`` entries. A used dataset
+    registered here whose json or image folder is missing stops the run (datasets
+    registered elsewhere, e.g. detectron2's builtin COCO, are checked when loaded)."""
+    files = {str(entry[0]): (Path(entry[1]), Path(entry[2])) for entry in registrations}
+    for name, key in used.items():
+        if name not in files:
+            continue
+        json_file, image_root = files[name]
+        if not json_file.is_file():
+            missing = f"annotation file {json_file}"
+        elif not image_root.is_dir():
+            missing = f"image folder {image_root}"
+        else:
+            continue
+        raise SystemExit(f"dataset '{name}' ({key}): {missing} does not exist"
+                         + _how_to_make(json_file))
+
+
+def _how_to_make(json_file: Path) -> str:
+    if json_file.parent.parent.parts[-len(EMBEDDED_ROOT.parts):] == EMBEDDED_ROOT.parts:
+        return f"; it is the embedded synthetic dataset: make it with {MAKE_EMBEDDED}"
+    return ""
+
+
+def check_registrations_used(
+    registered: Iterable[str], train: Sequence[str], test: Sequence[str],
+    train_key: str, test_key: str, example: str,
+) -> None:
+    """Each dataset of ``registered`` (the ``--dataset`` names) must be one of ``train``
+    (the value of ``train_key``) or ``test`` (``test_key``): a registration nothing uses
+    means the run would train and test on the config's own datasets. ``example`` is how
+    to set a key on this command line, with ``{key}`` and ``{name}`` to fill in."""
+    unused = [name for name in dict.fromkeys(registered) if name not in (*train, *test)]
+    if not unused:
+        return
+    name = unused[0]
+    raise SystemExit(
+        f"--dataset {name} is registered but the run does not use it: {train_key} is "
+        f"{_names(train)} and {test_key} {_names(test)}; add "
+        + example.format(key=train_key, name=name) + " (training) or "
+        + example.format(key=test_key, name=name) + " (testing) to the command line")
+
+
+def _names(names: Sequence[str]) -> str:
+    return repr(tuple(names)) if names else "empty"
+
+
+def check_eval_weights(
+    weights: str, weights_key: str, *, given: bool, resume: bool, output_dir: str,
+    config_file: str, example: str = "{key} {value}",
+) -> None:
+    """For ``--eval-only``: ``weights`` (the value of ``weights_key``; ``given``: set on
+    the command line, where ``example`` sets a key) must name trained weights. Refused: none (a randomly initialised
+    model would be evaluated), and, for a run's own saved ``config.yaml`` (its folder is
+    the config's output dir), weights the command line does not name: that config's
+    weights are what the run started from, not what it trained. ``--resume`` with a
+    checkpoint in ``output_dir`` evaluates that checkpoint."""
+    folder = Path(output_dir).resolve() if output_dir else None
+    if resume and folder is not None and (folder / LAST_CHECKPOINT).is_file():
+        return
+    run_config = (folder is not None and bool(config_file)
+                  and Path(config_file).resolve().parent == folder)
+    if weights and (given or not run_config):
+        return
+    final = folder / FINAL_MODEL if folder is not None else None
+    if final is not None and final.is_file():
+        add = f"add `{example.format(key=weights_key, value=final)}` (this run's final model)"
+    else:
+        add = (f"add `{example.format(key=weights_key, value='path/to/' + FINAL_MODEL)}` "
+               "(the checkpoint of a training run)")
+    if not weights:
+        problem = f"{weights_key} is empty, so a randomly initialised model would be evaluated"
+    else:
+        problem = (f"{weights_key} {weights} is the run config's: what the run started from, "
+                   "not what it trained")
+    raise SystemExit(f"--eval-only: {problem}; {add} to the command line")
