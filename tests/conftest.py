@@ -8,6 +8,7 @@ import lada  # noqa: F401  (prepares detectron2 before any test imports it)
 import pytest
 import torch
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
 from lada.config import add_lada_config
@@ -67,6 +68,25 @@ def _propagating_loggers():
     yield
     for name in ("lada", "detectron2", "fvcore", "d2"):
         logging.getLogger(name).propagate = True
+
+
+@pytest.fixture
+def new_datasets_unregistered():
+    """Removes, after the test, the datasets it registered (a run in the test's process
+    registers its config's datasets under their fixed names, e.g. ``study_quick_train``),
+    so that a later test may register those names with its own files."""
+    registered = set(DatasetCatalog.list())
+    yield
+    for name in set(DatasetCatalog.list()) - registered:
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+
+
+def default_cfg(**overrides):
+    """The lada defaults (the papers' hyperparameters), with ``KEY: value`` overrides."""
+    cfg = add_lada_config(get_cfg())
+    cfg.merge_from_list([item for pair in overrides.items() for item in pair])
+    return cfg
 
 
 def small_cfg(**overrides):

@@ -286,7 +286,6 @@ def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
     ``eval_results.json`` (of the final model) and returns them (None without one)."""
     for name in test_dataset_names(cfg):
         DatasetCatalog.get(name)  # loads and checks the test data before training
-    STOP_SIGNALS.install()  # before the data loader's workers are forked
     model = _build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
@@ -318,6 +317,7 @@ def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
     checkpointer.resume_or_load(cfg.train.init_checkpoint, resume=resume)
     # a checkpoint holds the iteration that finished: continue at the next one
     start_iter = trainer.iter + 1 if resume and checkpointer.has_checkpoint() else 0
+    STOP_SIGNALS.install()  # before the data loader's workers are forked (its first batch)
     try:
         with failed_save_last():
             trainer.train(start_iter, cfg.train.max_iter)

@@ -67,6 +67,13 @@ class StudyRun:
     def record_path(self) -> Path:
         return self.output_dir / RECORD
 
+    def write_record(self, record: dict) -> None:
+        """Writes ``record`` atomically (a temporary file renamed over it): the report of a
+        study with ``--jobs`` above 1 reads every record while other runs write theirs."""
+        partial = self.record_path.with_name(self.record_path.name + ".tmp")
+        partial.write_text(json.dumps(record, indent=1))
+        os.replace(partial, self.record_path)
+
     def load_record(self) -> Optional[dict]:
         """The run's record, or None; raises :class:`StudyError` if the record holds other
         arguments than this run's."""
@@ -172,7 +179,7 @@ def run_study_run(
         )
     run.output_dir.mkdir(parents=True, exist_ok=True)
     record = {"status": "started", "train_args": list(run.train_args), "commit": _commit()}
-    run.record_path.write_text(json.dumps(record, indent=1))
+    run.write_record(record)
     command = [python, str(TRAIN_NET), "--resume", *run.train_args]
     start = time.time()
     load = os.getloadavg()[0]
@@ -201,7 +208,7 @@ def run_study_run(
         load_average_at_start=round(load, 2),
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
-    run.record_path.write_text(json.dumps(record, indent=1))
+    run.write_record(record)
     return record
 
 
@@ -242,7 +249,7 @@ def reevaluate_study_run(run: StudyRun, python: str) -> dict:
         "wall_seconds": round(time.time() - start, 1),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    run.record_path.write_text(json.dumps(record, indent=1))
+    run.write_record(record)
     return record
 
 

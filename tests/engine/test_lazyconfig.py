@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import REPO, make_batch
 from detectron2.config import get_cfg, instantiate
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import SimpleTrainer
 from detectron2.modeling import build_model
 from detectron2.solver import build_lr_scheduler, build_optimizer
@@ -200,6 +200,7 @@ def test_data_checks_are_put_on_the_lazy_config_datasets(tiny):
     finally:
         for name in ("tiny_train", "tiny_val"):
             DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)  # its json_file too, which later tests register anew
 
 
 def _lazyconfig_train_net(tiny, output_dir, *overrides, flags=()):

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import REPO, random_boxes, small_cfg
+from conftest import REPO, default_cfg, random_boxes, small_cfg
 from detectron2.config import get_cfg
 from helpers import grid, scene
 from torchvision.ops import box_iou
@@ -217,7 +217,7 @@ def test_image_without_gt_next_to_an_annotated_one():
 
 
 def test_config_defaults_are_the_papers():
-    cfg = small_cfg(**{"MODEL.MATCHER.NAME": "ciou_atss"})
+    cfg = default_cfg(**{"MODEL.MATCHER.NAME": "ciou_atss"})
     matcher = build_matcher(cfg)
     assert isinstance(matcher, CIoUATSSMatcher)
     assert (matcher.topk, matcher.anchor_scale) == (9, 8.0)

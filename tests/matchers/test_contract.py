@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError, replace
 
 import pytest
 import torch
-from conftest import small_cfg
+from conftest import default_cfg, small_cfg
 from detectron2.config import configurable
 from helpers import grid, scene
 
@@ -34,7 +34,7 @@ from lada.matchers.validation import require_positive_int
 
 def test_registry_names_and_paper_defaults():
     assert {"fcos", "atss", "paa", "lada", "ciou_atss"} <= {name for name, _ in MATCHER_REGISTRY}
-    cfg = small_cfg()
+    cfg = default_cfg()
     assert cfg.MODEL.MATCHER.FCOS.CENTER_SAMPLING_RADIUS == 1.5
     assert cfg.MODEL.MATCHER.ATSS.TOPK == 9
     assert cfg.MODEL.MATCHER.ATSS.ANCHOR_SCALE == 8.0

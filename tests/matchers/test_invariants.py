@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import REPO, make_batch, random_boxes, small_cfg
+from conftest import REPO, default_cfg, make_batch, random_boxes, small_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from helpers import grid, scene
@@ -72,7 +72,7 @@ def test_declaration(name):
     cls = matcher_class(name)
     spec = cls.METHOD
     assert isinstance(spec, MethodSpec) and spec.name == name
-    cfg = small_cfg(**{"MODEL.MATCHER.NAME": name})
+    cfg = default_cfg(**{"MODEL.MATCHER.NAME": name})
     node = cfg.MODEL.MATCHER[spec.config_node]
     assert dict(node) == {key.upper(): value for key, value in hyperparameters(cls).items()}
     matcher = build_matcher(cfg)
