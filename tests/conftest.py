@@ -70,11 +70,12 @@ def _propagating_loggers():
         logging.getLogger(name).propagate = True
 
 
-@pytest.fixture
-def new_datasets_unregistered():
-    """Removes, after the test, the datasets it registered (a run in the test's process
-    registers its config's datasets under their fixed names, e.g. ``study_quick_train``),
-    so that a later test may register those names with its own files."""
+@pytest.fixture(autouse=True)
+def _new_datasets_unregistered():
+    """Removes, after each test, the datasets it registered (a run in the test's process
+    registers its config's datasets under their fixed names, e.g. ``synthetic_train`` or
+    ``study_quick_train``), so that a later test may register those names with its own
+    files. Datasets of module-scoped fixtures, set up before it, stay."""
     registered = set(DatasetCatalog.list())
     yield
     for name in set(DatasetCatalog.list()) - registered:

@@ -48,6 +48,13 @@ class Trainer(DefaultTrainer):
 
     def __init__(self, cfg):
         STOP_SIGNALS.install()  # before super() forks the data loader's workers
+        try:
+            self._build(cfg)
+        except BaseException:
+            STOP_SIGNALS.restore()  # a trainer that could not be built trains nothing
+            raise
+
+    def _build(self, cfg) -> None:
         dtype = amp_dtype(cfg)  # refuses a precision the device does not allow
         aspect_ratio_bands(cfg.TEST.ASPECT_RATIO_EDGES)  # bad edges stop before training
         with warnings.catch_warnings():

@@ -21,10 +21,8 @@ def load_tool(name):
 
 
 @pytest.fixture
-def tool(monkeypatch, new_datasets_unregistered):
-    """The tool, with the labels of every Visualizer.overlay_instances call recorded; the
-    datasets it registers (a config's, e.g. synthetic_train of the repository) are removed
-    afterwards."""
+def tool(monkeypatch):
+    """The tool, with the labels of every Visualizer.overlay_instances call recorded."""
     module = load_tool("browse_dataset")
     module.labels_drawn = []
     original = module.Visualizer.overlay_instances

@@ -14,8 +14,6 @@ from lada.matchers import MATCHER_REGISTRY
 from lada.study import StudyError, plan_runs
 from lada.study.__main__ import main as study_main, own_data_configs, own_data_opts
 
-pytestmark = pytest.mark.usefixtures("new_datasets_unregistered")
-
 # 160 px images with 20 px objects: the recipe's size is min(160 x 32 / 20, 160) = 160
 BOXES = [(1, [20, 20, 20, 20]), (2, [100, 90, 20, 20])]
 

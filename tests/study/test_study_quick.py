@@ -14,8 +14,6 @@ from PIL import Image
 from lada.study import StudyError
 from lada.study.__main__ import default_configs, main as study_main
 
-pytestmark = pytest.mark.usefixtures("new_datasets_unregistered")
-
 CONFIGS = ["configs/quick/fcos.yaml", "configs/quick/paa.yaml"]
 
 
