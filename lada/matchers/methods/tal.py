@@ -98,6 +98,12 @@ class TALMatcher(BatchMatcher):
         the first ``initial_epochs`` of ``schedule_epochs``; compared in integers."""
         return inputs.iteration * self.schedule_epochs < self.initial_epochs * inputs.max_iter
 
+    def empty_result(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
+        """All background; without a quality target during the warm-up, as its ATSS steps."""
+        if self.in_warmup(inputs):
+            return MatchResult(gt_index=gts.background())
+        return super().empty_result(inputs, gts)
+
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         if self.in_warmup(inputs):
             return self._warmup.match(inputs, gts)
