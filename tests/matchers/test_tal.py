@@ -187,3 +187,10 @@ def test_hyperparameters_are_checked():
         TALMatcher(initial_epochs=-1)
     with pytest.raises(ValueError, match="beta must be > 0"):
         TALMatcher(beta=0.0)
+
+
+def test_inside_means_every_side_distance_above_a_hundredth_of_a_pixel():
+    # Two points of equal t, one 0.005 px inside the box (not inside by TAL's > 0.01).
+    specs = [(0.005, 20.0, 0.5, 0.8), (20.0, 20.0, 0.5, 0.8)]
+    result = _tal()(_one_gt_scene(specs))
+    assert result.gt_index[0].tolist() == [BACKGROUND, 0]
