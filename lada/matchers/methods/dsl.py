@@ -15,10 +15,10 @@ from ..registry import register_matcher
 from ..stages.batch import BatchGTs, ImagesSideBySide
 from ..stages.best_gt import BestGTTiesToLowestIndex
 from ..stages.class_sums import ClassSummedCost, soft_label_term, soft_label_zero_term
-from ..stages.geometry import box_centers, is_inside, paired_iou
+from ..stages.coverage import inside_some_box
+from ..stages.geometry import box_centers, paired_iou
 from ..stages.overlaps import dynamic_k, pairs_with_overlap
 from ..stages.pairs import WindowIndex, level_maxima, widen
-from ..stages.priors import soft_center_prior_exponent
 from ..stages.ranking import first_k_per_group
 from ..validation import require_in_range, require_nonnegative, require_positive_int
 
@@ -79,10 +79,13 @@ class DSLMatcher(BatchMatcher):
         self.iou_weight = float(iou_weight)
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
-        valid = self._inside_some_gt(inputs, gts)  # step 1
+        valid = inside_some_box(inputs.points, inputs.num_points_per_level, gts.boxes, gts.image,
+                                gts.num_images)  # step 1: V
         costs = ClassSummedCost(inputs.pred_logits, soft_label_term, soft_label_zero_term)
-        k = self._dynamic_k(inputs, gts, valid)  # step 3
-        gt, key, rank = self._select(inputs, gts, valid, k, costs)  # step 4
+        k, radius, chosen = self._select_among_overlaps(inputs, gts, valid, costs)  # steps 3-4
+        unsettled = (radius > 0).nonzero().squeeze(1)
+        gt, key, rank = (torch.cat(c) for c in zip(
+            chosen, self._select(inputs, gts, valid, k, costs, unsettled, radius)))  # the rest
         gt_of_key = self._resolve(inputs, gts, gt, key, rank, costs)  # step 5
         positive = (gt_of_key >= 0).nonzero().squeeze(1)
         owner = gt_of_key.index_select(0, positive)
@@ -112,56 +115,75 @@ class DSLMatcher(BatchMatcher):
         return torch.where(torch.isnan(rank), torch.full_like(rank, float("inf")), rank)
 
     @staticmethod
-    def _distance(inputs: MatchInputs, gts: BatchGTs, gt: torch.Tensor, key: torch.Tensor
-                  ) -> torch.Tensor:
-        """d of pairs given by batch GT (P,) and flat point key (P,): (P,) float64."""
+    def _distance(inputs: MatchInputs, gts: BatchGTs, gt: torch.Tensor, key: torch.Tensor,
+                  centers: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """d, the distance from the point to the GT's centre in strides of the point's
+        level, of pairs given by batch GT (P,) and flat point key (P,) -> (P,) float64;
+        ``centers`` (M, 2) float64: the GT centres, if at hand."""
+        if centers is None:
+            centers = box_centers(gts.boxes.double())
         point = key % gts.num_points
-        return soft_center_prior_exponent(
-            inputs.points.index_select(0, point).double(),
-            inputs.strides.index_select(0, point).double(),
-            gts.boxes.index_select(0, gt).double(), 0.0,
-        )
+        offset = inputs.points.index_select(0, point).double() - centers.index_select(0, gt)
+        return torch.hypot(offset[:, 0], offset[:, 1]) / inputs.strides.index_select(0, point)
 
-    def _inside_some_gt(self, inputs: MatchInputs, gts: BatchGTs) -> torch.Tensor:
-        """(N * R,) bool: the points inside (``> 0``) some GT of their image, V."""
-        boxes = gts.boxes.double()
-        windows = widen(boxes[:, None].expand(-1, len(inputs.num_points_per_level), -1))
-        valid = torch.zeros(gts.num_images * gts.num_points, dtype=torch.bool,
-                            device=boxes.device)
-        for gt, point in WindowIndex(inputs.points, inputs.num_points_per_level).pairs(windows):
-            inside = is_inside(inputs.points.index_select(0, point), gts.boxes.index_select(0, gt),
-                               eps=0.0)
-            valid[gts.keys(gt[inside], point[inside])] = True
-        return valid
+    def _select_among_overlaps(
+        self, inputs: MatchInputs, gts: BatchGTs, valid: torch.Tensor, costs: ClassSummedCost
+    ) -> Tuple[torch.Tensor, torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """Step 3 and, for most GTs, step 4 from the pairs with ``u > 0`` in V: (M,) k
+        (0 for the GTs of an image whose V is empty), (M,) float64 the radius to search
+        all of V with for a GT whose selection is not settled (0 if settled or k = 0),
+        and the settled selections as batch GT, flat key and ranking key.
 
-    def _dynamic_k(self, inputs: MatchInputs, gts: BatchGTs, valid: torch.Tensor) -> torch.Tensor:
-        """(M,) k of every GT from its pairs with ``u > 0`` in V; 0 for the GTs of an image
-        whose V is empty (no selection)."""
-        parts = [(p.gt, p.key, p.iou) for p in pairs_with_overlap(inputs, gts, among=valid)]
-        empty = torch.zeros(0, dtype=torch.long, device=valid.device)
-        gt, key, iou = (torch.cat(c) for c in zip(*parts)) if parts else (empty, empty,
-                                                                         empty.double())
-        k = dynamic_k(gt, iou, key, len(gts), self.topk)
+        A GT's selection among its overlapping points of V within the first search
+        radius is its selection among all of V when its k-th cost is below the IoU cost
+        of ``u = 0`` (every other point of V costs more) and the locality bound holds at
+        that radius."""
+        radius = self.soft_center_radius + INITIAL_REACH
+        centers = box_centers(gts.boxes.double())
+        k = torch.ones(len(gts), dtype=torch.long, device=valid.device)
+        parts = []
+        for pairs in pairs_with_overlap(inputs, gts, among=valid):  # whole GTs per part
+            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, pairs.key, len(gts), self.topk))
+            distance = self._distance(inputs, gts, pairs.gt, pairs.key, centers)
+            near = (distance <= radius).nonzero().squeeze(1)
+            gt, key, distance = (x.index_select(0, near) for x in (pairs.gt, pairs.key, distance))
+            parts.append((gt, key, self.pair_costs(inputs, gts, gt, key, costs, distance)))
         has_v = valid.view(gts.num_images, gts.num_points).any(dim=1)
-        return torch.where(has_v.index_select(0, gts.image), k, torch.zeros_like(k))
+        k = torch.where(has_v.index_select(0, gts.image), k, torch.zeros_like(k))
+        empty = k[:0]
+        gt, key, rank = (torch.cat(c) for c in zip(*parts)) if parts else (
+            empty, empty, empty.double())
+        top = first_k_per_group(gt, rank, key, k)
+        gt, key, rank = gt.index_select(0, top), key.index_select(0, top), rank.index_select(0, top)
+        kth = torch.full((len(k),), float("inf"), dtype=torch.float64, device=k.device)
+        kth = kth.scatter_reduce_(0, gt, rank, "amax", include_self=False)
+        without_overlap = math.log(self.iou_weight * -math.log(IOU_EPS) + 1 + self.iou_weight
+                                   * IOU_EPS)  # the ranking key of the IoU cost at u = 0
+        enough = torch.bincount(gt, minlength=len(k)) >= k
+        bound = self.soft_center_radius + kth / LN10  # kth: at least the k-th of all of V
+        settled = enough & (kth < without_overlap) & (bound <= radius)
+        keep = settled.index_select(0, gt).nonzero().squeeze(1)
+        rest = torch.where(enough, bound.clamp(min=radius), torch.full_like(bound, radius))
+        rest = torch.where(settled | (k == 0), torch.zeros_like(rest), rest)
+        return k, rest, tuple(x.index_select(0, keep) for x in (gt, key, rank))
 
     def _select(
         self, inputs: MatchInputs, gts: BatchGTs, valid: torch.Tensor, k: torch.Tensor,
-        costs: ClassSummedCost,
+        costs: ClassSummedCost, active: torch.Tensor, radius: torch.Tensor,
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Step 4: every GT's ``k_g`` lowest-cost points of V, as batch GT (S,), flat point
-        key (S,) and ranking key (S,), searched in squares grown until the locality
-        bound holds (class docstring); one host synchronisation per growth step."""
+        """Step 4 for the ``active`` GTs (batch indices): each one's ``k_g`` lowest-cost
+        points of V, as batch GT (S,), flat point key (S,) and ranking key (S,), searched
+        in squares from ``radius`` (M,) strides, grown until the locality bound holds
+        (class docstring); one host synchronisation per growth step."""
         levels = inputs.num_points_per_level
         level_strides = level_maxima(inputs.strides.double(), levels)  # (L,)
         centers = box_centers(gts.boxes.double())
         low, high = inputs.points.double().amin(dim=0), inputs.points.double().amax(dim=0)
         farthest = torch.maximum(centers - low, high - centers).abs().amax(dim=1)
         whole_image = farthest / level_strides.min() + 1  # (M,) a radius covering every point
-        radius = torch.full_like(farthest, self.soft_center_radius + INITIAL_REACH)
+        radius = radius.minimum(whole_image)
         index = WindowIndex(inputs.points, levels)
         chosen: List[Tuple[torch.Tensor, ...]] = []
-        active = (k > 0).nonzero().squeeze(1)
         while len(active):
             reach = (radius.index_select(0, active)[:, None] * level_strides)[..., None]
             middle = centers.index_select(0, active)[:, None]
@@ -173,7 +195,7 @@ class DSLMatcher(BatchMatcher):
                 key = gts.keys(gt, point)
                 in_v = valid.index_select(0, key).nonzero().squeeze(1)
                 gt, key = gt.index_select(0, in_v), key.index_select(0, in_v)
-                distance = self._distance(inputs, gts, gt, key)
+                distance = self._distance(inputs, gts, gt, key, centers)
                 near = (distance <= radius.index_select(0, gt)).nonzero().squeeze(1)
                 gt, key, distance = (x.index_select(0, near) for x in (gt, key, distance))
                 rank = self.pair_costs(inputs, gts, gt, key, costs, distance)  # V in the disc

@@ -81,11 +81,11 @@ def pairs_with_overlap(
     group = level * (len(REACH_EDGES) + 1) + torch.bucketize(reach / strides.repeat(num_images),
                                                              edges)  # (N * R,)
     image = torch.arange(num_images, device=points.device).repeat_interleave(num_points)
-    if among is None:
-        entries = torch.arange(num_images * num_points, device=points.device)
-    else:
-        entries = among.nonzero().squeeze(1)
-        reach = torch.where(among, reach, torch.zeros_like(reach))
+    searched = torch.isfinite(inputs.pred_boxes).all(dim=-1).reshape(-1)  # else u = 0
+    if among is not None:
+        searched &= among
+    entries = searched.nonzero().squeeze(1)
+    reach = torch.where(searched, reach, torch.zeros_like(reach))
     # the largest reach of each image's group: how far that group's boxes extend
     group_reach = reach.new_zeros(num_images * num_groups).scatter_reduce_(
         0, image * num_groups + group, reach, "amax"
@@ -114,11 +114,11 @@ def pairs_with_overlap(
 def _overlaps(predicted: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
     """Whether finite predicted boxes (P, 4) overlap their GT boxes (P, 4) with positive
     area, i.e. ``u > 0`` (a finite union holds the positive overlap): comparisons only,
-    exact in any precision; an inverted or non-finite prediction has ``u = 0``."""
+    exact in any precision; an inverted prediction has ``u = 0`` (a non-finite one too,
+    but those are not searched)."""
     x0, y0, x1, y1 = predicted.unbind(dim=-1)
     u0, v0, u1, v1 = gt_boxes.unbind(dim=-1)
-    return (torch.isfinite(predicted).all(dim=-1)
-            & (torch.minimum(x1, u1) > torch.maximum(x0, u0))
+    return ((torch.minimum(x1, u1) > torch.maximum(x0, u0))
             & (torch.minimum(y1, v1) > torch.maximum(y0, v0)))
 
 
@@ -127,7 +127,14 @@ def dynamic_k(gt: torch.Tensor, iou: torch.Tensor, key: torch.Tensor, num_gts: i
     """The dynamic k of OTA, SimOTA and DSL for every GT: ``max(1, floor(s))``, ``s`` the
     sum of the ``q`` largest IoUs among its pairs (all of them when fewer), summed in
     float64, largest first. gt (P,), iou (P,), key (P,) of the pairs with ``u > 0`` of
-    all GTs, which may come from several parts -> (num_gts,) long."""
+    all GTs, which may come from several parts -> (num_gts,) long. A histogram of each
+    GT's IoUs first keeps the pairs from the bin of its q-th largest up."""
+    bin_of_pair = (iou * _IOU_BINS).long().clamp(min=0, max=_IOU_BINS - 1)  # monotone in u
+    histogram = torch.bincount(gt * _IOU_BINS + bin_of_pair, minlength=num_gts * _IOU_BINS)
+    at_or_above = histogram.view(num_gts, _IOU_BINS).flip(1).cumsum(1).flip(1)
+    lowest_bin = ((at_or_above >= q).sum(dim=1) - 1).clamp(min=0)  # holds the q-th largest
+    kept = (bin_of_pair >= lowest_bin.index_select(0, gt)).nonzero().squeeze(1)
+    gt, iou, key = gt.index_select(0, kept), iou.index_select(0, kept), key.index_select(0, kept)
     q_of_gt = torch.full((num_gts,), q, dtype=torch.long, device=gt.device)
     top = first_k_per_group(gt, -iou, key, q_of_gt, exact=False)  # (gt, rank) order
     gt, iou = gt.index_select(0, top), iou.index_select(0, top).double()
@@ -139,3 +146,7 @@ def dynamic_k(gt: torch.Tensor, iou: torch.Tensor, key: torch.Tensor, num_gts: i
     for column in range(1, q):  # largest first, in a fixed order on every device
         total = total + largest[:, column]
     return total.floor().long().clamp(min=1)
+
+
+_IOU_BINS = 64
+"""Bins of :func:`dynamic_k`'s histogram of the IoUs in (0, 1]."""

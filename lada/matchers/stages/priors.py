@@ -1,5 +1,5 @@
 """Spatial priors of (point, GT box) pairs: where around a box a point may be assigned
-(centre regions, FCOS size ranges) and DW's soft Gaussian centre prior and RTMDet's soft centre prior.
+(centre regions, FCOS size ranges) and DW's soft Gaussian centre prior.
 
 Every function broadcasts points (..., 2), strides (...) and boxes (..., 4), so that the
 same expression serves the sparse pairs of ``pairs.py`` and, with ``points[None]`` and
@@ -34,7 +34,6 @@ __all__ = [
     "gaussian_center_prior",
     "in_center_region",
     "in_fcos_size_range",
-    "soft_center_prior_exponent",
 ]
 
 SQUARE = "square"
@@ -113,14 +112,3 @@ def gaussian_center_prior(
     offsets = (points - box_centers(boxes)) / strides[..., None]
     return torch.exp(-(offsets**2).sum(dim=-1) / (2 * sigma**2))
 
-
-def soft_center_prior_exponent(
-    points: torch.Tensor, strides: torch.Tensor, boxes: torch.Tensor, radius: float
-) -> torch.Tensor:
-    """The exponent ``d - radius`` of RTMDet's soft centre prior ``10^(d - radius)``
-    (docs/methods/dsl.md), ``d`` the Euclidean distance from the point to the box centre
-    in strides of the point's level; returned instead of the prior, which overflows
-    float32 beyond ``d`` of about 41 strides. Broadcasts points (..., 2), strides (...),
-    boxes (..., 4) -> (...), in their dtype."""
-    offset = points - box_centers(boxes)
-    return torch.hypot(offset[..., 0], offset[..., 1]) / strides - radius

@@ -13,7 +13,7 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["first_k_per_group", "sort_within_groups"]
+__all__ = ["first_k_per_group", "monotone_float32_bits", "sort_within_groups"]
 
 _INT64_BITS = 63  # a non-negative int64 key
 _BINS = 64  # bins of the histogram that first narrows a ranking to about k pairs per group
@@ -43,7 +43,7 @@ def sort_within_groups(
     else:
         point_bits = max(int(point.max()).bit_length(), 1)
         group_bits = max(int(group.max()).bit_length(), 1)
-        score_point = (_monotone_float32_bits(score) << point_bits) | point
+        score_point = (monotone_float32_bits(score) << point_bits) | point
         if group_bits + 32 + point_bits <= _INT64_BITS:
             order = ((group << (32 + point_bits)) | score_point).argsort()
             return order, _ranks(group.index_select(0, order))
@@ -133,9 +133,9 @@ def _ranks(sorted_group: torch.Tensor) -> torch.Tensor:
     return positions - run_start
 
 
-def _monotone_float32_bits(score: torch.Tensor) -> torch.Tensor:
-    """(P,) float -> (P,) int64 in [0, 2^32), ordered as the scores rounded to float32
-    (-0.0 as 0.0)."""
+def monotone_float32_bits(score: torch.Tensor) -> torch.Tensor:
+    """(P,) float -> (P,) int64 in [0, 2^32), ordered as the values rounded to float32
+    (-0.0 as 0.0), so that comparisons of float32 values can ride in exact integer keys."""
     bits = (score.float() + 0.0).view(torch.int32).long()
     monotone = torch.where(bits >= 0, bits, -(bits & 0x7FFFFFFF) - 1)  # in [-2^31, 2^31)
     return monotone + 2**31
