@@ -52,11 +52,14 @@ class DSLMatcher(BatchMatcher):
     Exact and sparse: costs are ranked by ``ln(c + 1 + 1e-7 iou_weight)``, formed
     without overflow from the prior's exponent, so any distance orders exactly. Since
     ``cls >= 0`` and ``iou > -1e-7 iou_weight``, a point whose prior exceeds
-    ``e^key`` of a GT's k-th lowest key cannot be selected: each GT searches the points
-    of V within a square of ``r`` strides around its centre on every level, with ``r``
-    grown until ``r >= soft_center_radius + key_k / ln 10``; likewise step 5 searches
-    only the GTs whose centre lies within that bound of the point. The pairs with ``u >
-    0`` of step 3 come from ``stages/overlaps.py``.
+    ``e^key`` of a GT's k-th lowest key cannot be selected. So each GT first ranks its
+    overlapping points (``u > 0``, from ``stages/overlaps.py``, which step 3 needs
+    anyway) within ``soft_center_radius + 1`` strides: when its k-th cost there is below
+    the IoU cost of ``u = 0`` and the bound holds, that is its selection; the other GTs
+    search all of V in squares of ``r`` strides around their centre on every level, ``r``
+    grown until ``r >= soft_center_radius + key_k / ln 10``. Step 5 searches only the GTs
+    whose centre lies within that bound of the point. V comes from column intervals
+    (``stages/coverage.py``), without listing the points inside each box.
 
     Arguments (keys ``MODEL.MATCHER.DSL.*``):
         soft_center_radius: the prior's offset (RTMDet: 3.0); its base 10 is fixed.
