@@ -68,6 +68,9 @@ def _add_fcos_config(cfg: CN) -> None:
     # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS), "iou" (predicted
     # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS) or "giou" (max(GIoU, 0) of
     # the box with its GT: MMMC section 4.1).
+    # "none": no auxiliary branch (TOOD's losses, RTMDet): the head has no aux conv, the
+    # loss no auxiliary term, the test score is sigmoid(cls) (TEST_SCORE and
+    # SCORE_THRESH_ON then have no effect).
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
     # Loss module: "dense" (per-point targets from MatchResult.gt_index: classification,
     # box and auxiliary-branch losses below; every hard matcher), "weighted_pairs" (the
@@ -114,7 +117,17 @@ def _add_fcos_config(cfg: CN) -> None:
     # Loss normaliser. "ema": moving average of the local positive count (detectron2
     # FCOS), stored in a buffer so it survives --resume. "num_pos": positives averaged
     # over all workers, at least 1 (ATSS, PAA, LADA, DW).
+    # "quality_sum": the sum of the positives' quality targets (the matcher's
+    # MatchResult.quality, else the IoU) averaged over all workers, replaced by 1 only
+    # below 1e-12 (TOOD); "quality_sum_min1": the same, at least 1 (RTMDet). With either,
+    # BOX_LOSS_WEIGHTING's sum of weights gets the same floor.
     cfg.MODEL.FCOS.NORMALIZER = "ema"
+    # What a training step whose MatchResult carries no quality target trains (tal's ATSS
+    # warm-up): "iou" (the IoU of the predicted box stands in for it) or
+    # "focal_centerness" (TOOD's initial losses: focal loss with one-hot targets, each
+    # positive's GIoU weighted by its FCOS centerness target and divided by their sum,
+    # a quality_sum normaliser replaced by the positive count).
+    cfg.MODEL.FCOS.LOSS_WITHOUT_QUALITY = "iou"
     cfg.MODEL.FCOS.NORMALIZER_EMA_INIT = 300.0
     cfg.MODEL.FCOS.NORMALIZER_EMA_MOMENTUM = 0.9
     # Inference, as detectron2's FCOS; detections per image: TEST.DETECTIONS_PER_IMAGE.

@@ -59,3 +59,26 @@ def crowded_scene(seed, num_images=2, num_small=30, num_large=4, size=256):
 def positives_per_gt(gt_index, num_gts):
     """(R,) GT index of one image -> {gt: sorted list of its positive points}."""
     return {gt: (gt_index == gt).nonzero()[:, 0].tolist() for gt in range(num_gts)}
+
+
+def hard_scene(seed, num_images=2, size=256):
+    """:func:`crowded_scene` plus, in every image, the hard cases of a fidelity test: an
+    exact duplicate of a box (same class), a tiny 3 x 3 box between the grid points of
+    every level, a box reaching out of the image and a box of the same class overlapping
+    another."""
+    inputs = crowded_scene(seed, num_images, size=size)
+    generator = torch.Generator().manual_seed(seed + 1000)
+    boxes, classes = [], []
+    for image_boxes, image_classes in zip(inputs.gt_boxes, inputs.gt_classes):
+        shifted = image_boxes[1] + torch.tensor([9.0, 7.0, 15.0, 4.0])  # another area: no tie
+        extra = torch.stack([
+            image_boxes[0],
+            torch.tensor([13.0, 13.0, 16.0, 16.0]),
+            torch.tensor([size - 40.0, size - 30.0, size + 30.0, size + 20.0]),
+            shifted,
+        ])
+        extra_classes = torch.stack([image_classes[0], torch.randint(0, 5, (), generator=generator),
+                                     torch.randint(0, 5, (), generator=generator), image_classes[1]])
+        boxes.append(torch.cat([image_boxes, extra]))
+        classes.append(torch.cat([image_classes, extra_classes]))
+    return replace(inputs, gt_boxes=boxes, gt_classes=classes)
