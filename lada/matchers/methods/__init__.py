@@ -8,5 +8,6 @@ name ``MODEL.MATCHER.NAME`` selects:
 - ``ciou_atss``: dynamic combined-IoU ATSS.
 - ``aps``: MMMC's aligned points sampler.
 - ``dw``: Dual Weighting, soft pairwise positive and negative weights.
+- ``ota``: Optimal Transport Assignment, Sinkhorn over the centre prior's costs.
 """
-from . import aps, atss, ciou_atss, dw, fcos, lada, paa  # noqa: F401  (registration)
+from . import aps, atss, ciou_atss, dw, fcos, lada, ota, paa  # noqa: F401  (registration)
