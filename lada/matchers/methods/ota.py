@@ -37,7 +37,7 @@ class OTAMatcher(BatchMatcher):
     2. costs: ``c(p, g) = FL(p, g) + reg_weight * -ln max(u, 2^-23)`` on candidate pairs
        (FL: focal loss summed over the classes, the GT's class at target 1; u: IoU of
        p's detached predicted box with g), ``c_bg(p)`` = focal loss against the all-zero
-       target (paper Eq. 5-6);
+       target (paper section 3.2);
     3. supplies: ``k_g = max(1, floor(sum of the top_candidates largest u over g's
        candidates))`` (section 3.3, dynamic k); **[reading]** a GT without candidates
        supplies nothing; background ``max(R - sum k, 0)`` (**[reading]**: the code's
