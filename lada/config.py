@@ -107,6 +107,9 @@ def _add_fcos_config(cfg: CN) -> None:
     # class loss at negatives; BOX_LOSS: "giou" (1 - GIoU) or "iou_squared" (YOLOX's
     # IOUloss, 1 - IoU^2).
     cfg.MODEL.FCOS.BOX_LOSS = "giou"
+    # Initial probability of the auxiliary branch, as PRIOR_PROB of the classification:
+    # 0.5 (bias 0, detectron2's FCOS) or 0.01 (YOLOX's objectness, trained at every point).
+    cfg.MODEL.FCOS.AUX_PRIOR_PROB = 0.5
     cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0

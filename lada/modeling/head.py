@@ -42,7 +42,9 @@ class FCOSHead(nn.Module):
     point, 4 starts it as the 8-stride square anchor box of ATSS-style detectors. With
     ``box_refine`` (DW section 3.4) the side distances are refined by
     :class:`BoxRefinement` from the box tower, then take the box activation again (the
-    authors' code: ReLU before and after)."""
+    authors' code: ReLU before and after). ``aux_prior_prob`` sets the auxiliary output's
+    initial probability as ``prior_prob`` the classification's: 0.5 (bias 0, detectron2's
+    FCOS) or 0.01 for an objectness branch trained at every point (YOLOX)."""
 
     @configurable
     def __init__(
@@ -60,6 +62,7 @@ class FCOSHead(nn.Module):
         box_bias_init: float = 0.0,
         box_refine: bool = False,
         anchor_offset: float = 0.5,
+        aux_prior_prob: float = 0.5,
     ):
         super().__init__()
         if box_activation not in BOX_ACTIVATIONS:
@@ -85,6 +88,9 @@ class FCOSHead(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
                 nn.init.constant_(module.bias, 0)
         nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+        if not 0 < aux_prior_prob < 1:
+            raise ValueError(f"MODEL.FCOS.AUX_PRIOR_PROB must be in (0, 1), got {aux_prior_prob}")
+        nn.init.constant_(self.aux_pred.bias, -math.log((1 - aux_prior_prob) / aux_prior_prob))
         if not math.isfinite(box_bias_init):
             raise ValueError(f"MODEL.FCOS.BOX_BIAS_INIT must be finite, got {box_bias_init}")
         nn.init.constant_(self.bbox_pred.bias, box_bias_init)
@@ -113,6 +119,7 @@ class FCOSHead(nn.Module):
             "box_bias_init": cfg.MODEL.FCOS.BOX_BIAS_INIT,
             "box_refine": cfg.MODEL.FCOS.BOX_REFINE,
             "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
+            "aux_prior_prob": cfg.MODEL.FCOS.AUX_PRIOR_PROB,
         }
 
     def forward(

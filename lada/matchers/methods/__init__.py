@@ -9,5 +9,6 @@ name ``MODEL.MATCHER.NAME`` selects:
 - ``aps``: MMMC's aligned points sampler.
 - ``dw``: Dual Weighting, soft pairwise positive and negative weights.
 - ``ota``: Optimal Transport Assignment, Sinkhorn over the centre prior's costs.
+- ``simota``: YOLOX's simplified OTA, the k cheapest points of each GT's region.
 """
-from . import aps, atss, ciou_atss, dw, fcos, lada, ota, paa  # noqa: F401  (registration)
+from . import aps, atss, ciou_atss, dw, fcos, lada, ota, paa, simota  # noqa: F401  (registration)

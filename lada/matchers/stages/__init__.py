@@ -25,4 +25,10 @@ stages"), in pipeline order:
   their tie rule (lowest index; smallest box).
 - ``soft.py``: reductions over (point, GT) pairs for soft assignments (per-GT
   normalisation and min-max, per (point, class) minimum).
+- ``dynamic_k.py``: dynamic k from the q largest IoUs of each GT's pairs (OTA, SimOTA).
+- ``class_costs.py``: class-summed costs of pairs without a (pairs, C) tensor (OTA,
+  SimOTA).
+- ``transport.py``: log-domain Sinkhorn over a sparse cost (OTA).
+- ``overlaps.py``: how far predicted boxes reach, to find the pairs whose predicted box
+  can overlap a GT (SimOTA).
 """

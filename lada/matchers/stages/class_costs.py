@@ -8,13 +8,15 @@ over the C classes, the GT's class at target 1 and every other class at target 0
 
 so it needs the point's all-zero sum once per point (``negative_class_sums``, (points, C)
 work in row chunks, like the detector's own classification loss) and two scalar terms per
-pair (``class_summed_pair_costs``). Everything runs in float64 from the logits, so that
-the costs agree with a float64 reference to rounding.
+pair (``class_summed_pair_costs``). The C all-zero terms of every point, the bulk of the
+work, are computed in the logits' precision (float32) and summed in float64; the two
+terms of a pair in float64. A cost then agrees with a float64 evaluation to a few float32
+steps of its terms (about 1e-7 relative).
 
-A term is a callable ``term(logits, keys, target)``: logits (k, c) float64, keys (k,) the
-flat point keys ``image * R + point`` of the rows (for a point's auxiliary logit), target a
-float or a tensor broadcastable to the logits -> (k, c) float64. ``focal_term`` is the
-sigmoid focal loss.
+A term is a callable ``term(logits, keys, target)``: logits (k, c), float32 or float64,
+keys (k,) the flat point keys ``image * R + point`` of the rows (for a point's auxiliary
+logit), target a float or a tensor broadcastable to the logits -> (k, c) in the logits'
+dtype. ``focal_term`` is the sigmoid focal loss.
 """
 from __future__ import annotations
 
@@ -42,15 +44,16 @@ def focal_term(alpha: float = 0.25, gamma: float = 2.0) -> ClassTerm:
 
 def negative_class_sums(pred_logits: torch.Tensor, term: ClassTerm) -> torch.Tensor:
     """``sum_c term(z_pc, 0)`` of every row of pred_logits (K, C), K = N * R flat point
-    keys -> (K,) float64; computed in chunks of rows of about ``MAX_CHUNK_ELEMENTS``
-    elements, so that the float64 (rows, C) intermediates stay bounded."""
+    keys -> (K,) float64: the terms in the logits' dtype, summed in float64, in chunks
+    of rows of about ``MAX_CHUNK_ELEMENTS`` elements, so that the (rows, C)
+    intermediates stay bounded."""
     num_rows, num_classes = pred_logits.shape
     rows_per_chunk = max(MAX_CHUNK_ELEMENTS // max(num_classes, 1), 1)
     sums = []
     for start in range(0, num_rows, rows_per_chunk):
         keys = torch.arange(start, min(start + rows_per_chunk, num_rows), device=pred_logits.device)
-        logits = pred_logits[start : start + rows_per_chunk].double()
-        sums.append(term(logits, keys, 0.0).sum(dim=1))
+        logits = pred_logits[start : start + rows_per_chunk]
+        sums.append(term(logits, keys, 0.0).sum(dim=1, dtype=torch.float64))
     return torch.cat(sums) if sums else pred_logits.new_zeros(0, dtype=torch.float64)
 
 
@@ -67,8 +70,9 @@ def class_summed_pair_costs(
     ``negative_class_sums`` of all K keys (K,), own_target 1.0 (one-hot) or (P,) soft
     targets -> (P,) float64."""
     num_classes = pred_logits.shape[1]
-    own = pred_logits.reshape(-1).index_select(0, keys * num_classes + classes).double()[:, None]
+    own = pred_logits.reshape(-1).index_select(0, keys * num_classes + classes)[:, None]
     if isinstance(own_target, torch.Tensor):
         own_target = own_target.double()[:, None]
-    correction = term(own, keys, own_target) - term(own, keys, 0.0)
-    return negative_sums.index_select(0, keys) + correction[:, 0]
+    own_negative = term(own, keys, 0.0).double()  # as in the sum
+    own_target_term = term(own.double(), keys, own_target)
+    return negative_sums.index_select(0, keys) - own_negative[:, 0] + own_target_term[:, 0]
