@@ -128,6 +128,8 @@ class SimOTAMatcher(BatchMatcher):
         for region, other in self.scan(inputs, gts):
             regions.append(region)
             others.append(other)
+        if not regions:  # no GT box near any point
+            return MatchResult(gt_index=gts.background())
         region, other = _Pairs.cat(regions), _Pairs.cat(others)
         del regions, others
         candidate = torch.zeros(num_keys, dtype=torch.bool, device=region.key.device)
@@ -135,7 +137,8 @@ class SimOTAMatcher(BatchMatcher):
         overlapping = (region.iou > 0).nonzero().squeeze(1)  # a region is within U
         in_candidates = candidate.index_select(0, other.key).nonzero().squeeze(1)
         k = dynamic_k(  # step 3
-            torch.cat([region.gt.index_select(0, overlapping), other.gt.index_select(0, in_candidates)]),
+            torch.cat([region.gt.index_select(0, overlapping),
+                       other.gt.index_select(0, in_candidates)]),
             torch.cat([region.iou.index_select(0, overlapping),
                        other.iou.index_select(0, in_candidates)]),
             len(gts), self.topk_iou,
@@ -201,7 +204,9 @@ class _RegionCosts:
         return cost - self.iou_weight * torch.log(iou + IOU_OFFSET)
 
 
-def _select(region: _Pairs, k: torch.Tensor, costs: _RegionCosts) -> Tuple[torch.Tensor, torch.Tensor]:
+def _select(
+    region: _Pairs, k: torch.Tensor, costs: _RegionCosts
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Step 4: the gt (S,) and key (S,) of each GT's ``k`` lowest ``(tier, cost, key)``
     region pairs (NaN costs last). Only tier-0 pairs and the tier-1 pairs of GTs with
     fewer than ``k`` tier-0 pairs can be among them: only those are costed and sorted."""
@@ -234,8 +239,9 @@ def _resolve(
     gt_of_key = torch.full((num_keys,), BACKGROUND, dtype=torch.long, device=key.device)
     gt_of_key[key] = gt  # a key selected once: its only GT
     contested = (times > 1).index_select(0, region.key).nonzero().squeeze(1)
-    pair_key, pair_tier = region.key.index_select(0, contested), region.tier.index_select(0, contested)
-    lowest_tier = torch.ones(num_keys, dtype=torch.bool, device=key.device).scatter_reduce_(
+    pair_key = region.key.index_select(0, contested)
+    pair_tier = region.tier.index_select(0, contested).long()
+    lowest_tier = torch.ones(num_keys, dtype=torch.long, device=key.device).scatter_reduce_(
         0, pair_key, pair_tier, "amin")
     at_lowest = contested[pair_tier == lowest_tier.index_select(0, pair_key)]
     best = BestGTTiesToLowestIndex(num_keys, torch.float64, key.device)
