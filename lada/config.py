@@ -104,6 +104,17 @@ def _add_fcos_config(cfg: CN) -> None:
     # VFL's alpha and gamma on negatives (VarifocalNet: 0.75, 2).
     cfg.MODEL.FCOS.VFL_ALPHA = 0.75
     cfg.MODEL.FCOS.VFL_GAMMA = 2.0
+    # YOLOX's losses (the simota detector), general options of the dense loss:
+    # AUX_BRANCH "objectness": BCE with logits at every point, target 1 at the positives
+    # and 0 elsewhere (the branch that suppresses the background); CLS_LOSS "bce_iou": BCE
+    # with logits on the positives only, target one-hot x the positive's quality target (as
+    # QFL/VFL: the matcher's, else the detached IoU of its predicted box with its GT), no
+    # class loss at negatives; BOX_LOSS: "giou" (1 - GIoU) or "iou_squared" (YOLOX's
+    # IOUloss, 1 - IoU^2).
+    cfg.MODEL.FCOS.BOX_LOSS = "giou"
+    # Initial probability of the auxiliary branch, as PRIOR_PROB of the classification:
+    # 0.5 (bias 0, detectron2's FCOS) or 0.01 (YOLOX's objectness, trained at every point).
+    cfg.MODEL.FCOS.AUX_PRIOR_PROB = 0.5
     cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0

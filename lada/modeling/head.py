@@ -43,7 +43,9 @@ class FCOSHead(nn.Module):
     ``box_refine`` (DW section 3.4) the side distances are refined by
     :class:`BoxRefinement` from the box tower, then take the box activation again (the
     authors' code: ReLU before and after). ``with_aux=False`` (``AUX_BRANCH none``)
-    builds no auxiliary branch."""
+    builds no auxiliary branch; ``aux_prior_prob`` sets the auxiliary output's initial
+    probability as ``prior_prob`` the classification's: 0.5 (bias 0, detectron2's FCOS)
+    or 0.01 for an objectness branch trained at every point (YOLOX)."""
 
     @configurable
     def __init__(
@@ -62,6 +64,7 @@ class FCOSHead(nn.Module):
         box_refine: bool = False,
         anchor_offset: float = 0.5,
         with_aux: bool = True,
+        aux_prior_prob: float = 0.5,
     ):
         super().__init__()
         if box_activation not in BOX_ACTIVATIONS:
@@ -89,6 +92,10 @@ class FCOSHead(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
                 nn.init.constant_(module.bias, 0)
         nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+        if not 0 < aux_prior_prob < 1:
+            raise ValueError(f"MODEL.FCOS.AUX_PRIOR_PROB must be in (0, 1), got {aux_prior_prob}")
+        if self.aux_pred is not None:
+            nn.init.constant_(self.aux_pred.bias, -math.log((1 - aux_prior_prob) / aux_prior_prob))
         if not math.isfinite(box_bias_init):
             raise ValueError(f"MODEL.FCOS.BOX_BIAS_INIT must be finite, got {box_bias_init}")
         nn.init.constant_(self.bbox_pred.bias, box_bias_init)
@@ -118,6 +125,7 @@ class FCOSHead(nn.Module):
             "box_refine": cfg.MODEL.FCOS.BOX_REFINE,
             "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
             "with_aux": cfg.MODEL.FCOS.AUX_BRANCH != "none",
+            "aux_prior_prob": cfg.MODEL.FCOS.AUX_PRIOR_PROB,
         }
 
     def forward(

@@ -27,7 +27,7 @@ from .geometry import paired_iou
 from .pairs import WindowIndex, widen
 from .ranking import first_k_per_group
 
-__all__ = ["REACH_EDGES", "OverlapPairs", "box_reach", "dynamic_k", "pairs_with_overlap"]
+__all__ = ["REACH_EDGES", "OverlapPairs", "box_reach", "dynamic_k", "level_reach", "pairs_with_overlap"]
 
 REACH_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0)
 """Upper edges, in strides of the point's level, of the reach groups of
@@ -150,3 +150,13 @@ def dynamic_k(gt: torch.Tensor, iou: torch.Tensor, key: torch.Tensor, num_gts: i
 
 _IOU_BINS = 64
 """Bins of :func:`dynamic_k`'s histogram of the IoUs in (0, 1]."""
+
+
+def level_reach(inputs: MatchInputs) -> torch.Tensor:
+    """(N, L) float64: per image and level, the largest reach of the points' predicted
+    boxes (0 for an empty level)."""
+    reach = box_reach(inputs.points, inputs.pred_boxes)  # (N, R)
+    return torch.stack([
+        part.amax(dim=1) if part.shape[1] else part.new_zeros(len(part))
+        for part in reach.split(list(inputs.num_points_per_level), dim=1)
+    ], dim=1)

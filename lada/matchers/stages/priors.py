@@ -111,4 +111,3 @@ def gaussian_center_prior(
     (...), boxes (..., 4) -> (...). It does not zero points outside the box."""
     offsets = (points - box_centers(boxes)) / strides[..., None]
     return torch.exp(-(offsets**2).sum(dim=-1) / (2 * sigma**2))
-

@@ -1,6 +1,7 @@
 """Losses of the FCOS-family detector, computed from dense targets (docs/methods/README.md,
 "The losses that consume the results"):
-focal, QFL or VFL classification, GIoU box regression, BCE on the auxiliary branch."""
+focal, QFL, VFL or positives-only BCE classification, GIoU or squared-IoU box regression,
+BCE on the auxiliary branch."""
 from __future__ import annotations
 
 from typing import Optional
@@ -13,10 +14,11 @@ from torch.nn import functional as F
 from torchvision.ops import generalized_box_iou_loss
 
 from ...distributed import all_reduce_mean
-from ...geometry import clamp_inverted
+from ...geometry import clamp_inverted, paired_iou
 from ...matchers import MatchResult, ResultKind
 from .classification import (
     CLS_LOSSES,
+    positive_bce_loss,
     quality_focal_loss,
     soft_class_targets,
     varifocal_loss,
@@ -26,7 +28,8 @@ from .targets import DenseTargets, centerness_targets, gather_targets, iou_quali
 
 __all__ = ["DenseDetectionLoss"]
 
-AUX_BRANCHES = ("centerness", "iou", "giou", "none")
+AUX_BRANCHES = ("centerness", "iou", "giou", "objectness", "none")
+BOX_LOSSES = ("giou", "iou_squared")
 BOX_WEIGHTINGS = ("none", "aux_target", "quality")
 NORMALIZERS = ("ema", "num_pos", "quality_sum", "quality_sum_min1")
 # MODEL.FCOS.LOSS_WITHOUT_QUALITY: what a step whose MatchResult carries no quality target
@@ -52,7 +55,7 @@ class DenseDetectionLoss(nn.Module):
       averaged over all workers, replaced by 1 only below 1e-12 (TOOD);
     * ``quality_sum_min1``: the same, at least 1 (RTMDet).
 
-    With ``box_weighting="aux_target"`` each positive's GIoU loss is weighted by its
+    With ``box_weighting="aux_target"`` each positive's box loss is weighted by its
     auxiliary target and divided by the all-worker mean of the targets' sum (ATSS);
     ``"quality"`` weights it by its quality target (``iou_quality``: the matcher's
     ``MatchResult.quality``, else the IoU of its predicted box) the same way (TOOD); with
@@ -69,7 +72,14 @@ class DenseDetectionLoss(nn.Module):
     IoU of the predicted box stands in for the quality target.
 
     Classification ``cls_loss``: "focal" (one-hot targets), "qfl" or "vfl" (soft
-    targets: a positive's target is its quality target, ``iou_quality``).
+    targets: a positive's target is its quality target, ``iou_quality``), or "bce_iou"
+    (YOLOX: BCE on the positives only, target one-hot x quality target; negatives get no
+    classification loss, the objectness branch suppresses the background).
+
+    Box loss ``box_loss``: "giou" (1 - GIoU) or "iou_squared" (YOLOX's ``IOUloss``,
+    1 - IoU^2). Auxiliary branch ``aux_branch``: "centerness", "iou" and "giou" are
+    trained on the positives against their target; "objectness" (YOLOX) at every point,
+    target 1 at the positives and 0 elsewhere.
 
     Consumes hard results, with or without a quality target (``CONSUMES``).
 
@@ -98,6 +108,7 @@ class DenseDetectionLoss(nn.Module):
         box_weight: float = 1.0,
         aux_weight: float = 1.0,
         box_weighting: str = "none",
+        box_loss: str = "giou",
         normalizer: str = "ema",
         ema_init: float = 300.0,
         ema_momentum: float = 0.9,
@@ -107,6 +118,7 @@ class DenseDetectionLoss(nn.Module):
         _check_choice("MODEL.FCOS.AUX_BRANCH", aux_branch, AUX_BRANCHES)
         _check_choice("MODEL.FCOS.CLS_LOSS", cls_loss, CLS_LOSSES)
         _check_choice("MODEL.FCOS.BOX_LOSS_WEIGHTING", box_weighting, BOX_WEIGHTINGS)
+        _check_choice("MODEL.FCOS.BOX_LOSS", box_loss, BOX_LOSSES)
         _check_choice("MODEL.FCOS.NORMALIZER", normalizer, NORMALIZERS)
         _check_choice("MODEL.FCOS.LOSS_WITHOUT_QUALITY", without_quality, WITHOUT_QUALITY)
         if aux_branch == "none" and box_weighting == "aux_target":
@@ -124,6 +136,7 @@ class DenseDetectionLoss(nn.Module):
         self.vfl_gamma = vfl_gamma
         self.weights = {"cls": cls_weight, "box": box_weight, "aux": aux_weight}
         self.box_weighting = box_weighting
+        self.box_loss = box_loss
         self.normalizer = normalizer
         self.ema_momentum = ema_momentum
         self.without_quality = without_quality
@@ -145,6 +158,7 @@ class DenseDetectionLoss(nn.Module):
             "box_weight": fcos.BOX_LOSS_WEIGHT,
             "aux_weight": fcos.AUX_LOSS_WEIGHT,
             "box_weighting": fcos.BOX_LOSS_WEIGHTING,
+            "box_loss": fcos.BOX_LOSS,
             "normalizer": fcos.NORMALIZER,
             "ema_init": fcos.NORMALIZER_EMA_INIT,
             "ema_momentum": fcos.NORMALIZER_EMA_MOMENTUM,
@@ -173,10 +187,10 @@ class DenseDetectionLoss(nn.Module):
         fg_targets = targets.boxes[fg].float()
         quality = None if initial else iou_quality(targets, pred_boxes)  # (P,)
         normalizer = self._normalizer(fg.sum().float(), quality)
-        box_losses = generalized_box_iou_loss(fg_boxes, fg_targets)
+        box_losses = self._box_losses(fg_boxes, fg_targets)
         aux_target = None
         if self.aux_branch != "none":
-            aux_target = self._aux_target(fg_points, fg_boxes, fg_targets, box_losses)
+            aux_target = self._aux_target(fg_points, fg_boxes, fg_targets)
         if initial:  # TOOD's initial box loss
             weight = centerness_targets(fg_points, fg_targets)
         elif self.box_weighting == "none":
@@ -195,9 +209,7 @@ class DenseDetectionLoss(nn.Module):
             "loss_box_reg": self.weights["box"] * box_loss,
         }
         if aux_target is not None:
-            aux_loss = F.binary_cross_entropy_with_logits(
-                pred_aux[fg].float(), aux_target, reduction="sum"
-            )
+            aux_loss = self._aux_loss(pred_aux, fg, aux_target)
             losses[f"loss_{self.aux_branch}"] = self.weights["aux"] * aux_loss / normalizer
         return LossOutput(losses=losses, normalizers={"normalizer": normalizer.detach()})
 
@@ -206,16 +218,35 @@ class DenseDetectionLoss(nn.Module):
         target and ``without_quality`` is "focal_centerness"."""
         return targets.quality is None and self.without_quality == "focal_centerness"
 
+    def _box_losses(self, boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
+        """Box loss of P positives: predicted boxes (P, 4), inverted ones clamped, and
+        their GT boxes (P, 4) -> (P,)."""
+        if self.box_loss == "iou_squared":
+            return 1 - paired_iou(boxes, gt_boxes) ** 2  # YOLOX's IOUloss, type "iou"
+        return generalized_box_iou_loss(boxes, gt_boxes)
+
     def _aux_target(
-        self, points: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor, giou_losses: torch.Tensor
+        self, points: torch.Tensor, boxes: torch.Tensor, gt_boxes: torch.Tensor
     ) -> torch.Tensor:
         """Target of the auxiliary branch for P positives: points (P, 2), predicted boxes
-        (P, 4), their GT boxes (P, 4), GIoU losses (P,) -> (P,), detached."""
+        (P, 4), their GT boxes (P, 4) -> (P,), detached."""
         if self.aux_branch == "centerness":
             return centerness_targets(points, gt_boxes)
         if self.aux_branch == "iou":
             return iou_targets(boxes, gt_boxes)
-        return (1 - giou_losses.detach()).clamp(min=0)  # max(GIoU, 0): MMMC section 4.1
+        if self.aux_branch == "objectness":
+            return torch.ones_like(boxes[:, 0])
+        giou = 1 - generalized_box_iou_loss(boxes.detach(), gt_boxes)
+        return giou.clamp(min=0)  # max(GIoU, 0): MMMC section 4.1
+
+    def _aux_loss(
+        self, pred_aux: torch.Tensor, fg: torch.Tensor, aux_target: torch.Tensor
+    ) -> torch.Tensor:
+        """BCE of the auxiliary logits (N, R): at the positives against ``aux_target``
+        (P,), or, for "objectness", at every point against the foreground mask (N, R)."""
+        if self.aux_branch == "objectness":
+            return F.binary_cross_entropy_with_logits(pred_aux.float(), fg.float(), reduction="sum")
+        return F.binary_cross_entropy_with_logits(pred_aux[fg].float(), aux_target, reduction="sum")
 
     def _classification(
         self, pred_logits: torch.Tensor, targets: DenseTargets, quality: Optional[torch.Tensor]
@@ -231,6 +262,9 @@ class DenseDetectionLoss(nn.Module):
                 gamma=self.focal_gamma,
                 reduction="sum",
             )
+        if self.cls_loss == "bce_iou":
+            fg = targets.foreground
+            return positive_bce_loss(pred_logits[fg], targets.labels[fg], quality).sum()
         soft = soft_class_targets(targets.labels, targets.foreground, quality, self.num_classes)
         if self.cls_loss == "qfl":
             return quality_focal_loss(pred_logits, soft, beta=self.qfl_beta).sum()
