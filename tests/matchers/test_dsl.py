@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from lada.matchers import BACKGROUND
 from lada.matchers.methods.dsl import DSLMatcher
 from lada.matchers.stages.batch import BatchGTs
-from lada.matchers.stages.class_sums import ClassSummedCost, soft_label_term
+from lada.matchers.stages.class_costs import ClassSummedCost, soft_label_term
 
 MARGIN = 1e-6  # relative margin of a cost, IoU sum or conflict: below it a near-tie
 

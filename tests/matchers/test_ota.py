@@ -9,8 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import small_cfg
-from crowded_scenes import fidelity_scene
-from helpers import grid, scene
+from helpers import fidelity_scene, grid, scene
 from torchvision.ops import box_iou, sigmoid_focal_loss
 
 from lada.matchers import BACKGROUND, build_matcher

@@ -9,13 +9,12 @@ from dataclasses import replace
 import pytest
 import torch
 from conftest import small_cfg
-from crowded_scenes import fidelity_scene
-from helpers import grid, scene
+from helpers import fidelity_scene, grid, scene
 from torchvision.ops import box_iou
 
 from lada.matchers import BACKGROUND, build_matcher
 from lada.matchers.methods.simota import SimOTAMatcher, joint_score_bce_term
-from lada.matchers.stages.class_costs import class_summed_pair_costs, negative_class_sums
+from lada.matchers.stages.class_costs import ClassSummedCost
 
 NEAR = 1e-6
 """Decisions whose deciding relative margin in the reference is below this are excluded
@@ -152,8 +151,7 @@ def test_zero_logits_cost_c_ln_2_per_point():
     logits = torch.zeros(3, num_classes)
     term = joint_score_bce_term(torch.zeros(1, 3))
     keys = torch.tensor([0, 1, 2])
-    cost = class_summed_pair_costs(logits, keys, torch.tensor([0, 3, 4]),
-                                   negative_class_sums(logits, term), term)
+    cost = ClassSummedCost(logits, term)(keys, torch.tensor([0, 3, 4]))
     torch.testing.assert_close(cost, torch.full((3,), num_classes * math.log(2), dtype=torch.float64),
                                rtol=0, atol=1e-6)
 

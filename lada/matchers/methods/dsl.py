@@ -14,10 +14,11 @@ from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs, ImagesSideBySide
 from ..stages.best_gt import BestGTTiesToLowestIndex
-from ..stages.class_sums import ClassSummedCost, soft_label_term, soft_label_zero_term
+from ..stages.class_costs import ClassSummedCost, soft_label_term
 from ..stages.coverage import inside_some_box
 from ..stages.geometry import box_centers, paired_iou
-from ..stages.overlaps import dynamic_k, pairs_with_overlap
+from ..stages.dynamic_k import dynamic_k
+from ..stages.overlaps import pairs_with_overlap
 from ..stages.pairs import WindowIndex, level_maxima, widen
 from ..stages.ranking import first_k_per_group
 from ..validation import require_in_range, require_nonnegative, require_positive_int
@@ -40,7 +41,7 @@ class DSLMatcher(BatchMatcher):
     1. ``V``: the points inside (``> 0``) at least one GT of the image;
     2. cost ``c(p, g) = cls + iou + prior`` for ``p in V``: ``cls = sum_c
        BCEWithLogits(z_c, y_c) |y_c - sigmoid(z_c)|^2`` with ``y_{c_g} = u`` and 0 for
-       the other classes (summed over the C classes, ``stages/class_sums.py``);
+       the other classes (summed over the C classes, ``stages/class_costs.py``);
        ``iou = iou_weight * -ln(u + 1e-7)``; ``prior = 10^(d - soft_center_radius)``,
        ``d`` the distance from p to g's centre in strides of p's level;
     3. dynamic k: ``k_g = max(1, floor(sum of the topk largest u over V))``;
@@ -84,7 +85,7 @@ class DSLMatcher(BatchMatcher):
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         valid = inside_some_box(inputs.points, inputs.num_points_per_level, gts.boxes, gts.image,
                                 gts.num_images)  # step 1: V
-        costs = ClassSummedCost(inputs.pred_logits, soft_label_term, soft_label_zero_term)
+        costs = ClassSummedCost(inputs.pred_logits, soft_label_term)
         k, radius, chosen = self._select_among_overlaps(inputs, gts, valid, costs)  # steps 3-4
         unsettled = (radius > 0).nonzero().squeeze(1)
         gt, key, rank = (torch.cat(c) for c in zip(
@@ -146,7 +147,7 @@ class DSLMatcher(BatchMatcher):
         k = torch.ones(len(gts), dtype=torch.long, device=valid.device)
         parts = []
         for pairs in pairs_with_overlap(inputs, gts, among=valid):  # whole GTs per part
-            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, pairs.key, len(gts), self.topk))
+            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk))
             distance = self._distance(inputs, gts, pairs.gt, pairs.key, centers)
             near = (distance <= radius).nonzero().squeeze(1)
             gt, key, distance = (x.index_select(0, near) for x in (pairs.gt, pairs.key, distance))

@@ -13,7 +13,7 @@ from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import BestGTTiesToLowestIndex
-from ..stages.class_costs import class_summed_pair_costs, focal_term, negative_class_sums
+from ..stages.class_costs import ClassSummedCost, focal_term
 from ..stages.dynamic_k import dynamic_k
 from ..stages.geometry import box_centers, is_inside, paired_iou
 from ..stages.pairs import WindowIndex, level_maxima, widen
@@ -86,7 +86,7 @@ class OTAMatcher(BatchMatcher):
         self.sinkhorn_iter = int(sinkhorn_iter)
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
-        num_images, num_points, num_classes = inputs.pred_logits.shape
+        num_images, num_points = inputs.pred_logits.shape[:2]
         gt, key = self.candidate_pairs(inputs, gts)  # (P,) each
         pair_boxes = gts.boxes.index_select(0, gt).double()
         predicted = inputs.pred_boxes.reshape(-1, 4).index_select(0, key).double()
@@ -99,11 +99,9 @@ class OTAMatcher(BatchMatcher):
         )
         background_supply = (num_points - supplied).clamp(min=0)  # (N,)
 
-        logits = inputs.pred_logits.reshape(-1, num_classes)
-        focal = focal_term()
-        background_cost = negative_class_sums(logits, focal)  # (N * R,)
-        cost = class_summed_pair_costs(logits, key, gts.classes.index_select(0, gt),
-                                       background_cost, focal)
+        costs = ClassSummedCost(inputs.pred_logits, focal_term())
+        background_cost = costs.negative_sums()  # (N * R,) the all-zero target's focal loss
+        cost = costs(key, gts.classes.index_select(0, gt))
         cost = cost - self.reg_weight * torch.log(iou.clamp(min=IOU_FLOOR))
         pair_plan, background_plan = sparse_sinkhorn_log_plan(
             cost, key, gt, supply, background_cost.view(num_images, num_points),

@@ -15,12 +15,13 @@ from ..declaration import MethodSpec
 from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import BestGTTiesToLowestIndex
-from ..stages.class_costs import ClassTerm, class_summed_pair_costs, negative_class_sums
+from ..stages.class_costs import ClassSummedCost, ClassTerm
 from ..stages.dynamic_k import dynamic_k
 from ..stages.geometry import box_centers, is_inside, paired_iou
-from ..stages.overlaps import level_reach
+from ..stages.overlaps import pairs_with_overlap
 from ..stages.pairs import WindowIndex, level_maxima, widen
 from ..stages.priors import SQUARE, center_region_reach, in_center_region
+from ..stages.ranking import first_k_per_group
 from ..validation import require_nonnegative, require_positive, require_positive_int
 
 __all__ = ["SimOTAMatcher", "joint_score_bce_term"]
@@ -56,14 +57,14 @@ def joint_score_bce_term(pred_aux: Optional[torch.Tensor]) -> ClassTerm:
 
 @dataclass
 class _Pairs:
-    """Pairs of the batch: batch GT index (P,), flat point key ``image * R + point`` (P,),
-    the IoU ``iou`` (P,) of the point's predicted box with the GT and, for region pairs,
-    ``tier`` (P,) bool (True: tier 1, outside the box or the centre square)."""
+    """Region pairs of the batch: batch GT index (P,), flat point key ``image * R + point``
+    (P,), the IoU ``iou`` (P,) of the point's predicted box with the GT and ``tier`` (P,)
+    bool (True: tier 1, outside the box or the centre square)."""
 
     gt: torch.Tensor
     key: torch.Tensor
     iou: torch.Tensor
-    tier: Optional[torch.Tensor] = None
+    tier: torch.Tensor
 
     @staticmethod
     def cat(parts: List["_Pairs"]) -> "_Pairs":
@@ -71,11 +72,9 @@ class _Pairs:
         concatenated, so that the pairs are held about once."""
         fields = {}
         for name in ("gt", "key", "iou", "tier"):
-            column = [getattr(part, name) for part in parts]
-            fields[name] = None if column[0] is None else torch.cat(column)
+            fields[name] = torch.cat([getattr(part, name) for part in parts])
             for part in parts:
                 setattr(part, name, None)
-            del column
         return _Pairs(**fields)
 
 
@@ -99,8 +98,9 @@ class SimOTAMatcher(BatchMatcher):
        GTs whose region holds it, selected or not (ties to the lower GT index).
 
     One window search for all GT boxes of the batch (``WindowIndex``, GT chunks of bounded
-    size) finds, per GT and level, the points of its region and those whose predicted box
-    may overlap it (``stages/overlaps.py``); only these pairs get a cost or an IoU.
+    size) finds, per GT and level, the points of its region; ``stages/overlaps.py`` the
+    pairs of points of U whose predicted box overlaps the GT, which dynamic k sums over.
+    Only these pairs get an IoU, and only the pairs that steps 4-5 compare a cost.
 
     Arguments (keys ``MODEL.MATCHER.SIMOTA.*``):
         center_radius: half-side of the centre region, in strides (release: 2.5).
@@ -125,65 +125,46 @@ class SimOTAMatcher(BatchMatcher):
 
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
         num_keys = gts.num_images * gts.num_points
-        regions, others = [], []
-        for region, other in self.scan(inputs, gts):
-            regions.append(region)
-            others.append(other)
+        regions = list(self.scan(inputs, gts))
         if not regions:  # no GT box near any point
             return MatchResult(gt_index=gts.background())
-        region, other = _Pairs.cat(regions), _Pairs.cat(others)
-        del regions, others
+        region = _Pairs.cat(regions)
+        del regions
         candidate = torch.zeros(num_keys, dtype=torch.bool, device=region.key.device)
         candidate[region.key] = True  # U, the union of the regions
-        overlapping = (region.iou > 0).nonzero().squeeze(1)  # a region is within U
-        in_candidates = candidate.index_select(0, other.key).nonzero().squeeze(1)
-        k = dynamic_k(  # step 3
-            torch.cat([region.gt.index_select(0, overlapping),
-                       other.gt.index_select(0, in_candidates)]),
-            torch.cat([region.iou.index_select(0, overlapping),
-                       other.iou.index_select(0, in_candidates)]),
-            len(gts), self.topk_iou,
-        )
-        del other
+        k = torch.ones(len(gts), dtype=torch.long, device=candidate.device)
+        for pairs in pairs_with_overlap(inputs, gts, among=candidate):  # whole GTs per part
+            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk_iou))  # step 3
         costs = _RegionCosts(inputs, gts, region, self.iou_weight)
         gt, key = _select(region, k, costs)  # step 4
         return MatchResult(gt_index=gts.local_gt_index(_resolve(region, gt, key, costs, num_keys)))
 
-    def scan(self, inputs: MatchInputs, gts: BatchGTs) -> Iterator[Tuple[_Pairs, _Pairs]]:
-        """Per chunk of whole GT boxes, their region pairs with tier and IoU (step 1) and
-        their other pairs whose predicted box overlaps the GT, with the IoU."""
+    def scan(self, inputs: MatchInputs, gts: BatchGTs) -> Iterator[_Pairs]:
+        """Per chunk of whole GT boxes, their region pairs with tier and IoU (step 1)."""
         flat_boxes = inputs.pred_boxes.reshape(-1, 4)
         index = WindowIndex(inputs.points, inputs.num_points_per_level)
         for gt, point in index.pairs(self.windows(inputs, gts)):
             xy, boxes = inputs.points.index_select(0, point), gts.boxes.index_select(0, gt)
-            key = gts.keys(gt, point)
-            predicted = flat_boxes.index_select(0, key)
             in_box = is_inside(xy, boxes, eps=0.0)
             in_center = in_center_region(xy, inputs.strides.index_select(0, point), boxes,
                                          self.center_radius, SQUARE)
-            region = in_box | in_center
-            tier = ~(in_box & in_center)
-            iou = paired_iou(predicted, boxes)
-            at_region = region.nonzero().squeeze(1)
-            at_overlap = ((iou > 0) & ~region).nonzero().squeeze(1)  # overlapping, not in E_g
-            yield (_Pairs(gt.index_select(0, at_region), key.index_select(0, at_region),
-                          iou.index_select(0, at_region), tier.index_select(0, at_region)),
-                   _Pairs(gt.index_select(0, at_overlap), key.index_select(0, at_overlap),
-                          iou.index_select(0, at_overlap)))
+            at_region = (in_box | in_center).nonzero().squeeze(1)
+            gt, key = gt.index_select(0, at_region), gts.keys(gt, point).index_select(0, at_region)
+            iou = paired_iou(flat_boxes.index_select(0, key), gts.boxes.index_select(0, gt))
+            tier = ~(in_box & in_center).index_select(0, at_region)
+            yield _Pairs(gt, key, iou, tier)
 
     def windows(self, inputs: MatchInputs, gts: BatchGTs) -> torch.Tensor:
-        """(M, L, 4) per GT and level the bounding box of the GT's region (the GT and its
-        centre square) and of the GT grown by the level's largest predicted-box reach in
-        its image."""
+        """(M, L, 4) per GT and level the bounding box of the GT's region: the GT and its
+        centre square."""
         boxes = gts.boxes.double()
         reach = center_region_reach(
             level_maxima(inputs.strides, inputs.num_points_per_level)[None].double(),
             boxes[:, None], self.center_radius, SQUARE,
         )  # (M, L, 2)
-        grown = level_reach(inputs).index_select(0, gts.image)[:, :, None]  # (M, L, 1)
         centers = box_centers(boxes)[:, None]
-        low = torch.minimum(centers - reach, boxes[:, None, :2] - grown)
-        high = torch.maximum(centers + reach, boxes[:, None, 2:] + grown)
+        low = torch.minimum(centers - reach, boxes[:, None, :2])
+        high = torch.maximum(centers + reach, boxes[:, None, 2:])
         return widen(torch.cat([low, high], dim=2))
 
 
@@ -192,15 +173,13 @@ class _RegionCosts:
     ``cost(index)`` of pairs (S,) indices into ``region`` -> (S,) float64."""
 
     def __init__(self, inputs: MatchInputs, gts: BatchGTs, region: _Pairs, iou_weight: float):
-        self.logits = inputs.pred_logits.reshape(gts.num_images * gts.num_points, -1)
-        self.term = joint_score_bce_term(inputs.pred_aux)
-        self.negative_sums = negative_class_sums(self.logits, self.term)
+        self.class_costs = ClassSummedCost(inputs.pred_logits,
+                                           joint_score_bce_term(inputs.pred_aux))
         self.classes, self.region, self.iou_weight = gts.classes, region, iou_weight
 
     def __call__(self, index: torch.Tensor) -> torch.Tensor:
         gt, key = self.region.gt.index_select(0, index), self.region.key.index_select(0, index)
-        cost = class_summed_pair_costs(self.logits, key, self.classes.index_select(0, gt),
-                                       self.negative_sums, self.term)
+        cost = self.class_costs(key, self.classes.index_select(0, gt))
         iou = self.region.iou.index_select(0, index).double()
         return cost - self.iou_weight * torch.log(iou + IOU_OFFSET)
 
@@ -210,22 +189,17 @@ def _select(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Step 4: the gt (S,) and key (S,) of each GT's ``k`` lowest ``(tier, cost, key)``
     region pairs (NaN costs last). Only tier-0 pairs and the tier-1 pairs of GTs with
-    fewer than ``k`` tier-0 pairs can be among them: only those are costed and sorted."""
+    fewer than ``k`` tier-0 pairs can be among them: only those are costed and ranked,
+    each tier of a GT a group of ``ranking.first_k_per_group``: the ``k`` lowest of tier
+    0 and the ``k`` minus the tier-0 count lowest of tier 1."""
     tier = region.tier.long()
     tier0 = torch.bincount(region.gt[tier == 0], minlength=len(k))
     short = tier0 < k
     eligible = ((tier == 0) | short.index_select(0, region.gt)).nonzero().squeeze(1)
     gt, key = region.gt.index_select(0, eligible), region.key.index_select(0, eligible)
-    cost = costs(eligible)
-    cost = torch.where(torch.isnan(cost), torch.full_like(cost, float("inf")), cost)
-    order = key.argsort(stable=True)
-    for value in (cost, tier.index_select(0, eligible), gt):  # the last sort decides first
-        order = order.index_select(0, value.index_select(0, order).argsort(stable=True))
-    sorted_gt = gt.index_select(0, order)
-    counts = torch.bincount(sorted_gt, minlength=len(k))
-    rank = torch.arange(len(order), device=gt.device) - (counts.cumsum(0) - counts).index_select(
-        0, sorted_gt)
-    chosen = order[rank < k.index_select(0, sorted_gt)]
+    k_of_tier = torch.stack([k, (k - tier0).clamp(min=0)], dim=1).reshape(-1)  # (2 M,)
+    chosen = first_k_per_group(2 * gt + tier.index_select(0, eligible), costs(eligible), key,
+                               k_of_tier)
     return gt.index_select(0, chosen), key.index_select(0, chosen)
 
 

@@ -26,14 +26,13 @@ stages"), in pipeline order:
 - ``soft.py``: reductions over (point, GT) pairs for soft assignments (per-GT
   normalisation and min-max, per (point, class) minimum).
 - ``overlaps.py``: the pairs whose predicted box overlaps the GT (u > 0), exactly and
-  sparse, and the dynamic k of their IoUs (TAL's top m, DSL, any dynamic-k method); how
-  far predicted boxes reach per level (SimOTA).
-- ``ranking.py``: per GT the k lowest-score pairs, ties to the lower point.
-- ``class_sums.py``: per-class costs summed over the classes for (point, GT) pairs
-  without a (pairs, C) tensor.
-- ``coverage.py``: the points inside some GT of their image, from column intervals.
-- ``dynamic_k.py``: dynamic k from the q largest IoUs of each GT's pairs (OTA, SimOTA).
-- ``class_costs.py``: class-summed costs of pairs without a (pairs, C) tensor (OTA,
-  SimOTA).
-- ``transport.py``: log-domain Sinkhorn over a sparse cost (OTA).
+  sparse, whatever the predicted boxes (tal, dsl, simota).
+- ``ranking.py``: per group (GT) the k lowest-score pairs, ties to the lower point (tal,
+  dsl, simota, dynamic k).
+- ``dynamic_k.py``: dynamic k from the q largest IoUs of each GT's pairs (dsl, ota,
+  simota).
+- ``class_costs.py``: per-class costs summed over the classes for (point, GT) pairs
+  without a (pairs, C) tensor (dsl, ota, simota).
+- ``coverage.py``: the points inside some GT of their image, from column intervals (dsl).
+- ``transport.py``: log-domain Sinkhorn over a sparse cost (ota).
 """

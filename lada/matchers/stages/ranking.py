@@ -4,12 +4,13 @@ index (docs/methods/README.md, "The matcher contract"), whatever order the pairs
 found in.
 
 - :func:`sort_within_groups`: the permutation and each pair's rank within its group;
-- :func:`first_k_per_group`: the pairs of rank below a per-group k, e.g. TAL's top m or
-  the k lowest costs of a dynamic-k method.
+- :func:`first_k_per_group`: the pairs of rank below a per-group k, e.g. TAL's top m, the
+  k lowest costs of DSL and SimOTA, or the q largest IoUs of a dynamic k (without a point
+  index: when only the values count, equal ones may come in any order).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -21,29 +22,36 @@ _PREFILTER_FACTOR = 32  # narrow first when there are more pairs than this many 
 
 
 def sort_within_groups(
-    group: torch.Tensor, score: torch.Tensor, point: torch.Tensor, exact: bool = True
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], exact: bool = True
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Orders P pairs by ``group`` (P,) long >= 0, then ascending ``score`` (P,) float,
     then ``point`` (P,) long >= 0, and returns the permutation (P,) and the rank (P,) of
-    each *sorted* pair within its group (0 = lowest score).
+    each *sorted* pair within its group (0 = lowest score). ``point`` None: equal scores
+    in any order.
 
-    ``exact``: the scores are compared as given (float64 scores: three stable sorts).
-    Otherwise they are compared after rounding to float32, which merges scores closer
-    than float32's resolution (relative 6e-8) into ties decided by the point index: one
-    sort of an int64 key when group, score bits and point fit in it, two otherwise.
-    NaN scores sort after every other score of their group."""
+    ``exact``: the scores are compared as given (float64 scores: three stable sorts;
+    float32 or narrower ones as below, which is then exact). Otherwise they are compared
+    after rounding to float32, which merges scores closer than float32's resolution
+    (relative 6e-8) into ties decided by the point index: one sort of an int64 key when
+    group, score bits and point fit in it, two otherwise. NaN scores sort after every
+    other score of their group."""
     num_pairs = len(group)
     if num_pairs == 0:
         empty = group.new_zeros(0)
         return empty, empty
     score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
-    if exact:
-        order = point.argsort(stable=True)
-        order = order.index_select(0, score.index_select(0, order).argsort(stable=True))
+    if exact and not _exact_in_float32(score):
+        if point is None:
+            order = score.argsort(stable=True)
+        else:  # stable sorts: the last one decides first
+            order = point.argsort(stable=True)
+            order = order.index_select(0, score.index_select(0, order).argsort(stable=True))
     else:
-        point_bits = max(int(point.max()).bit_length(), 1)
+        point_bits = 0 if point is None else max(int(point.max()).bit_length(), 1)
         group_bits = max(int(group.max()).bit_length(), 1)
-        score_point = (monotone_float32_bits(score) << point_bits) | point
+        score_point = monotone_float32_bits(score) << point_bits
+        if point is not None:
+            score_point |= point
         if group_bits + 32 + point_bits <= _INT64_BITS:
             order = ((group << (32 + point_bits)) | score_point).argsort()
             return order, _ranks(group.index_select(0, order))
@@ -53,31 +61,43 @@ def sort_within_groups(
 
 
 def first_k_per_group(
-    group: torch.Tensor, score: torch.Tensor, point: torch.Tensor, k: torch.Tensor,
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
     exact: bool = True,
 ) -> torch.Tensor:
     """Indices into the P pairs of those ranked below ``k[group]`` within their group
-    (lowest scores first, ties to the lower point; :func:`sort_within_groups`), in
-    (group, rank) order. k (G,) long, one per group. Many pairs per group are first
-    narrowed by a histogram of each group's scores, so that the sorts see about k pairs
-    per group."""
+    (lowest scores first, ties to the lower point, in any order without ``point``;
+    :func:`sort_within_groups`), in (group, rank) order. k (G,) long, one per group. Many
+    pairs per group are first narrowed by a histogram of each group's scores, so that the
+    sorts see about k pairs per group."""
     score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
     if len(group) <= _PREFILTER_FACTOR * len(k):
         return _first_k_sorted(group, score, point, k, exact)
     candidate = _within_kth_bin(group, score, k)
     chosen = _first_k_sorted(group.index_select(0, candidate), score.index_select(0, candidate),
-                             point.index_select(0, candidate), k, exact)
+                             _select(point, candidate), k, exact)
     return candidate.index_select(0, chosen)
 
 
+def _select(point: Optional[torch.Tensor], index: torch.Tensor) -> Optional[torch.Tensor]:
+    return None if point is None else point.index_select(0, index)
+
+
+def _exact_in_float32(score: torch.Tensor) -> bool:
+    """Whether rounding the scores to float32 leaves them as they are."""
+    return score.dtype in (torch.float32, torch.float16, torch.bfloat16)
+
+
 def _first_k_sorted(
-    group: torch.Tensor, score: torch.Tensor, point: torch.Tensor, k: torch.Tensor, exact: bool
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
+    exact: bool,
 ) -> torch.Tensor:
-    """:func:`first_k_per_group` by sorting (scores without NaN); an exact ranking sorts
-    exactly only the pairs within a float32 step of their group's k-th score."""
-    if exact and len(group):
+    """:func:`first_k_per_group` by sorting (scores without NaN); an exact ranking of
+    float64 scores sorts exactly only the pairs within a float32 step of their group's
+    k-th score."""
+    if exact and len(group) and not _exact_in_float32(score):
         candidate = _within_float32_kth(group, score, point, k)
-        group, score, point = (x.index_select(0, candidate) for x in (group, score, point))
+        group, score, point = (group.index_select(0, candidate), score.index_select(0, candidate),
+                               _select(point, candidate))
         order, rank = sort_within_groups(group, score, point)
         keep = rank < k.index_select(0, group.index_select(0, order))
         return candidate.index_select(0, order[keep])
@@ -87,7 +107,7 @@ def _first_k_sorted(
 
 
 def _within_float32_kth(
-    group: torch.Tensor, score: torch.Tensor, point: torch.Tensor, k: torch.Tensor
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor
 ) -> torch.Tensor:
     """Indices of the pairs whose score is at most their group's k-th lowest score
     rounded to float32 and raised by one float32 step (all of a group with fewer than k
