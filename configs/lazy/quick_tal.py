@@ -5,9 +5,10 @@ from detectron2.config import LazyCall as L
 
 from lada.matchers.methods.tal import TALMatcher
 
-from .common.quick import dataloader, lr_multiplier, model, optimizer, train
+from .common.quick import ANCHOR_SCALE, dataloader, lr_multiplier, model, optimizer, train
 
-model.matcher = L(TALMatcher)(topk=13, alpha=1.0, beta=6.0, initial_epochs=4, schedule_epochs=12)
+model.matcher = L(TALMatcher)(topk=13, alpha=1.0, beta=6.0, initial_epochs=4, schedule_epochs=12,
+                              anchor_scale=ANCHOR_SCALE)
 model.head.update(with_aux=False, box_activation="relu", box_bias_init=1.0)
 model.loss.update(aux_branch="none", cls_loss="qfl", normalizer="quality_sum", box_weight=2.0,
                   box_weighting="quality", without_quality="focal_centerness")
