@@ -100,7 +100,7 @@ class SimOTAMatcher(BatchMatcher):
     One window search for all GT boxes of the batch (``WindowIndex``, GT chunks of bounded
     size) finds, per GT and level, the points of its region; ``stages/overlaps.py`` the
     pairs of points of U whose predicted box overlaps the GT, which dynamic k sums over.
-    Only these pairs get an IoU, and only the pairs that steps 4-5 compare a cost.
+    Only these pairs get an IoU; only the pairs that steps 4-5 compare get a cost.
 
     Arguments (keys ``MODEL.MATCHER.SIMOTA.*``):
         center_radius: half-side of the centre region, in strides (release: 2.5).

@@ -74,11 +74,11 @@ def first_k_per_group(
         return _first_k_sorted(group, score, point, k, exact)
     candidate = _within_kth_bin(group, score, k)
     chosen = _first_k_sorted(group.index_select(0, candidate), score.index_select(0, candidate),
-                             _select(point, candidate), k, exact)
+                             _subset(point, candidate), k, exact)
     return candidate.index_select(0, chosen)
 
 
-def _select(point: Optional[torch.Tensor], index: torch.Tensor) -> Optional[torch.Tensor]:
+def _subset(point: Optional[torch.Tensor], index: torch.Tensor) -> Optional[torch.Tensor]:
     return None if point is None else point.index_select(0, index)
 
 
@@ -97,7 +97,7 @@ def _first_k_sorted(
     if exact and len(group) and not _exact_in_float32(score):
         candidate = _within_float32_kth(group, score, point, k)
         group, score, point = (group.index_select(0, candidate), score.index_select(0, candidate),
-                               _select(point, candidate))
+                               _subset(point, candidate))
         order, rank = sort_within_groups(group, score, point)
         keep = rank < k.index_select(0, group.index_select(0, order))
         return candidate.index_select(0, order[keep])
