@@ -52,7 +52,8 @@ def crowded_inputs(num_gts: int, device: str = "cpu", seed: int = 0,
     """One image of ``image_size`` (H, W) with P3-P7 anchor points (R = 22,300 at
     800x1333), ``num_gts`` seeded random GT boxes of 4-304 pixels a side, random logits
     for ``num_classes`` classes (about -4, as early in training) and predicted boxes of
-    40 pixels around each point, jittered."""
+    40 pixels around each point, jittered; at the last step of a 90k schedule, so that a
+    matcher with a warm-up (tal's ATSS) is measured in its own rule."""
     generator = torch.Generator().manual_seed(seed)
     height, width = image_size
     points, point_strides, counts = [], [], []
@@ -77,6 +78,8 @@ def crowded_inputs(num_gts: int, device: str = "cpu", seed: int = 0,
         pred_logits=(torch.randn(1, len(points), num_classes, generator=generator) - 4).to(device),
         pred_boxes=pred[None].to(device),
         pred_aux=torch.randn(1, len(points), generator=generator).to(device),
+        iteration=89_999,
+        max_iter=90_000,
     )
 
 

@@ -65,10 +65,17 @@ def _add_fcos_config(cfg: CN) -> None:
     # re-read there from the coarse box map by bilinear sampling (zeros outside the map).
     # Used in training and inference.
     cfg.MODEL.FCOS.BOX_REFINE = False
-    # Auxiliary branch on the box tower: "centerness" (FCOS, ATSS), "iou" (predicted
-    # IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS) or "giou" (max(GIoU, 0) of
-    # the box with its GT: MMMC section 4.1).
+    # Auxiliary branch on the box tower, trained with BCE: "centerness" (FCOS, ATSS),
+    # "iou" (predicted IoU of the box with its GT: PAA, LADA Eq. 9, CIoU-ATSS, OTA) or
+    # "giou" (max(GIoU, 0) of the box with its GT: MMMC section 4.1), each at the
+    # positives; "objectness" (YOLOX, simota) at every point, target 1 at the positives
+    # and 0 elsewhere (the branch that suppresses the background); "none" (TOOD's and
+    # RTMDet's losses: tal, dsl): the head has no aux conv, the loss no auxiliary term,
+    # the test score is sigmoid(cls) (TEST_SCORE and SCORE_THRESH_ON then have no effect).
     cfg.MODEL.FCOS.AUX_BRANCH = "centerness"
+    # Initial probability of the auxiliary branch, as PRIOR_PROB of the classification:
+    # 0.5 (bias 0, detectron2's FCOS) or 0.01 (YOLOX's objectness, trained at every point).
+    cfg.MODEL.FCOS.AUX_PRIOR_PROB = 0.5
     # Loss module: "dense" (per-point targets from MatchResult.gt_index: classification,
     # box and auxiliary-branch losses below; every hard matcher), "weighted_pairs" (the
     # soft fields of MatchResult, DW: per (point, GT) pair a positive classification and
@@ -91,7 +98,9 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA = 0.25
     cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA = 2.0
     # Classification loss, with any matcher: "focal" (one-hot targets), "qfl" (Quality
-    # Focal Loss of GFL) or "vfl" (Varifocal Loss of VarifocalNet). QFL and VFL use soft
+    # Focal Loss of GFL), "vfl" (Varifocal Loss of VarifocalNet) or "bce_iou" (YOLOX:
+    # BCE with logits on the positives only, target one-hot x the quality target, no
+    # class loss at negatives; with AUX_BRANCH objectness). QFL, VFL and bce_iou use soft
     # targets: a positive's target is the matcher's quality target when its result
     # carries one (MatchResult.quality: TOOD, RTMDet), else the detached IoU of its
     # predicted box with its GT (CIoU-ATSS's PIoU; CIoU-ATSS Tables I-II).
@@ -101,20 +110,33 @@ def _add_fcos_config(cfg: CN) -> None:
     # VFL's alpha and gamma on negatives (VarifocalNet: 0.75, 2).
     cfg.MODEL.FCOS.VFL_ALPHA = 0.75
     cfg.MODEL.FCOS.VFL_GAMMA = 2.0
+    # Box loss of each positive: "giou" (1 - GIoU; detectron2's FCOS and every method but
+    # simota) or "iou_squared" (YOLOX's IOUloss, 1 - IoU^2).
+    cfg.MODEL.FCOS.BOX_LOSS = "giou"
     cfg.MODEL.FCOS.CLS_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHT = 1.0
     cfg.MODEL.FCOS.AUX_LOSS_WEIGHT = 1.0
-    # "none": GIoU loss summed over positives / normaliser (detectron2 FCOS).
-    # "aux_target": each positive's GIoU loss weighted by its auxiliary target and
+    # "none": box loss summed over positives / normaliser (detectron2 FCOS).
+    # "aux_target": each positive's box loss weighted by its auxiliary target and
     # normalised by the sum of those targets over all workers (ATSS, PAA).
     # "quality": weighted by its quality target (the matcher's MatchResult.quality when
     # its result carries one, else the IoU of its predicted box), normalised the same
-    # way (TOOD).
+    # way (TOOD, RTMDet).
     cfg.MODEL.FCOS.BOX_LOSS_WEIGHTING = "none"
     # Loss normaliser. "ema": moving average of the local positive count (detectron2
     # FCOS), stored in a buffer so it survives --resume. "num_pos": positives averaged
-    # over all workers, at least 1 (ATSS, PAA, LADA, DW).
+    # over all workers, at least 1 (ATSS, PAA, LADA, DW, OTA, YOLOX).
+    # "quality_sum": the sum of the positives' quality targets (the matcher's
+    # MatchResult.quality, else the IoU) averaged over all workers, replaced by 1 only
+    # below 1e-12 (TOOD); "quality_sum_min1": the same, at least 1 (RTMDet). With either,
+    # BOX_LOSS_WEIGHTING's sum of weights gets the same floor.
     cfg.MODEL.FCOS.NORMALIZER = "ema"
+    # What a training step whose MatchResult carries no quality target trains (tal's ATSS
+    # warm-up): "iou" (the IoU of the predicted box stands in for it) or
+    # "focal_centerness" (TOOD's initial losses: focal loss with one-hot targets, each
+    # positive's box loss weighted by its FCOS centerness target and divided by their
+    # sum, a quality_sum normaliser replaced by the positive count).
+    cfg.MODEL.FCOS.LOSS_WITHOUT_QUALITY = "iou"
     cfg.MODEL.FCOS.NORMALIZER_EMA_INIT = 300.0
     cfg.MODEL.FCOS.NORMALIZER_EMA_MOMENTUM = 0.9
     # Inference, as detectron2's FCOS; detections per image: TEST.DETECTIONS_PER_IMAGE.
@@ -125,7 +147,8 @@ def _add_fcos_config(cfg: CN) -> None:
     cfg.MODEL.FCOS.SCORE_THRESH_ON = "combined"
     # Detection score from the class and auxiliary probabilities: "geometric_mean" =
     # sqrt(sigmoid(cls) * sigmoid(aux)) (detectron2's FCOS, ATSS, PAA) or "product" =
-    # sigmoid(cls) * sigmoid(aux) (the authors' DW code: the joint score it trains).
+    # sigmoid(cls) * sigmoid(aux) (the authors' DW code: the joint score it trains;
+    # YOLOX's class probability times objectness, simota).
     cfg.MODEL.FCOS.TEST_SCORE = "geometric_mean"
     cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
     cfg.MODEL.FCOS.NMS_THRESH_TEST = 0.6

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from .contract import MatchInputs, MatchResult
+from .contract import MatchInputs, MatchResult, ResultKind
 from .declaration import MatcherBase
 from .stages.batch import BatchGTs
 from .stages.best_gt import assign_candidates_to_best_gt
@@ -16,15 +16,25 @@ __all__ = ["BatchMatcher", "CandidateDivisionMatcher"]
 
 class BatchMatcher(MatcherBase, ABC):
     """A matcher that assigns all GT boxes of the batch at once: ``__call__`` gathers them
-    (``BatchGTs``), gives the all-background result when the batch has none, and
-    otherwise returns ``match``; without gradients."""
+    (``BatchGTs``), gives the all-background result (``empty_result``) when the batch
+    has none, and otherwise returns ``match``; without gradients."""
 
     @torch.no_grad()
     def __call__(self, inputs: MatchInputs) -> MatchResult:
         gts = BatchGTs.of(inputs)
         if len(gts) == 0:
-            return MatchResult(gt_index=gts.background())
+            return self.empty_result(inputs, gts)
         return self.match(inputs, gts)
+
+    def empty_result(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:
+        """The result of a batch without GT boxes: every point background, with a quality
+        target of zeros for a matcher that gives one (as its images without GT boxes get
+        in a batch with some)."""
+        background = gts.background()
+        if type(self).METHOD.result is not ResultKind.QUALITY:
+            return MatchResult(gt_index=background)
+        return MatchResult(gt_index=background, quality=torch.zeros(
+            background.shape, dtype=torch.float32, device=background.device))
 
     @abstractmethod
     def match(self, inputs: MatchInputs, gts: BatchGTs) -> MatchResult:

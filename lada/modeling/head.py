@@ -1,5 +1,5 @@
 """The FCOS head: classification tower, box tower with a per-level scale, and an
-auxiliary branch (centerness or IoU) on the box tower."""
+auxiliary branch (centerness, IoU, GIoU; or none) on the box tower."""
 from __future__ import annotations
 
 import math
@@ -42,7 +42,10 @@ class FCOSHead(nn.Module):
     point, 4 starts it as the 8-stride square anchor box of ATSS-style detectors. With
     ``box_refine`` (DW section 3.4) the side distances are refined by
     :class:`BoxRefinement` from the box tower, then take the box activation again (the
-    authors' code: ReLU before and after)."""
+    authors' code: ReLU before and after). ``with_aux=False`` (``AUX_BRANCH none``)
+    builds no auxiliary branch; ``aux_prior_prob`` sets the auxiliary output's initial
+    probability as ``prior_prob`` the classification's: 0.5 (bias 0, detectron2's FCOS)
+    or 0.01 for an objectness branch trained at every point (YOLOX)."""
 
     @configurable
     def __init__(
@@ -60,6 +63,8 @@ class FCOSHead(nn.Module):
         box_bias_init: float = 0.0,
         box_refine: bool = False,
         anchor_offset: float = 0.5,
+        with_aux: bool = True,
+        aux_prior_prob: float = 0.5,
     ):
         super().__init__()
         if box_activation not in BOX_ACTIVATIONS:
@@ -78,13 +83,19 @@ class FCOSHead(nn.Module):
         self.bbox_subnet = _tower(in_channels, num_convs, norm)
         self.cls_score = nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=1)
         self.bbox_pred = nn.Conv2d(in_channels, 4, kernel_size=3, padding=1)
-        self.aux_pred = nn.Conv2d(in_channels, 1, kernel_size=3, padding=1)
+        # No auxiliary branch (MODEL.FCOS.AUX_BRANCH none): no conv, so that no parameter
+        # goes untrained; a checkpoint with one loads with aux_pred.* reported unused.
+        self.aux_pred = nn.Conv2d(in_channels, 1, kernel_size=3, padding=1) if with_aux else None
         self.scales = nn.Parameter(torch.ones(len(input_shape))) if use_scale else None
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, std=0.01)
                 nn.init.constant_(module.bias, 0)
         nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+        if not 0 < aux_prior_prob < 1:
+            raise ValueError(f"MODEL.FCOS.AUX_PRIOR_PROB must be in (0, 1), got {aux_prior_prob}")
+        if self.aux_pred is not None:
+            nn.init.constant_(self.aux_pred.bias, -math.log((1 - aux_prior_prob) / aux_prior_prob))
         if not math.isfinite(box_bias_init):
             raise ValueError(f"MODEL.FCOS.BOX_BIAS_INIT must be finite, got {box_bias_init}")
         nn.init.constant_(self.bbox_pred.bias, box_bias_init)
@@ -113,6 +124,8 @@ class FCOSHead(nn.Module):
             "box_bias_init": cfg.MODEL.FCOS.BOX_BIAS_INIT,
             "box_refine": cfg.MODEL.FCOS.BOX_REFINE,
             "anchor_offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
+            "with_aux": cfg.MODEL.FCOS.AUX_BRANCH != "none",
+            "aux_prior_prob": cfg.MODEL.FCOS.AUX_PRIOR_PROB,
         }
 
     def forward(
@@ -120,7 +133,8 @@ class FCOSHead(nn.Module):
     ) -> Tuple[List[torch.Tensor], List[torch.Tensor], List[torch.Tensor]]:
         """Per level l, features (N, D, H_l, W_l) -> class logits (N, C, H_l, W_l),
         box deltas (N, 4, H_l, W_l) in strides, auxiliary-branch logits ``pred_aux``
-        (N, 1, H_l, W_l), from the ``aux_pred`` convolution."""
+        (N, 1, H_l, W_l), from the ``aux_pred`` convolution (an empty list without an
+        auxiliary branch)."""
         logits, deltas, pred_aux = [], [], []
         for level, feature in enumerate(features):
             logits.append(self.cls_score(self.cls_subnet(feature)))
@@ -132,7 +146,8 @@ class FCOSHead(nn.Module):
             if self.box_refine is not None:
                 delta = self._activate(self.box_refine(box_feature, delta))
             deltas.append(delta)
-            pred_aux.append(self.aux_pred(box_feature))
+            if self.aux_pred is not None:
+                pred_aux.append(self.aux_pred(box_feature))
         return logits, deltas, pred_aux
 
     def _activate(self, delta: torch.Tensor) -> torch.Tensor:

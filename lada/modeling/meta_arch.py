@@ -5,7 +5,7 @@ Letters: N images, R anchor points over all levels, C classes.
 from __future__ import annotations
 
 import functools
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -57,7 +57,7 @@ class LadaFCOS(DenseDetector):
     per-level top-k, class-wise NMS; ``test_score="product"`` scores
     sigmoid(cls) * sigmoid(aux) instead (the DW code); ``test_score_thresh_on="cls"``
     thresholds the class probability instead of the score, as the ATSS and PAA code
-    does."""
+    does. A head without auxiliary branch scores sigmoid(cls)."""
 
     @configurable
     def __init__(
@@ -89,6 +89,7 @@ class LadaFCOS(DenseDetector):
         )
         self.box2box_transform = Box2BoxTransformLinear(normalize_by_size=True)
         check_loss_fits_matcher(loss, matcher)
+        _check_aux_branch(head, loss)
         self.matcher = matcher
         self.result_kind = type(matcher).METHOD.result  # every result is held to it
         self.loss = loss
@@ -195,7 +196,7 @@ class LadaFCOS(DenseDetector):
             gt_classes=[x.gt_classes for x in gt_instances],
             pred_logits=logits.detach(),
             pred_boxes=pred_boxes.detach(),
-            pred_aux=pred_aux.detach(),
+            pred_aux=None if pred_aux is None else pred_aux.detach(),
             iteration=iteration,
             max_iter=self.max_iter,
         )
@@ -218,7 +219,7 @@ class LadaFCOS(DenseDetector):
         results = []
         for image, image_size in enumerate(images.image_sizes):
             scores, thresh = self._test_scores(
-                [x[image] for x in logits], [x[image] for x in pred_aux]
+                [x[image] for x in logits], [x[image] for x in pred_aux] if pred_aux else None
             )
             detections = Instances.cat([
                 self._decode_level(level_anchors, level_scores, level_deltas[image], thresh, image_size)
@@ -263,7 +264,7 @@ class LadaFCOS(DenseDetector):
         )
 
     def _test_scores(
-        self, logits: List[torch.Tensor], pred_aux: List[torch.Tensor]
+        self, logits: List[torch.Tensor], pred_aux: Optional[List[torch.Tensor]]
     ) -> Tuple[List[torch.Tensor], float]:
         """Per level, logits (R_l, C) and auxiliary-branch logits (R_l, 1) of one image -> detection
         scores (R_l, C), ``geometric_mean`` sqrt(sigmoid(cls) * sigmoid(aux)) or
@@ -271,7 +272,10 @@ class LadaFCOS(DenseDetector):
         with. ``combined`` thresholds that score (detectron2's FCOS, the DW code);
         ``cls`` thresholds the class probability before the product (ATSS, PAA and LADA
         code): the scores of points below it are set to -inf and every finite score
-        passes."""
+        passes. Without an auxiliary branch (``pred_aux`` None) the score is
+        sigmoid(cls), which both settings threshold alike (TOOD, RTMDet)."""
+        if pred_aux is None:
+            return [x.sigmoid() for x in logits], self.test_score_thresh
         scores = [x.sigmoid() * y.sigmoid() for x, y in zip(logits, pred_aux)]
         if self.test_score == "geometric_mean":
             scores = [torch.sqrt(score) for score in scores]
@@ -285,12 +289,14 @@ class LadaFCOS(DenseDetector):
 
     def _flatten_predictions(
         self, predictions: List[List[torch.Tensor]]
-    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-level head outputs -> logits (N, R, C), deltas (N, R, 4), pred_aux (N, R)."""
+    ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Per-level head outputs -> logits (N, R, C), deltas (N, R, 4), pred_aux (N, R),
+        None without an auxiliary branch."""
         logits, deltas, pred_aux = self._transpose_dense_predictions(
             predictions, [self.num_classes, 4, 1]
         )
-        return cat(logits, dim=1), cat(deltas, dim=1), cat(pred_aux, dim=1).squeeze(dim=2)
+        aux = cat(pred_aux, dim=1).squeeze(dim=2) if pred_aux else None
+        return cat(logits, dim=1), cat(deltas, dim=1), aux
 
     def _decode(self, deltas: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
         """deltas (N, R, 4), anchors (R, 4) -> boxes (N, R, 4), XYXY pixels."""
@@ -299,6 +305,22 @@ class LadaFCOS(DenseDetector):
             deltas.reshape(-1, 4), anchors.repeat(num_images, 1)
         )
         return flat.view(num_images, -1, 4)
+
+
+def _check_aux_branch(head: nn.Module, loss: nn.Module) -> None:
+    """Refuses a head and a loss that disagree on the auxiliary branch
+    (``MODEL.FCOS.AUX_BRANCH none``: a LazyConfig sets ``model.head.with_aux`` and
+    ``model.loss.aux_branch`` apart): an unused branch would go untrained, a missing one
+    fail at the first step. A loss without ``aux_branch`` (DW's pairwise loss) needs one."""
+    has_aux = getattr(head, "aux_pred", True) is not None
+    needs_aux = getattr(loss, "aux_branch", "") != "none"
+    if has_aux != needs_aux:
+        raise ValueError(
+            f"MODEL.FCOS.AUX_BRANCH: the head {'has' if has_aux else 'has no'} auxiliary branch "
+            f"but the loss ({type(loss).__name__}) {'needs one' if needs_aux else 'has none'}; in "
+            "a LazyConfig set model.head.with_aux=False together with "
+            "model.loss.aux_branch='none'"
+        )
 
 
 def _check_gt_boxes(gt_boxes: List[torch.Tensor]) -> None:

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 # MODEL.FCOS keys that make up a method's detector; "LOSS" is compared as resolved
 # ("auto" -> the loss that consumes the matcher's results).
 DETECTOR_KEYS = ("AUX_BRANCH", "CLS_LOSS", "BOX_BIAS_INIT", "BOX_ACTIVATION", "NORMALIZER",
-                 "BOX_LOSS_WEIGHTING", "LOSS", "TEST_SCORE", "SCORE_THRESH_ON")
+                 "BOX_LOSS_WEIGHTING", "LOSS", "TEST_SCORE", "SCORE_THRESH_ON", "BOX_LOSS",
+                 "AUX_PRIOR_PROB", "LOSS_WITHOUT_QUALITY")
 
 
 class _MethodDetectors(Mapping):

@@ -238,9 +238,9 @@ def test_anchor_scale_from_the_objects(side, size, scale):
     assert recipe.values["INPUT.MIN_SIZE_TEST"] == size
     assert {key: recipe.values[key] for key in anchor_keys().values()} == {
         f"MODEL.MATCHER.{name}.ANCHOR_SCALE": pytest.approx(scale)
-        for name in ("ATSS", "CIOU_ATSS", "PAA", "LADA")}
-    assert f"ANCHOR_SCALE atss {scale:g}, ciou_atss {scale:g}, lada {scale:g}, paa {scale:g}" in \
-        "\n".join(recipe.lines)
+        for name in ("ATSS", "CIOU_ATSS", "PAA", "LADA", "TAL")}  # tal: its ATSS warm-up
+    assert (f"ANCHOR_SCALE atss {scale:g}, ciou_atss {scale:g}, lada {scale:g}, paa {scale:g}, "
+            f"tal {scale:g}") in "\n".join(recipe.lines)
 
 
 def test_anchor_scale_after_resizing(dataset):

@@ -81,7 +81,7 @@ def test_lazy_config_builds_the_model_of_its_yaml_twin(lazy_name, yaml_name):
     assert lazy.anchor_generator.offset == twin.anchor_generator.offset
 
 
-@pytest.mark.parametrize("method", ["lada", "dw", "atss", "paa"])
+@pytest.mark.parametrize("method", ["lada", "dw", "atss", "paa", "tal", "dsl"])
 def test_lazy_quick_config_gives_the_losses_of_its_yaml_twin(method):
     lazy, twin, _, _ = _models(f"quick_{method}.py", f"quick/{method}.yaml")
     for parameter in lazy.head.parameters():  # away from the initial, near-zero outputs

@@ -41,7 +41,7 @@ def test_two_iterations_from_an_embedded_data_checkpoint(tmp_path):
     assert "own-data recipe (RECIPE.ENABLED): 4 training images, median 320 x 320 px" in log
     assert "short side 256 px (INPUT.MIN_SIZE_TEST)" in log
     # P3 anchor at 0.9 x the 32-px object at that size = 28.8 px = 3.6 strides
-    assert "anchors: ANCHOR_SCALE atss 3.6, ciou_atss 3.6, lada 3.6, paa 3.6" in log
+    assert "anchors: ANCHOR_SCALE atss 3.6, ciou_atss 3.6, lada 3.6, paa 3.6, tal 3.6" in log
     assert "2 iterations of 8 images" in log and "kept as you set them: SOLVER.MAX_ITER 2" in log
     assert "class head re-initialised: head.cls_score predicts 5 classes in the checkpoint and 2" in log
     config = yaml.safe_load((out / "config.yaml").read_text())

@@ -37,7 +37,8 @@ LEVELS = [grid(s, 128, 128) for s in (8, 16, 32, 64, 128)]
 
 def _with_predictions(inputs, seed=0):
     """Random logits and auxiliary logits, predicted boxes of about 3 strides around
-    each point."""
+    each point; the last step of the schedule, where a matcher with a warm-up (tal) runs
+    its own rule."""
     generator = torch.Generator().manual_seed(seed)
     half = inputs.strides[:, None] * (1 + 2 * torch.rand(inputs.num_points, 2, generator=generator))
     boxes = torch.cat([inputs.points - half, inputs.points + half], dim=1)
@@ -47,6 +48,7 @@ def _with_predictions(inputs, seed=0):
         pred_boxes=boxes.expand(inputs.num_images, -1, -1)
         + torch.randn(inputs.pred_boxes.shape, generator=generator),
         pred_aux=torch.randn(inputs.num_images, inputs.num_points, generator=generator),
+        iteration=99, max_iter=100,
     )
 
 
@@ -110,6 +112,7 @@ def test_batched_matching_equals_per_image_matching(name):
             pred_logits=inputs.pred_logits[index : index + 1],
             pred_boxes=inputs.pred_boxes[index : index + 1],
             pred_aux=inputs.pred_aux[index : index + 1],
+            iteration=inputs.iteration, max_iter=inputs.max_iter,
         ))
         assert torch.equal(batched.gt_index[index], alone.gt_index[0])
         if batched.quality is not None:

@@ -39,3 +39,11 @@ def test_default_box_bias_starts_boxes_as_points():
 def test_box_bias_must_be_finite():
     with pytest.raises(ValueError, match="BOX_BIAS_INIT"):
         build_model(small_cfg(**{"MODEL.FCOS.BOX_BIAS_INIT": float("nan")}))
+
+
+def test_aux_prior_prob_sets_the_auxiliary_bias():
+    model = build_model(small_cfg(**{"MODEL.FCOS.AUX_PRIOR_PROB": 0.01}))
+    assert torch.sigmoid(model.head.aux_pred.bias).item() == pytest.approx(0.01)
+    assert build_model(small_cfg()).head.aux_pred.bias.item() == 0.0  # detectron2's FCOS
+    with pytest.raises(ValueError, match="MODEL.FCOS.AUX_PRIOR_PROB must be in"):
+        build_model(small_cfg(**{"MODEL.FCOS.AUX_PRIOR_PROB": 1.0}))

@@ -13,7 +13,8 @@ from .model import model
 from .optim import optimizer
 from .schedule import lr_multiplier, train
 
-# The anchor_scale of the quick configs' matchers with anchors (atss, ciou_atss, paa, lada):
+# The anchor_scale of the quick configs' matchers with anchors (atss, ciou_atss, paa, lada,
+# tal's warm-up):
 # MODEL.MATCHER.<NAME>.ANCHOR_SCALE of configs/quick/Base-Quick.yaml.
 ANCHOR_SCALE = 3.99
 

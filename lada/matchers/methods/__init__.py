@@ -8,5 +8,10 @@ name ``MODEL.MATCHER.NAME`` selects:
 - ``ciou_atss``: dynamic combined-IoU ATSS.
 - ``aps``: MMMC's aligned points sampler.
 - ``dw``: Dual Weighting, soft pairwise positive and negative weights.
+- ``tal``: TOOD's task-aligned assignment, with a quality target.
+- ``dsl``: RTMDet's dynamic soft-label assignment, with a quality target.
+- ``ota``: Optimal Transport Assignment, Sinkhorn over the centre prior's costs.
+- ``simota``: YOLOX's simplified OTA, the k cheapest points of each GT's region.
 """
-from . import aps, atss, ciou_atss, dw, fcos, lada, paa  # noqa: F401  (registration)
+from . import aps, atss, ciou_atss, dw, fcos, lada, ota, paa, simota  # noqa: F401  (registration)
+from . import dsl, tal  # noqa: F401  (registration)

@@ -25,4 +25,14 @@ stages"), in pipeline order:
   their tie rule (lowest index; smallest box).
 - ``soft.py``: reductions over (point, GT) pairs for soft assignments (per-GT
   normalisation and min-max, per (point, class) minimum).
+- ``overlaps.py``: the pairs whose predicted box overlaps the GT (u > 0), exactly and
+  sparse, whatever the predicted boxes (tal, dsl, simota).
+- ``ranking.py``: per group (GT) the k lowest-score pairs, ties to the lower point (tal,
+  dsl, simota, dynamic k).
+- ``dynamic_k.py``: dynamic k from the q largest IoUs of each GT's pairs (dsl, ota,
+  simota).
+- ``class_costs.py``: per-class costs summed over the classes for (point, GT) pairs
+  without a (pairs, C) tensor (dsl, ota, simota).
+- ``coverage.py``: the points inside some GT of their image, from column intervals (dsl).
+- ``transport.py``: log-domain Sinkhorn over a sparse cost (ota).
 """

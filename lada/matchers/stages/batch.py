@@ -10,7 +10,7 @@ import torch
 
 from ..contract import BACKGROUND, MatchInputs
 
-__all__ = ["BatchGTs"]
+__all__ = ["BatchGTs", "ImagesSideBySide"]
 
 
 @dataclass
@@ -64,3 +64,47 @@ class BatchGTs:
         """(N, R) long, every point ``BACKGROUND``."""
         return torch.full((self.num_images, self.num_points), BACKGROUND, dtype=torch.long,
                           device=self.image.device)
+
+
+@dataclass
+class ImagesSideBySide:
+    """The images of a batch laid side by side along x, so that one ``WindowIndex``
+    holds the points (or GT centres) of every image and a window finds those of its own
+    image only: image ``i`` is shifted by ``i * shift``, ``shift`` the x extent of the
+    coordinates plus a gap, and a window is clamped to that extent before its shift.
+
+    Attributes:
+        low, high: (2,) float64 corners of the coordinates' bounding box.
+        shift: the x offset between consecutive images.
+    """
+
+    low: torch.Tensor
+    high: torch.Tensor
+    shift: float
+
+    GAP = 2.0
+    """Pixels between images: more than ``pairs.widen`` grows a window."""
+
+    @classmethod
+    def around(cls, xy: torch.Tensor) -> "ImagesSideBySide":
+        """For coordinates (n, 2), n >= 1, shared by (or pooled over) the images."""
+        xy = xy.double()
+        low, high = xy.amin(dim=0), xy.amax(dim=0)
+        return cls(low=low, high=high, shift=float(high[0] - low[0]) + cls.GAP)
+
+    def place(self, xy: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Coordinates (n, 2) of images (n,) -> (n, 2) float64, shifted."""
+        placed = xy.double().clone()
+        placed[:, 0] += image.double() * self.shift
+        return placed
+
+    def windows(self, windows: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """XYXY windows (n, ..., 4) of images (n,), already widened -> clamped to the
+        coordinates' box and shifted, float64 (a window outside the box is inverted and
+        finds nothing)."""
+        windows = windows.double()
+        clamped = torch.cat([torch.maximum(windows[..., :2], self.low),
+                             torch.minimum(windows[..., 2:], self.high)], dim=-1)
+        offset = (image.double() * self.shift).view(-1, *([1] * (windows.dim() - 1)))
+        return clamped + offset * torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64,
+                                               device=windows.device)

@@ -1,6 +1,6 @@
 """Quality-aware classification losses with soft targets (docs/methods/README.md, "The
-losses that consume the results"): QFL of GFL
-and VFL of VarifocalNet. Letters: N images, R anchor points, C classes, P positives.
+losses that consume the results"): QFL of GFL, VFL of VarifocalNet and YOLOX's BCE on
+the positives. Letters: N images, R anchor points, C classes, P positives.
 
 Both are elementwise functions of logits and soft targets in [0, 1]: a positive's
 target is the IoU of its prediction with its GT at the GT's class, 0 elsewhere. They
@@ -12,10 +12,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-__all__ = ["CLS_LOSSES", "quality_focal_loss", "soft_class_targets", "varifocal_loss"]
+__all__ = ["CLS_LOSSES", "positive_bce_loss", "quality_focal_loss", "soft_class_targets",
+           "varifocal_loss"]
 
-CLS_LOSSES = ("focal", "qfl", "vfl")
-"""Values of ``MODEL.FCOS.CLS_LOSS``: sigmoid focal loss (hard targets), QFL, VFL."""
+CLS_LOSSES = ("focal", "qfl", "vfl", "bce_iou")
+"""Values of ``MODEL.FCOS.CLS_LOSS``: sigmoid focal loss (hard targets), QFL, VFL, BCE on
+the positives (YOLOX)."""
 
 
 def quality_focal_loss(logits: torch.Tensor, targets: torch.Tensor, beta: float = 2.0) -> torch.Tensor:
@@ -45,6 +47,20 @@ def varifocal_loss(
     negative_weight = alpha * logits.sigmoid().pow(gamma)
     weight = torch.where(targets > 0, targets, negative_weight)
     return F.binary_cross_entropy_with_logits(logits, targets, reduction="none") * weight
+
+
+def positive_bce_loss(
+    logits: torch.Tensor, labels: torch.Tensor, quality: torch.Tensor
+) -> torch.Tensor:
+    """YOLOX's classification loss, elementwise over the P positives only: BCE with logits
+    against the target ``quality`` (detached) at the positive's class and 0 at the other
+    classes (YOLOX: one-hot x the IoU of the matched pair). Background points get no
+    classification loss (the objectness branch learns them). logits (P, C), labels (P,)
+    long, quality (P,) -> (P, C) float32."""
+    logits = logits.float()
+    targets = torch.zeros_like(logits)
+    targets[torch.arange(len(labels), device=labels.device), labels] = quality.detach().float()
+    return F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
 
 
 def soft_class_targets(

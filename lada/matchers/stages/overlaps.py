@@ -1,0 +1,124 @@
+"""The (GT, point) pairs whose predicted box overlaps the GT, found exactly without a
+(G, R) matrix.
+
+A method that ranks every point of the image by the IoU ``u`` of its predicted box with
+a GT (TAL's top m) or sums its largest IoUs (the dynamic k of DSL and SimOTA,
+``dynamic_k.py``) needs only the pairs with ``u > 0``: the others rank last and add
+nothing. A predicted box ``b`` of a point ``p`` lies in the square ``p +- d``, ``d`` the
+largest distance from ``p`` to a side of ``b`` (its *reach*, :func:`box_reach`), so ``b``
+can overlap a GT only if ``p`` lies in the GT grown by ``d`` on every side.
+:func:`pairs_with_overlap` groups each image's points by level and by reach (in
+strides: up to 1, 2, 4, 8, 16 and beyond), grows every GT by the largest reach of each
+group of its image and finds the points of those windows with ``WindowIndex``; then it
+keeps the pairs with ``u > 0``. A few points with huge boxes (untrained predictions)
+widen only the window of their own group, which holds few points, so the search stays
+proportional to the pairs found plus the columns the windows span; the GT chunks of
+``WindowIndex`` bound the memory whatever the boxes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from ..contract import MatchInputs
+from .batch import BatchGTs, ImagesSideBySide
+from .geometry import paired_iou
+from .pairs import WindowIndex, widen
+
+__all__ = ["REACH_EDGES", "OverlapPairs", "box_reach", "pairs_with_overlap"]
+
+REACH_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0)
+"""Upper edges, in strides of the point's level, of the reach groups of
+:func:`pairs_with_overlap`; a last group holds the larger reaches."""
+
+
+@dataclass
+class OverlapPairs:
+    """Pairs of some GT boxes of the batch, each GT's pairs all in one part.
+
+    Attributes:
+        gt: (P,) batch GT index (``BatchGTs``).
+        key: (P,) flat point key ``image * R + point``.
+        iou: (P,) IoU ``u > 0`` of the point's predicted box with the GT, in the
+            inputs' dtype (``paired_iou``, as the losses compute it).
+    """
+
+    gt: torch.Tensor
+    key: torch.Tensor
+    iou: torch.Tensor
+
+
+def box_reach(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """The largest distance from each point to a side of its box: points (R, 2), boxes
+    (..., R, 4) -> (..., R) float64; 0 where a box is not finite (its IoU with any box is
+    0, ``paired_iou``)."""
+    xy = points.double()
+    boxes = boxes.double()
+    reach = torch.cat([xy - boxes[..., :2], boxes[..., 2:] - xy], dim=-1).abs().amax(dim=-1)
+    return torch.where(torch.isfinite(reach), reach, torch.zeros_like(reach))
+
+
+def pairs_with_overlap(
+    inputs: MatchInputs, gts: BatchGTs, among: Optional[torch.Tensor] = None,
+    max_pairs: Optional[int] = None,
+) -> Iterator[OverlapPairs]:
+    """Every (GT, point) pair of the batch whose point's predicted box overlaps the GT
+    (``u > 0``), exactly (module docstring), in parts of consecutive whole GT boxes
+    holding about ``max_pairs`` (``pairs.MAX_CHUNK_ELEMENTS``) searched points each.
+    ``among`` (N * R,) bool: only the points (flat keys) where it is True; all if None."""
+    points, strides = inputs.points.double(), inputs.strides.double()
+    num_images, num_points = gts.num_images, gts.num_points
+    levels = inputs.num_points_per_level
+    num_groups = len(levels) * (len(REACH_EDGES) + 1)
+    reach = box_reach(inputs.points, inputs.pred_boxes).reshape(-1)  # (N * R,)
+    edges = torch.tensor(REACH_EDGES, dtype=torch.float64, device=points.device)
+    level = torch.repeat_interleave(
+        torch.arange(len(levels), device=points.device),
+        torch.tensor(levels, device=points.device), output_size=num_points,
+    ).repeat(num_images)
+    group = level * (len(REACH_EDGES) + 1) + torch.bucketize(reach / strides.repeat(num_images),
+                                                             edges)  # (N * R,)
+    image = torch.arange(num_images, device=points.device).repeat_interleave(num_points)
+    searched = torch.isfinite(inputs.pred_boxes).all(dim=-1).reshape(-1)  # else u = 0
+    if among is not None:
+        searched &= among
+    entries = searched.nonzero().squeeze(1)
+    reach = torch.where(searched, reach, torch.zeros_like(reach))
+    # the largest reach of each image's group: how far that group's boxes extend
+    group_reach = reach.new_zeros(num_images * num_groups).scatter_reduce_(
+        0, image * num_groups + group, reach, "amax"
+    ).view(num_images, num_groups)
+    strip = ImagesSideBySide.around(points)  # one index serves the batch
+    entry_group = group.index_select(0, entries)
+    order = entries.index_select(0, entry_group.argsort(stable=True))  # grouped as levels
+    counts = torch.bincount(entry_group, minlength=num_groups).tolist()
+    present = [group for group, count in enumerate(counts) if count]  # empty ones find nothing
+    placed = strip.place(points.index_select(0, order % num_points),
+                         torch.div(order, num_points, rounding_mode="floor"))
+    index = WindowIndex(placed, [counts[group] for group in present])
+    boxes = gts.boxes.double()
+    group_reach = group_reach[:, torch.tensor(present, dtype=torch.long, device=points.device)]
+    grown = group_reach.index_select(0, gts.image)[:, :, None]  # (M, present groups, 1)
+    windows = torch.cat([boxes[:, None, :2] - grown, boxes[:, None, 2:] + grown], dim=2)
+    windows = strip.windows(widen(windows), gts.image)
+    flat_boxes = inputs.pred_boxes.reshape(-1, 4)
+    for gt, entry in index.pairs(windows, max_pairs):
+        key = order.index_select(0, entry)
+        predicted = flat_boxes.index_select(0, key)
+        overlapping = _overlaps(predicted, gts.boxes.index_select(0, gt)).nonzero().squeeze(1)
+        gt, key = gt.index_select(0, overlapping), key.index_select(0, overlapping)
+        iou = paired_iou(predicted.index_select(0, overlapping), gts.boxes.index_select(0, gt))
+        yield OverlapPairs(gt=gt, key=key, iou=iou)
+
+
+def _overlaps(predicted: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """Whether finite predicted boxes (P, 4) overlap their GT boxes (P, 4) with positive
+    area, i.e. ``u > 0`` (a finite union holds the positive overlap): comparisons only,
+    exact in any precision; an inverted prediction has ``u = 0`` (a non-finite one too,
+    but those are not searched)."""
+    x0, y0, x1, y1 = predicted.unbind(dim=-1)
+    u0, v0, u1, v1 = gt_boxes.unbind(dim=-1)
+    return ((torch.minimum(x1, u1) > torch.maximum(x0, u0))
+            & (torch.minimum(y1, v1) > torch.maximum(y0, v0)))

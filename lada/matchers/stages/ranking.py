@@ -1,0 +1,161 @@
+"""Ranking (GT, point) pairs within each GT without a (G, R) matrix: one sort of the
+pairs by GT, then score, then point index, so that equal scores go to the lower point
+index (docs/methods/README.md, "The matcher contract"), whatever order the pairs were
+found in.
+
+- :func:`sort_within_groups`: the permutation and each pair's rank within its group;
+- :func:`first_k_per_group`: the pairs of rank below a per-group k, e.g. TAL's top m, the
+  k lowest costs of DSL and SimOTA, or the q largest IoUs of a dynamic k (without a point
+  index: when only the values count, equal ones may come in any order).
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+__all__ = ["first_k_per_group", "monotone_float32_bits", "sort_within_groups"]
+
+_INT64_BITS = 63  # a non-negative int64 key
+_BINS = 64  # bins of the histogram that first narrows a ranking to about k pairs per group
+_PREFILTER_FACTOR = 32  # narrow first when there are more pairs than this many per group
+
+
+def sort_within_groups(
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], exact: bool = True
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Orders P pairs by ``group`` (P,) long >= 0, then ascending ``score`` (P,) float,
+    then ``point`` (P,) long >= 0, and returns the permutation (P,) and the rank (P,) of
+    each *sorted* pair within its group (0 = lowest score). ``point`` None: equal scores
+    in any order.
+
+    ``exact``: the scores are compared as given (float64 scores: three stable sorts;
+    float32 or narrower ones as below, which is then exact). Otherwise they are compared
+    after rounding to float32, which merges scores closer than float32's resolution
+    (relative 6e-8) into ties decided by the point index: one sort of an int64 key when
+    group, score bits and point fit in it, two otherwise. NaN scores sort after every
+    other score of their group."""
+    num_pairs = len(group)
+    if num_pairs == 0:
+        empty = group.new_zeros(0)
+        return empty, empty
+    score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
+    if exact and not _exact_in_float32(score):
+        if point is None:
+            order = score.argsort(stable=True)
+        else:  # stable sorts: the last one decides first
+            order = point.argsort(stable=True)
+            order = order.index_select(0, score.index_select(0, order).argsort(stable=True))
+    else:
+        point_bits = 0 if point is None else max(int(point.max()).bit_length(), 1)
+        group_bits = max(int(group.max()).bit_length(), 1)
+        score_point = monotone_float32_bits(score) << point_bits
+        if point is not None:
+            score_point |= point
+        if group_bits + 32 + point_bits <= _INT64_BITS:
+            order = ((group << (32 + point_bits)) | score_point).argsort()
+            return order, _ranks(group.index_select(0, order))
+        order = score_point.argsort()
+    order = order.index_select(0, group.index_select(0, order).argsort(stable=True))
+    return order, _ranks(group.index_select(0, order))
+
+
+def first_k_per_group(
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
+    exact: bool = True,
+) -> torch.Tensor:
+    """Indices into the P pairs of those ranked below ``k[group]`` within their group
+    (lowest scores first, ties to the lower point, in any order without ``point``;
+    :func:`sort_within_groups`), in (group, rank) order. k (G,) long, one per group. Many
+    pairs per group are first narrowed by a histogram of each group's scores, so that the
+    sorts see about k pairs per group."""
+    score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
+    if len(group) <= _PREFILTER_FACTOR * len(k):
+        return _first_k_sorted(group, score, point, k, exact)
+    candidate = _within_kth_bin(group, score, k)
+    chosen = _first_k_sorted(group.index_select(0, candidate), score.index_select(0, candidate),
+                             _subset(point, candidate), k, exact)
+    return candidate.index_select(0, chosen)
+
+
+def _subset(point: Optional[torch.Tensor], index: torch.Tensor) -> Optional[torch.Tensor]:
+    return None if point is None else point.index_select(0, index)
+
+
+def _exact_in_float32(score: torch.Tensor) -> bool:
+    """Whether rounding the scores to float32 leaves them as they are."""
+    return score.dtype in (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _first_k_sorted(
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
+    exact: bool,
+) -> torch.Tensor:
+    """:func:`first_k_per_group` by sorting (scores without NaN); an exact ranking of
+    float64 scores sorts exactly only the pairs within a float32 step of their group's
+    k-th score."""
+    if exact and len(group) and not _exact_in_float32(score):
+        candidate = _within_float32_kth(group, score, point, k)
+        group, score, point = (group.index_select(0, candidate), score.index_select(0, candidate),
+                               _subset(point, candidate))
+        order, rank = sort_within_groups(group, score, point)
+        keep = rank < k.index_select(0, group.index_select(0, order))
+        return candidate.index_select(0, order[keep])
+    order, rank = sort_within_groups(group, score, point, exact)
+    keep = rank < k.index_select(0, group.index_select(0, order))
+    return order[keep]
+
+
+def _within_float32_kth(
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor
+) -> torch.Tensor:
+    """Indices of the pairs whose score is at most their group's k-th lowest score
+    rounded to float32 and raised by one float32 step (all of a group with fewer than k
+    pairs): a superset of the first k in exact order, found by one cheap sort, so that
+    the exact sorts run on about k pairs per group. Scores without NaN."""
+    order, rank = sort_within_groups(group, score, point, exact=False)
+    sorted_group = group.index_select(0, order)
+    at_k = rank == k.index_select(0, sorted_group) - 1
+    kth = torch.full((len(k),), float("inf"), dtype=torch.float64, device=score.device)
+    kth[sorted_group[at_k]] = score.index_select(0, order)[at_k].float().double()
+    bound = torch.nextafter(kth.float(), torch.tensor(float("inf"), device=score.device)).double()
+    return (score.double() <= bound.index_select(0, group)).nonzero().squeeze(1)
+
+
+def _within_kth_bin(group: torch.Tensor, score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Indices of the pairs in or below the bin of their group's k-th lowest score, in a
+    histogram of ``_BINS`` equal bins between the group's finite extremes (``-inf`` in the
+    first, ``inf`` in one more bin): a superset of the first k, since the bin is a monotone function of
+    the score, found in a few passes over the pairs. Scores without NaN."""
+    num_groups = len(k)
+    finite = torch.isfinite(score)
+    inf = torch.full_like(score, float("inf"))
+    low = score.new_full((num_groups,), float("inf")).scatter_reduce_(
+        0, group, torch.where(finite, score, inf), "amin")
+    high = score.new_full((num_groups,), float("-inf")).scatter_reduce_(
+        0, group, torch.where(finite, score, -inf), "amax")
+    low, width = low.index_select(0, group), (high - low).index_select(0, group)
+    position = ((score - low) / width * _BINS).nan_to_num(0.0).clamp(0, _BINS - 1).floor().long()
+    position = torch.where(finite, position, torch.where(
+        score > 0, torch.full_like(position, _BINS), torch.zeros_like(position)))  # +-inf
+    histogram = torch.bincount(group * (_BINS + 1) + position, minlength=num_groups * (_BINS + 1))
+    below = histogram.view(num_groups, _BINS + 1).cumsum(dim=1)
+    kth_bin = (below < k[:, None]).sum(dim=1)  # the first bin holding k pairs in or below it
+    return (position <= kth_bin.index_select(0, group)).nonzero().squeeze(1)
+
+
+def _ranks(sorted_group: torch.Tensor) -> torch.Tensor:
+    """Rank of each element within its run of equal values of a sorted (P,) long."""
+    positions = torch.arange(len(sorted_group), device=sorted_group.device)
+    new_run = torch.ones_like(sorted_group, dtype=torch.bool)
+    new_run[1:] = sorted_group[1:] != sorted_group[:-1]
+    run_start = torch.cummax(torch.where(new_run, positions, torch.zeros_like(positions)), 0)[0]
+    return positions - run_start
+
+
+def monotone_float32_bits(score: torch.Tensor) -> torch.Tensor:
+    """(P,) float -> (P,) int64 in [0, 2^32), ordered as the values rounded to float32
+    (-0.0 as 0.0), so that comparisons of float32 values can ride in exact integer keys."""
+    bits = (score.float() + 0.0).view(torch.int32).long()
+    monotone = torch.where(bits >= 0, bits, -(bits & 0x7FFFFFFF) - 1)  # in [-2^31, 2^31)
+    return monotone + 2**31
