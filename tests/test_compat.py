@@ -39,3 +39,13 @@ def test_importing_lada_and_train_net_raises_no_future_warning():
                              capture_output=True, text=True)
     assert process.returncode == 0, process.stderr[-2000:]
     assert "jit" not in process.stderr
+
+
+def test_detectron2_export_imports_without_caffe2():
+    # detectron2.utils.analysis (tools/analyze_model.py's FLOP counter) imports TracingAdapter
+    import detectron2.export
+    from detectron2.export import TracingAdapter  # noqa: F401  (fails on v0.6 without lada.compat)
+
+    if isinstance(detectron2.export, compat._ExportWithoutCaffe2):
+        with pytest.raises(ImportError, match="caffe2"):
+            detectron2.export.Caffe2Tracer
