@@ -25,7 +25,6 @@ Writes ``inference.csv``, ``inference.json`` (machine, load, command, date) and
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 import tempfile

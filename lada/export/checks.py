@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import torch
 from detectron2.config import CfgNode
@@ -90,7 +90,3 @@ def compare_detections(expected: Detections, actual: Detections) -> Dict[str, fl
     within = all(result[key] <= limit for key, limit in PARITY_TOLERANCE.items())
     return {**result, "ok": float(within and result["classes"] == 0)}
 
-
-def per_image_counts(index: torch.Tensor, num_images: int) -> List[int]:
-    """image_index (K,) -> the number of detections of each of ``num_images`` images."""
-    return torch.bincount(index.cpu(), minlength=num_images).tolist()

@@ -6,7 +6,7 @@ Letters: N images, K detections, R_l points of level l, C classes.
 from __future__ import annotations
 
 import copy
-from typing import List, Tuple
+from typing import Tuple
 
 import torch
 from torch import nn
