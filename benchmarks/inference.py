@@ -9,7 +9,7 @@ is the model's own forward (``model([{"image": image}])``); ``compile`` is
 ``torch.compile`` of the export graph (``lada.export.DetectionGraph``: the same
 detections; graph breaks where the post-processing's sizes depend on the data);
 ``exported``, ``aoti`` and ``onnxruntime`` run the exports of ``lada.export`` (dynamic
-sizes, made once per case; AOTInductor compiles for minutes). After ``--warmup`` untimed
+sizes, made once per model and device; AOTInductor compiles for minutes). After ``--warmup`` untimed
 calls (torch.compile compiles in the first) the runtimes take turns, one call each in a
 shuffled order, for ``--iters`` rounds, so that a change of the machine's load affects
 them alike; reported are the median and 90th percentile latency of one call
@@ -25,6 +25,7 @@ Writes ``inference.csv``, ``inference.json`` (machine, load, command, date) and
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -68,12 +69,11 @@ def build(config: str, device: str) -> torch.nn.Module:
 def prepare(model: torch.nn.Module, runtimes: Sequence[str], folder: str) -> Dict[str, Callable]:
     """Each runtime as a function images (N, 3, H, W) -> detections; the exports are made
     here, once for every thread count."""
-    graph = export.DetectionGraph(model).eval()
     functions: Dict[str, Callable] = {}
     if "eager" in runtimes:
         functions["eager"] = lambda images: export.eager_detections(model, images)
     if "compile" in runtimes:
-        compiled = torch.compile(graph)
+        compiled = torch.compile(export.DetectionGraph(model).eval())
         functions["compile"] = lambda images: compiled(images)
     exports = [r for r in runtimes if r in ("exported", "aoti", "onnxruntime")]
     cuda = model.device.type == "cuda"
@@ -88,7 +88,9 @@ def prepare(model: torch.nn.Module, runtimes: Sequence[str], folder: str) -> Dic
     return functions
 
 
-def bind(functions: Dict[str, Callable], image: torch.Tensor, threads: int) -> Dict[str, Callable[[], object]]:
+def bind(
+    functions: Dict[str, Callable], image: torch.Tensor, threads: int
+) -> Dict[str, Callable[[], object]]:
     """Each runtime as a call on ``image`` (1, 3, H, W); an export's file is loaded here,
     onnxruntime with ``threads`` intra-op threads."""
     calls = {}
@@ -122,30 +124,30 @@ def measure(calls: Dict[str, Callable[[], object]], rounds: int, warmup: int, se
     return seconds
 
 
-def run_case(name: str, config: str, size: Tuple[int, int], rounds: int, warmup: int,
-             threads: Sequence[int], device: str, runtimes: Sequence[str]) -> List[dict]:
-    model = build(config, device)
+def run_case(name: str, model: torch.nn.Module, functions: Dict[str, Callable], size: Tuple[int, int],
+             rounds: int, warmup: int, threads: Sequence[int]) -> List[dict]:
+    """The rows of one case: each runtime of ``functions`` (:func:`prepare`) on one image
+    of ``size``, with each thread count."""
+    device = model.device.type
     cost = model_cost(model, *size, activations=False)
     generator = torch.Generator().manual_seed(0)
-    image = torch.randint(0, 256, (1, 3, *size), generator=generator).float().to(device)
+    image = torch.randint(0, 256, (1, 3, *size), generator=generator).float().to(model.device)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="lada-inference-") as folder:
-        functions = prepare(model, runtimes, folder)
-        for count in threads:
-            torch.set_num_threads(count)
-            calls = bind(functions, image, count)
-            detections = len(calls["eager"]()[1]) if "eager" in calls else ""
-            seconds = measure(calls, rounds, warmup, seed=count, device=model.device)
-            for runtime, values in seconds.items():
-                ms = np.array(values) * 1e3
-                rows.append({
-                    "case": name, "height": size[0], "width": size[1], "device": device,
-                    "threads": count if device == "cpu" else "", "runtime": runtime,
-                    "params_m": round(cost.parameters / 1e6, 2), "gflops": round(cost.flops / 1e9, 2),
-                    "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
-                    "images_per_s": 1e3 / float(ms.mean()), "calls": len(values), "detections": detections,
-                })
-            print(markdown(rows[-len(seconds):]), flush=True)
+    for count in threads:
+        torch.set_num_threads(count)
+        calls = bind(functions, image, count)
+        detections = len(calls["eager"]()[1]) if "eager" in calls else ""
+        seconds = measure(calls, rounds, warmup, seed=count, device=model.device)
+        for runtime, values in seconds.items():
+            ms = np.array(values) * 1e3
+            rows.append({
+                "case": name, "height": size[0], "width": size[1], "device": device,
+                "threads": count if device == "cpu" else "", "runtime": runtime,
+                "params_m": round(cost.parameters / 1e6, 2), "gflops": round(cost.flops / 1e9, 2),
+                "median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
+                "images_per_s": 1e3 / float(ms.mean()), "calls": len(values), "detections": detections,
+            })
+        print(markdown(rows[-len(seconds):]), flush=True)
     return rows
 
 
@@ -182,11 +184,17 @@ def main(argv=None) -> Dict[str, Path]:
     machine = machine_description("cuda" if torch.cuda.is_available() else "cpu")
     print("machine: " + ", ".join(f"{key} {value}" for key, value in machine.items()))
     rows: List[dict] = []
-    with LoadMonitor() as load:
+    with LoadMonitor() as load, tempfile.TemporaryDirectory(prefix="lada-inference-") as folder:
+        prepared: Dict[Tuple[str, str], Tuple[torch.nn.Module, Dict[str, Callable]]] = {}
         for name, config, size, rounds in cases:
             for device, threads in devices:
+                if (config, device) not in prepared:  # the exports take any size: one per model
+                    model = build(config, device)
+                    subfolder = os.path.join(folder, f"{len(prepared)}")
+                    os.makedirs(subfolder)
+                    prepared[config, device] = model, prepare(model, args.runtimes, subfolder)
                 print(f"{name} on {device}", flush=True)
-                rows.extend(run_case(name, config, size, rounds, args.warmup, threads, device, args.runtimes))
+                rows.extend(run_case(name, *prepared[config, device], size, rounds, args.warmup, threads))
     print(load.summary())
     return write_results(args.output_dir, "inference", rows, markdown(rows),
                          argv if argv is not None else sys.argv[1:], machine, load,

@@ -287,6 +287,16 @@ def test_anchors_are_the_models():
         assert torch.equal(mine, boxes.tensor[points])
 
 
+def test_exporting_patches_nothing_for_good():
+    # torchvision's fake NMS kernel is replaced while exporting only
+    entry = torch._library.simple_registry.singleton.find("torchvision::nms").fake_impl
+    torchvision_kernel = entry.kernel
+    with export.exporting():
+        assert entry.kernel is not torchvision_kernel
+        assert torch.fx.experimental._config.backed_size_oblivious
+    assert entry.kernel is torchvision_kernel and not torch.fx.experimental._config.backed_size_oblivious
+
+
 def test_export_errors_name_the_key_or_the_tool(monkeypatch):
     with pytest.raises(export.ExportError, match="--format must be one of"):
         export.check_exportable(quick_cfg("lada"), "torchscript")

@@ -11,12 +11,14 @@ from typing import Callable, Iterator, List, Sequence, Tuple
 import torch
 from torch import nn
 from torch.export import Dim, ExportedProgram
+from torch.fx.experimental import _config as fx_config
 
 from .graph import DetectionGraph
 
 __all__ = [
     "FILE_NAMES", "INPUT_NAME", "MAX_BATCH", "ONNX_OPSET", "OUTPUT_NAMES", "TRACE_SIZE",
-    "export_program", "export_to", "exporting", "load", "save", "save_aoti", "save_onnx", "save_program",
+    "export_program", "export_to", "exporting", "load", "save", "save_aoti", "save_onnx",
+    "save_program",
 ]
 
 # The ONNX opset of the files written; its DeformConv (RFA) needs 19, GridSample (DW's
@@ -49,11 +51,12 @@ def exporting() -> Iterator[None]:
     * ``torchvision::nms`` gets a fake kernel for which NMS may keep any number of boxes:
       torchvision's (0.29) declares at least 2 (``create_unbacked_symint``'s default, a
       call deprecated by torch), so that the export would assert 2 detections at run
-      time."""
+      time; torchvision's is back on exit (``Library._destroy`` drops what this one
+      registered)."""
     library = torch.library.Library("torchvision", "FRAGMENT")
     try:
         torch.library.register_fake("torchvision::nms", _nms_fake, lib=library)
-        with torch.fx.experimental._config.patch(backed_size_oblivious=True):
+        with fx_config.patch(backed_size_oblivious=True):
             yield
     finally:
         library._destroy()
