@@ -189,22 +189,37 @@ def train_step(sizes: Sizes, deadline: float, report: Report) -> dict:
     return result
 
 
+# The export runtimes the check times: the ExportedProgram needs seconds to make;
+# AOTInductor compiles for minutes and torch.compile for tens of seconds per size, more
+# than the part's budget (benchmarks/inference.py runs them all).
+INFERENCE_RUNTIMES = ("eager", "exported")
+
+
 def inference(sizes: Sizes, deadline: float, report: Report) -> dict:
-    """``benchmarks/inference.py``'s cases on the part's device (the CPU in the dry run)."""
+    """``benchmarks/inference.py``'s cases on the part's device (the CPU in the dry run),
+    eager and the exported program (:data:`INFERENCE_RUNTIMES`), one export per model."""
+    import tempfile
+
     import torch
 
-    from benchmarks.inference import run_case
+    from benchmarks.inference import build, prepare, run_case
 
     device = "cuda" if "cuda" in sizes.devices else "cpu"
     result: Dict[str, object] = {"device": device, "rows": [], "skipped": []}
-    for name, config, size, rounds in sizes.inference_cases:
-        if time.monotonic() > deadline:
-            result["skipped"].append({"case": name, "why": "time limit"})
-            continue
-        rows, model_size = run_case(name, config, size, rounds, sizes.inference_warmup,
-                                    torch.get_num_threads(), device)
-        result["rows"].extend(dict(row, params_m=model_size["params_m"]) for row in rows)
-        report(result)
+    prepared: Dict[str, tuple] = {}
+    with tempfile.TemporaryDirectory(prefix="lada-gpu-inference-") as folder:
+        for name, config, size, rounds in sizes.inference_cases:
+            if time.monotonic() > deadline:
+                result["skipped"].append({"case": name, "why": "time limit"})
+                continue
+            if config not in prepared:  # the exports take any size
+                model = build(config, device)
+                subfolder = Path(folder) / str(len(prepared))
+                subfolder.mkdir()
+                prepared[config] = model, prepare(model, INFERENCE_RUNTIMES, str(subfolder))
+            result["rows"].extend(run_case(name, *prepared[config], size, rounds,
+                                           sizes.inference_warmup, [torch.get_num_threads()]))
+            report(result)
     return result
 
 

@@ -34,7 +34,8 @@ Applied when lada is imported (process-wide), each because lada's own code needs
   mapper skips unreadable images that way, docs/reliability.md).
 * ``detectron2.export`` of v0.6 imports its caffe2 exporter in ``__init__``, so without
   caffe2 (absent from every recent torch) even ``TracingAdapter`` cannot be imported
-  (``tools/export_model.py``). There, ``detectron2.export`` is registered as a package
+  (``detectron2.utils.analysis``, the FLOP counter of ``tools/analyze_model.py``, uses it).
+  There, ``detectron2.export`` is registered as a package
   holding the caffe2-free parts (``TracingAdapter``, ``scripting_with_instances``,
   ``dump_torchscript_IR``); its caffe2 names raise an ImportError that says so.
 
@@ -228,7 +229,7 @@ class _ExportWithoutCaffe2(types.ModuleType):
         if name in _CAFFE2_EXPORT_NAMES:
             raise ImportError(
                 f"detectron2.export.{name} needs caffe2, which this torch does not include; "
-                "export with TracingAdapter instead (tools/export_model.py)"
+                "export with tools/export_model.py (torch.export) instead"
             )
         raise AttributeError(f"module 'detectron2.export' has no attribute '{name}'")
 

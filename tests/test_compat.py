@@ -60,3 +60,13 @@ def test_pillow_without_linear_gets_the_alias_detectron2_v06_imports(monkeypatch
     pillow_10.LINEAR = "kept"
     compat._restore_pillow_linear()
     assert pillow_10.LINEAR == "kept"
+
+
+def test_detectron2_export_imports_without_caffe2():
+    # detectron2.utils.analysis (tools/analyze_model.py's FLOP counter) imports TracingAdapter
+    import detectron2.export
+    from detectron2.export import TracingAdapter  # noqa: F401  (fails on v0.6 without lada.compat)
+
+    if isinstance(detectron2.export, compat._ExportWithoutCaffe2):
+        with pytest.raises(ImportError, match="caffe2"):
+            detectron2.export.Caffe2Tracer

@@ -74,6 +74,18 @@ def test_train_step_benchmark_quick(tmp_path):
     assert "| `paa` |" in paths["train_step.md"].read_text()
 
 
+def test_inference_benchmark_quick(tmp_path):
+    # eager only: the export runtimes are the exports tests/test_export.py round-trips
+    from benchmarks import inference
+
+    paths = inference.main(["--quick", "--runtimes", "eager", "--output-dir", str(tmp_path)])
+    (row,) = read_csv(paths["inference.csv"])
+    assert row["runtime"] == "eager" and float(row["median_ms"]) > 0 and float(row["images_per_s"]) > 0
+    assert float(row["params_m"]) == 11.55 and float(row["gflops"]) > 0  # the quick model at 64 px
+    meta = json.loads(paths["inference.json"].read_text())
+    assert meta["runtimes"] == ["eager"] and meta["load_before"]
+
+
 def test_visualize_assignment_on_a_registered_dataset(tmp_path):
     json_file, images = write_coco(tmp_path / "data", [[(1, [4, 6, 30, 20]), (2, [30, 28, 26, 30])]])
     output = tmp_path / "assignment.png"

@@ -1,19 +1,22 @@
 #!/usr/bin/env python
-"""Export a trained model to TorchScript or ONNX, then check the export against the eager
-model on every ``--input`` image.
+"""Export a trained model with torch.export (an ExportedProgram, ONNX, or an AOTInductor
+package), then check each export against the eager model on every ``--input`` image.
 
     python tools/export_model.py --config-file output/quick/lada/config.yaml \\
-        --format onnx --input datasets/synthetic/val --output output/quick/lada/export \\
-        MODEL.WEIGHTS output/quick/lada/model_final.pth
+        --format exported onnx aoti --input datasets/synthetic/val \\
+        --output output/quick/lada/export MODEL.WEIGHTS output/quick/lada/model_final.pth
 
-The model is traced on the first input image; the exported graph takes one image of any
-size (3, H, W), float32, in ``INPUT.FORMAT`` channel order and 0-255, at the resolution
-the model sees, and returns ``boxes`` (K, 4), ``scores`` (K,), ``classes`` (K,)
-(``lada.export``). Every input image is resized as at test time (``INPUT.MIN_SIZE_TEST``,
-``INPUT.MAX_SIZE_TEST``, as detectron2's ``DefaultPredictor``) and run by both the
-exported and the eager model; their differences are logged and written to
-``OUTPUT/export.json``, with what the graph expects. ``--output`` receives ``model.ts``
-or ``model.onnx`` (ONNX opset ``--opset``, also in the file's metadata).
+``--output`` receives ``model.pt2`` (``--format exported``, the default; load it with
+``torch.export.load``), ``model.onnx`` (ONNX opset ``lada.export.ONNX_OPSET``, with the
+export's description in its metadata) and ``model.aoti.pt2`` (AOTInductor, compiled for
+``MODEL.DEVICE``; ``torch._inductor.aoti_load_package``). Each takes ``images`` (N, 3, H,
+W) float32 in ``INPUT.FORMAT`` channel order, 0-255, at the resolution the model sees,
+any H, W and N (``--batch-one``: N = 1), and returns ``boxes`` (K, 4), ``scores``,
+``classes`` and ``image_index`` (K,) (``lada.export``). Every input image is resized as at
+test time (``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST``, as detectron2's
+``DefaultPredictor``) and run by each export and by the eager model; their differences
+are logged and written to ``OUTPUT/export.json`` with what the graph expects.
+``tools/onnx_inference.py`` runs ``model.onnx`` on an image file without torch.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from typing import Dict, List, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import numpy as np
 import torch
 
 import lada  # noqa: F401  (prepares detectron2, registers the meta-architecture)
@@ -49,13 +53,13 @@ logger = logging.getLogger("lada.export")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", required=True, help="a config, or a run's OUTPUT_DIR/config.yaml")
-    parser.add_argument("--format", choices=export.FORMATS, default="torchscript")
-    parser.add_argument(
-        "--input", nargs="+", required=True,
-        help="sample images: files, globs or folders; the first is traced, all are checked",
-    )
-    parser.add_argument("--output", required=True, help="folder for the exported model")
-    parser.add_argument("--opset", type=int, default=export.DEFAULT_OPSET, help="ONNX opset")
+    parser.add_argument("--format", nargs="+", choices=export.FORMATS, default=["exported"],
+                        help="one or more formats (default: exported)")
+    parser.add_argument("--input", nargs="*", default=[],
+                        help="images (files, globs or folders) each export is checked on")
+    parser.add_argument("--output", required=True, help="folder for the exported model(s)")
+    parser.add_argument("--batch-one", action="store_true",
+                        help=f"export for batches of one image (else any batch of 1 to {export.MAX_BATCH})")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 
@@ -93,7 +97,7 @@ def load_image(path: str, cfg: CfgNode) -> torch.Tensor:
     image = detection_utils.read_image(path, format=cfg.INPUT.FORMAT)
     resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
     image = resize.get_transform(image).apply_image(image)
-    return torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+    return torch.as_tensor(np.ascontiguousarray(image.astype("float32").transpose(2, 0, 1)))
 
 
 def build_eval_model(cfg: CfgNode) -> torch.nn.Module:
@@ -103,6 +107,31 @@ def build_eval_model(cfg: CfgNode) -> torch.nn.Module:
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting the randomly initialised model")
     return model.eval()
+
+
+def describe(cfg: CfgNode, args: argparse.Namespace) -> Dict:
+    """What every export of this call expects and gives (``export.json``)."""
+    return {
+        "files": {fmt: export.FILE_NAMES[fmt] for fmt in args.format},
+        "onnx_opset": export.ONNX_OPSET if "onnx" in args.format else None,
+        "device": cfg.MODEL.DEVICE,
+        "input": {
+            "name": export.INPUT_NAME,
+            "shape": "(1, 3, H, W)" if args.batch_one else f"(N, 3, H, W), N <= {export.MAX_BATCH}",
+            "dtype": "float32",
+            "channels": cfg.INPUT.FORMAT,
+            "range": "0-255",
+            "test_resize": {"min_size": cfg.INPUT.MIN_SIZE_TEST, "max_size": cfg.INPUT.MAX_SIZE_TEST},
+        },
+        "outputs": {
+            "boxes": "(K, 4) XYXY px", "scores": "(K,)", "classes": "(K,) int64",
+            "image_index": "(K,) int64, the image of each detection",
+        },
+        "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
+        "config_file": args.config_file,
+        "weights": cfg.MODEL.WEIGHTS,
+        "torch": torch.__version__,
+    }
 
 
 def write_onnx_metadata(path: str, metadata: Dict[str, str]) -> None:
@@ -115,62 +144,49 @@ def write_onnx_metadata(path: str, metadata: Dict[str, str]) -> None:
     onnx.save(model, path)
 
 
+def check(model: torch.nn.Module, path: str, paths: List[str], images: List[torch.Tensor]) -> List[Dict]:
+    """The export at ``path`` against the eager model on each image (one per call)."""
+    run = export.load(path)
+    checks = []
+    for image_path, image in zip(paths, images):
+        batch = image[None].to(model.device)
+        result = export.compare_detections(export.eager_detections(model, batch), run(batch))
+        checks.append({"image": image_path, "height": image.shape[1], "width": image.shape[2], **result})
+        logger.info("%s on %s: %s", os.path.basename(path), image_path, result)
+    failed = [c["image"] for c in checks if not c["ok"]]
+    if failed:
+        logger.warning(
+            "%s differs from the eager model (beyond %s or in count/classes) on: %s",
+            path, export.PARITY_TOLERANCE, ", ".join(failed),
+        )
+    return checks
+
+
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = build_parser().parse_args(argv)
     setup_logger(name="lada")
     cfg = setup_cfg(args)
-    export.check_exportable(cfg, args.format, args.opset)
+    for fmt in args.format:
+        export.check_exportable(cfg, fmt)
     paths = image_paths(args.input)
     images = [load_image(path, cfg) for path in paths]
+    if not images:
+        logger.warning("no --input: the exports are not checked against the eager model")
     model = build_eval_model(cfg)
-    sample = images[0].to(model.device)
     os.makedirs(args.output, exist_ok=True)
-    file = os.path.join(args.output, "model.onnx" if args.format == "onnx" else "model.ts")
-    logger.info("tracing on %s (%d x %d)", paths[0], *images[0].shape[1:])
-    if args.format == "onnx":
-        export.export_onnx(model, sample, file, args.opset)
-    else:
-        export.trace(model, sample).save(file)
-    description = {
-        "file": os.path.basename(file),
-        "format": args.format,
-        "opset": args.opset if args.format == "onnx" else None,
-        "input": {
-            "name": export.INPUT_NAME,
-            "shape": "(3, H, W)",
-            "dtype": "float32",
-            "channels": cfg.INPUT.FORMAT,
-            "range": "0-255",
-            "test_resize": {"min_size": cfg.INPUT.MIN_SIZE_TEST, "max_size": cfg.INPUT.MAX_SIZE_TEST},
-        },
-        "outputs": {"boxes": "(K, 4) XYXY px", "scores": "(K,)", "classes": "(K,) int64"},
-        "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
-        "config_file": args.config_file,
-        "weights": cfg.MODEL.WEIGHTS,
-        "torch": torch.__version__,
-    }
-    if args.format == "onnx":
-        write_onnx_metadata(file, {k: json.dumps(v) for k, v in description.items()})
-    run = export.load_exported(file)
-    checks = []
-    for path, image in zip(paths, images):
-        image = image.to(model.device)
-        with torch.no_grad():
-            expected = export.detections(model, image)
-        check = export.compare_detections(expected, run(image))
-        checks.append({"image": path, "height": image.shape[1], "width": image.shape[2], **check})
-        logger.info("check %s: %s", path, check)
-    failed = [c["image"] for c in checks if not c["ok"]]
-    if failed:
-        logger.warning(
-            "the export differs from the eager model (beyond %s or in count/classes) on: %s",
-            export.PARITY_TOLERANCE, ", ".join(failed),
-        )
+    description = describe(cfg, args)
     description["parity_tolerance"] = export.PARITY_TOLERANCE
-    description["checks"] = checks
+    description["checks"] = {}
+    logger.info("exporting with torch.export (batch %s) to %s", "of one" if args.batch_one else "dynamic",
+                ", ".join(args.format))
+    files = export.export_to(model, args.format, args.output, dynamic_batch=not args.batch_one)
+    for fmt, file in zip(args.format, files):
+        if fmt == "onnx":
+            write_onnx_metadata(file, {k: json.dumps(v) for k, v in description.items() if k != "checks"})
+        description["checks"][fmt] = check(model, file, paths, images)
     with open(os.path.join(args.output, "export.json"), "w") as handle:
         json.dump(description, handle, indent=2)
-    logger.info("wrote %s and export.json", file)
+    logger.info("wrote %s and export.json", ", ".join(description["files"].values()))
     return description
 
 

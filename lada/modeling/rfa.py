@@ -72,5 +72,6 @@ def finite_offsets(offset: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     padding, so finite offsets keep their output and gradient. Non-finite features still
     reach the output through the sampled values (a NaN feature gives a NaN output), so a
     diverging training stops at detectron2's non-finite loss check."""
-    limit = float(max(size) + 2)
+    # a tensor, so that torch.export keeps the size symbolic (a float would fix it)
+    limit = torch.scalar_tensor(max(size) + 2, dtype=offset.dtype, device=offset.device)
     return torch.nan_to_num(offset, nan=0.0).clamp(-limit, limit)
