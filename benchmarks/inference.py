@@ -41,11 +41,10 @@ import torch
 
 import lada  # noqa: F401  (registers the meta-architecture)
 from benchmarks.measure import LoadMonitor, machine_description, write_results
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from lada import export
 from lada.analysis import model_cost
-from lada.config import add_lada_config
+from lada.engine.setup import merged_cfg
 
 QUICK = "configs/quick/lada.yaml"
 R50 = "configs/COCO-Detection/lada_R_50_FPN_1x.yaml"
@@ -59,9 +58,7 @@ RUNTIMES = ("eager", "compile", "exported", "aoti", "onnxruntime")  # onnxruntim
 
 
 def build(config: str, device: str) -> torch.nn.Module:
-    cfg = add_lada_config(get_cfg())
-    cfg.merge_from_file(config)
-    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "DATASETS.REGISTER_COCO", []])
+    cfg = merged_cfg(config, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "DATASETS.REGISTER_COCO", []])
     torch.manual_seed(0)
     return build_model(cfg).eval()
 

@@ -29,11 +29,10 @@ if __package__ in (None, ""):
 import torch
 
 import lada  # noqa: F401  (prepares detectron2, registers the meta-architecture)
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from fvcore.nn import parameter_count_table
 from lada.analysis import model_cost
-from lada.config import add_lada_config
+from lada.engine.setup import merged_cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,11 +63,9 @@ def report(config_file: str, cost: Dict, table: str) -> str:
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     args = build_parser().parse_args(argv)
-    cfg = add_lada_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "DATASETS.REGISTER_COCO", []])
-    cfg.merge_from_list(args.opts)
+    cfg = merged_cfg(args.config_file, ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device,
+                                        "DATASETS.REGISTER_COCO", [], *args.opts])
     height, width = args.size or (cfg.INPUT.MIN_SIZE_TEST,) * 2
     model = build_model(cfg).eval()
     cost = asdict(model_cost(model, height, width))

@@ -36,14 +36,14 @@ import numpy as np
 import torch
 
 import lada  # noqa: F401  (prepares detectron2, registers the meta-architecture)
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import detection_utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from lada import export
-from lada.config import add_lada_config
 from lada.engine import LadaCheckpointer
+from lada.engine.setup import merged_cfg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -65,9 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    cfg = add_lada_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    """The config as training merged it (its ``CUSTOM_IMPORTS`` first), frozen."""
+    cfg = merged_cfg(args.config_file, args.opts)
     cfg.freeze()
     return cfg
 
