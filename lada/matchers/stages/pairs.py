@@ -62,7 +62,9 @@ class WindowIndex:
     """The points of every level grouped in columns (equal x), each column sorted by y,
     to find the points inside per-(GT, level) windows by binary search instead of
     testing all R points against every GT: the work is proportional to the columns the
-    windows span plus the pairs found.
+    windows span plus the pairs found. When every level is a full grid (the points of
+    feature maps), a window's rows are the same in all its columns and are searched
+    once per window instead of once per column.
 
     Points are ordered by one float64 key per point, ``column * y_span + (y - y_min)``,
     columns numbered across levels; columns by ``level * x_span + (x - x_min)``. Both
@@ -73,26 +75,51 @@ class WindowIndex:
     Args:
         points: (R, 2) point coordinates, levels concatenated.
         num_points_per_level: points per level, sums to R.
+
+    Attributes:
+        points, num_points_per_level: as given; num_levels: L.
+        level_of_point: (R,) long, the level of each point.
     """
 
     def __init__(self, points: torch.Tensor, num_points_per_level: List[int]):
         self.points = points
+        self.num_points_per_level = list(num_points_per_level)
         self.num_levels = len(num_points_per_level)
         device = points.device
         xy = points.double()
         self._min = xy.amin(dim=0) if len(xy) else xy.new_zeros(2)
         self._span = ((xy.amax(dim=0) - self._min).floor() + 2) if len(xy) else xy.new_ones(2)
-        level = torch.repeat_interleave(
+        self.level_of_point = torch.repeat_interleave(
             torch.arange(self.num_levels, device=device),
             torch.tensor(num_points_per_level, device=device, dtype=torch.long),
             output_size=len(points),
         )
-        x_key = self._x_key(level.double(), xy[:, 0])
+        x_key = self._x_key(self.level_of_point.double(), xy[:, 0])
         self.column_key, column = torch.unique(x_key, sorted=True, return_inverse=True)
         key = self._y_key(column.double(), xy[:, 1])
         self.key, self.order = key.sort(stable=True)
         sizes = torch.bincount(column, minlength=len(self.column_key))
         self.column_start = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])  # (columns + 1,)
+        self._row_key, self._first_row = self._grid_rows(xy[:, 1])
+
+    def _grid_rows(self, y: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """When every level is a full grid (its points are every combination of its
+        distinct x and its distinct y, once each, as the points of a feature map): the
+        sorted row keys ``level * y_span + (y - y_min)`` (rows,) and the first row of
+        each level (L,). Then a column's points, sorted by y, are the level's rows in
+        order, and a window's points are found by one search for its rows instead of one
+        per column. None, None otherwise."""
+        if len(y) == 0 or len(torch.unique(self.key)) != len(self.key):  # a repeated point
+            return None, None
+        row_key = torch.unique(self._y_key(self.level_of_point.double(), y), sorted=True)
+        level_of_column = torch.div(self.column_key, self._span[0], rounding_mode="floor").long()
+        level_of_row = torch.div(row_key, self._span[1], rounding_mode="floor").long()
+        columns = torch.bincount(level_of_column, minlength=self.num_levels)
+        rows = torch.bincount(level_of_row, minlength=self.num_levels)
+        sizes = torch.tensor(self.num_points_per_level, device=y.device)
+        if not torch.equal(columns * rows, sizes):
+            return None, None
+        return row_key, rows.cumsum(0) - rows
 
     def pairs(
         self, windows: torch.Tensor, max_pairs: Optional[int] = None
@@ -111,19 +138,28 @@ class WindowIndex:
         level = torch.arange(self.num_levels, device=device, dtype=torch.float64)
         low_x, high_x = self._x_key(level, bounds[..., 0]), self._x_key(level, bounds[..., 2])
         first_column = torch.searchsorted(self.column_key, low_x, side="left")
-        end_column = torch.searchsorted(self.column_key, high_x, side="right")
-        end_column = torch.maximum(end_column, first_column)  # (G, L)
-        in_x_range = self.column_start[end_column] - self.column_start[first_column]
+        columns = (torch.searchsorted(self.column_key, high_x, side="right") - first_column).clamp(min=0)
+        in_x_range = self.column_start[first_column + columns] - self.column_start[first_column]
+        if self._row_key is not None:  # a full grid: the window's rows, the same in each column
+            first_row = torch.searchsorted(self._row_key, self._y_key(level, bounds[..., 1]), side="left")
+            end_row = torch.searchsorted(self._row_key, self._y_key(level, bounds[..., 3]), side="right")
+            rows = (end_row - first_row).clamp(min=0)  # (G, L)
+            row_in_level = first_row - self._first_row
         for chunk in gt_chunks(in_x_range.sum(dim=1), max_pairs):
-            columns = (end_column[chunk] - first_column[chunk]).reshape(-1)  # (c L,)
-            window, column = _expand(columns, first_column[chunk].reshape(-1))
+            window, column = _expand(columns[chunk].reshape(-1), first_column[chunk].reshape(-1))
             if not len(window):
                 continue
-            low_y = bounds[chunk, :, 1].reshape(-1).index_select(0, window)
-            high_y = bounds[chunk, :, 3].reshape(-1).index_select(0, window)
-            first = torch.searchsorted(self.key, self._y_key(column.double(), low_y), side="left")
-            end = torch.searchsorted(self.key, self._y_key(column.double(), high_y), side="right")
-            group, position = _expand((end - first).clamp(min=0), first)
+            if self._row_key is None:
+                low_y = bounds[chunk, :, 1].reshape(-1).index_select(0, window)
+                high_y = bounds[chunk, :, 3].reshape(-1).index_select(0, window)
+                first = torch.searchsorted(self.key, self._y_key(column.double(), low_y), side="left")
+                end = torch.searchsorted(self.key, self._y_key(column.double(), high_y), side="right")
+                count = (end - first).clamp(min=0)
+            else:
+                first = self.column_start.index_select(0, column) + row_in_level[chunk].reshape(
+                    -1).index_select(0, window)
+                count = rows[chunk].reshape(-1).index_select(0, window)
+            group, position = _expand(count, first)
             gt_of_window = chunk.start + torch.div(window, self.num_levels, rounding_mode="floor")
             yield gt_of_window.index_select(0, group), self.order.index_select(0, position)
 
