@@ -33,7 +33,8 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
     Rounds: each searches the points within distance ``reach`` of all pending (centre,
     level) pairs at once (a window holding the part of the disc of radius ``reach`` that
     meets the level's bounding box). ``reach`` is the centre's distance to that box plus
-    a ``margin``, first ``sqrt(k / pi) + 1/4`` grid spacings of the level, which holds
+    a ``margin``, first ``sqrt(k / pi) + 1/4`` grid spacings of the level (the larger
+    of its mean gaps along x and y, ``WindowIndex.level_grids``), which holds
     the ``k`` nearest points of any centre inside a regular grid (the ``k``-th is at most
     ``sqrt(k / pi) + 0.15`` spacings away for k <= 100). A pair whose window holds fewer
     than ``min(k, points on level)`` points, or whose last chosen point is farther than
@@ -47,7 +48,9 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
     fallback = torch.cat([torch.arange(start, start + width, device=device)
                           for start, width in zip(starts, widths)])
     result = fallback.repeat(len(centers), 1)  # (G, K): the non-finite centres' answer
-    spacing, boxes = _level_grids(index)
+    grids = index.level_grids()
+    spacing = grids.spacing.amax(dim=1)
+    spacing = torch.where(spacing > 0, spacing, torch.ones_like(spacing))  # (L,)
     center64 = centers.double()
     margin = ((math.sqrt(k / math.pi) + 0.25) * spacing).repeat(len(centers), 1)  # (G, L)
     pending = (torch.tensor(widths, device=device) > 0) & torch.isfinite(centers).all(
@@ -57,7 +60,7 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
         if len(rows) == 0:
             return result
         row_margin, row_pending = margin.index_select(0, rows), pending.index_select(0, rows)
-        nearest, done = _search_round(index, center64.index_select(0, rows), boxes, row_margin,
+        nearest, done = _search_round(index, center64.index_select(0, rows), grids.boxes, row_margin,
                                       row_pending, k, widths)
         for level, (offset, width) in enumerate(zip(offsets, widths)):
             accepted = done[:, level].nonzero().squeeze(1)
@@ -81,10 +84,9 @@ def _search_round(
     outside = outside.clamp(min=0)  # (g, L, 2) distance to the box along x and along y
     reach = outside.square().sum(dim=2).sqrt() + margin  # (g, L)
     half = (reach[..., None].square() - outside.flip(dims=[2]).square()).clamp(min=0).sqrt()
-    low, high = centers[:, None] - half, centers[:, None] + half  # (g, L, 2) each
-    windows = torch.where(
-        pending[..., None], widen(torch.cat([low, high], dim=2)), torch.cat([high, low], dim=2)
-    )  # (g, L, 4); a level not pending gets an inverted window, which holds no point
+    windows = widen(torch.cat([centers[:, None] - half, centers[:, None] + half], dim=2))
+    nothing = torch.cat([centers + 1, centers - 1], dim=1)[:, None]  # (g, 1, 4) inverted
+    windows = torch.where(pending[..., None], windows, nothing)  # (g, L, 4)
     nearest = torch.zeros((len(centers) * num_levels, k), dtype=torch.long, device=centers.device)
     count = torch.zeros(len(centers) * num_levels, dtype=torch.long, device=centers.device)
     last = torch.full((len(centers) * num_levels,), math.inf, dtype=torch.float64,
@@ -135,24 +137,3 @@ def _k_nearest_per_group(
     width = width_from_first.repeat(num_groups // len(width_from_first) + 1)[:num_groups]
     last = distances.gather(1, (width - 1).clamp(min=0)[:, None]).squeeze(1)
     return nearest, count, torch.where(count >= width, last, math.inf)
-
-
-def _level_grids(index: WindowIndex) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per level, float64 on the points' device: its grid spacing (L,), the larger of
-    its mean gaps between distinct x and between distinct y coordinates (1 for a level
-    of one point), and its bounding box (L, 4) XYXY."""
-    spacings, boxes = [], []
-    for points in index.points.double().split(index.num_points_per_level):
-        spacing = max(_mean_gap(points[:, 0]), _mean_gap(points[:, 1]))
-        spacings.append(spacing if spacing > 0 else 1.0)
-        boxes.append(torch.cat([points.amin(dim=0), points.amax(dim=0)]) if len(points)
-                     else points.new_zeros(4))
-    return torch.tensor(spacings, dtype=torch.float64, device=index.points.device), torch.stack(boxes)
-
-
-def _mean_gap(values: torch.Tensor) -> float:
-    """Mean gap between the distinct ``values`` (0 with fewer than two)."""
-    distinct = torch.unique(values)
-    if len(distinct) < 2:
-        return 0.0
-    return float(distinct[-1] - distinct[0]) / (len(distinct) - 1)

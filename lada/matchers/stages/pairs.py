@@ -12,11 +12,12 @@ test (the same float expression as the dense form) on each chunk's pairs.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
 import torch
 
-__all__ = ["MAX_CHUNK_ELEMENTS", "WindowIndex", "gt_chunks", "level_maxima", "widen"]
+__all__ = ["LevelGrids", "MAX_CHUNK_ELEMENTS", "WindowIndex", "gt_chunks", "level_maxima", "widen"]
 
 MAX_CHUNK_ELEMENTS = 1 << 20
 """Elements per chunk (pairs, or rows x columns): about 4 MiB per float32 tensor, so a
@@ -56,6 +57,20 @@ def widen(windows: torch.Tensor, relative: float = 1e-4, absolute: float = 1e-2)
     margin = absolute + relative * windows.abs()
     sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=windows.dtype, device=windows.device)
     return windows + sign * margin
+
+
+@dataclass
+class LevelGrids:
+    """Per level of a ``WindowIndex``, float64 on the points' device: the bounding box
+    of its points (L, 4) XYXY, its mean gap between consecutive distinct x and between
+    consecutive distinct y (L, 2) (0 along an axis of one coordinate; 1 for an empty
+    level), and whether it is a regular grid (L,) bool: a full grid (``is_grid``) whose
+    gaps are all equal along each axis, where every location within the bounding box
+    is within half a gap of a point along each axis."""
+
+    boxes: torch.Tensor
+    spacing: torch.Tensor
+    regular: torch.Tensor
 
 
 class WindowIndex:
@@ -102,13 +117,34 @@ class WindowIndex:
         self.column_start = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])  # (columns + 1,)
         self._row_key, self._first_row = self._grid_rows(xy[:, 1])
 
+    @property
+    def is_grid(self) -> bool:
+        """Whether every level is a full grid: its points are every combination of its
+        distinct x and its distinct y, once each, as the points of a feature map."""
+        return self._row_key is not None
+
+    def level_grids(self) -> LevelGrids:
+        """Each level's bounding box and grid spacing (``LevelGrids``), float64."""
+        boxes, spacing, regular = [], [], []
+        for points in self.points.double().split(self.num_points_per_level):
+            if len(points) == 0:
+                boxes.append(points.new_zeros(4))
+                spacing.append(points.new_ones(2))
+                regular.append(False)
+                continue
+            gaps = [torch.unique(points[:, axis]).diff() for axis in (0, 1)]
+            boxes.append(torch.cat([points.amin(dim=0), points.amax(dim=0)]))
+            spacing.append(torch.stack([g.mean() if len(g) else g.new_tensor(0.0) for g in gaps]))
+            regular.append(self.is_grid and all(len(g) == 0 or bool((g == g[0]).all()) for g in gaps))
+        device = self.points.device
+        return LevelGrids(torch.stack(boxes), torch.stack(spacing),
+                          torch.tensor(regular, dtype=torch.bool, device=device))
+
     def _grid_rows(self, y: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """When every level is a full grid (its points are every combination of its
-        distinct x and its distinct y, once each, as the points of a feature map): the
-        sorted row keys ``level * y_span + (y - y_min)`` (rows,) and the first row of
-        each level (L,). Then a column's points, sorted by y, are the level's rows in
-        order, and a window's points are found by one search for its rows instead of one
-        per column. None, None otherwise."""
+        """When ``is_grid``: the sorted row keys ``level * y_span + (y - y_min)`` (rows,)
+        and the first row of each level (L,). Then a column's points, sorted by y, are
+        the level's rows in order, and a window's points are found by one search for its
+        rows instead of one per column. None, None otherwise."""
         if len(y) == 0 or len(torch.unique(self.key)) != len(self.key):  # a repeated point
             return None, None
         row_key = torch.unique(self._y_key(self.level_of_point.double(), y), sorted=True)
@@ -140,7 +176,7 @@ class WindowIndex:
         first_column = torch.searchsorted(self.column_key, low_x, side="left")
         columns = (torch.searchsorted(self.column_key, high_x, side="right") - first_column).clamp(min=0)
         in_x_range = self.column_start[first_column + columns] - self.column_start[first_column]
-        if self._row_key is not None:  # a full grid: the window's rows, the same in each column
+        if self.is_grid:  # a full grid: the window's rows, the same in each column
             first_row = torch.searchsorted(self._row_key, self._y_key(level, bounds[..., 1]), side="left")
             end_row = torch.searchsorted(self._row_key, self._y_key(level, bounds[..., 3]), side="right")
             rows = (end_row - first_row).clamp(min=0)  # (G, L)
@@ -149,7 +185,7 @@ class WindowIndex:
             window, column = _expand(columns[chunk].reshape(-1), first_column[chunk].reshape(-1))
             if not len(window):
                 continue
-            if self._row_key is None:
+            if not self.is_grid:
                 low_y = bounds[chunk, :, 1].reshape(-1).index_select(0, window)
                 high_y = bounds[chunk, :, 3].reshape(-1).index_select(0, window)
                 first = torch.searchsorted(self.key, self._y_key(column.double(), low_y), side="left")
