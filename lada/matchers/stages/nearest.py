@@ -17,6 +17,7 @@ from typing import List, Tuple
 
 import torch
 
+from . import pairs as pairs_module
 from .pairs import WindowIndex, widen
 
 __all__ = ["nearest_per_level"]
@@ -79,7 +80,6 @@ def _search_round(
     margins (g, L) float64 and pending levels (g, L) bool -> the k nearest points of
     each window (g, L, k) (ascending distance, then index; unspecified past the
     window's points) and (g, L) bool, whether a pending window's points are exact."""
-    num_levels = index.num_levels
     outside = torch.maximum(boxes[:, :2] - centers[:, None], centers[:, None] - boxes[:, 2:])
     outside = outside.clamp(min=0)  # (g, L, 2) distance to the box along x and along y
     reach = outside.square().sum(dim=2).sqrt() + margin  # (g, L)
@@ -87,53 +87,148 @@ def _search_round(
     windows = widen(torch.cat([centers[:, None] - half, centers[:, None] + half], dim=2))
     nothing = torch.cat([centers + 1, centers - 1], dim=1)[:, None]  # (g, 1, 4) inverted
     windows = torch.where(pending[..., None], windows, nothing)  # (g, L, 4)
-    nearest = torch.zeros((len(centers) * num_levels, k), dtype=torch.long, device=centers.device)
-    count = torch.zeros(len(centers) * num_levels, dtype=torch.long, device=centers.device)
-    last = torch.full((len(centers) * num_levels,), math.inf, dtype=torch.float64,
-                      device=centers.device)
-    width_of_level = torch.tensor(widths, device=centers.device)
+    width = torch.tensor(widths, device=centers.device).repeat(len(centers))  # (g L,)
+    search = _nearest_in_grid_blocks if index.is_grid else _nearest_in_pairs
+    nearest, count, last = search(index, centers, windows, k, width)
+    nearest, count, last = (t.view(len(centers), index.num_levels, *t.shape[1:])
+                            for t in (nearest, count, last))
+    level_size = torch.tensor(index.num_points_per_level, device=centers.device)
+    enough = count >= torch.tensor(widths, device=centers.device)
+    exact = enough & ((last <= reach.square()) | (count == level_size))
+    return nearest, pending & exact
+
+
+def _nearest_in_pairs(
+    index: WindowIndex, centers: torch.Tensor, windows: torch.Tensor, k: int, width: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per window of ``windows`` (g, L, 4), flattened to g L: its k nearest points to its
+    centre (g, 2) float64 (g L, k), its number of points (g L,) and the distance of its
+    ``width`` (g L,)-th nearest (``inf`` with fewer points) (g L,), from the points of
+    ``WindowIndex.pairs`` laid out in a (windows, most points) table."""
+    num_levels = index.num_levels
+    nearest = torch.zeros((len(width), k), dtype=torch.long, device=centers.device)
+    count = torch.zeros(len(width), dtype=torch.long, device=centers.device)
+    last = torch.full((len(width),), math.inf, dtype=torch.float64, device=centers.device)
     for gt, point in index.pairs(windows):
         if len(gt) == 0:
             continue
         group = gt * num_levels + index.level_of_point.index_select(0, point)  # ascending
-        distance = (index.points.index_select(0, point).double()
-                    - centers.index_select(0, gt)).square().sum(dim=1)
         first = int(group[0])
-        part = _k_nearest_per_group(group - first, distance, point, k,
-                                    width_of_level.roll(-(first % num_levels)))
-        span = slice(first, first + len(part[0]))
-        nearest[span], count[span], last[span] = part
-    nearest, count, last = (t.view(len(centers), num_levels, *t.shape[1:])
-                            for t in (nearest, count, last))
-    level_size = torch.tensor(index.num_points_per_level, device=centers.device)
-    exact = (count >= width_of_level) & ((last <= reach.square()) | (count == level_size))
-    return nearest, pending & exact
+        group = group - first
+        span = torch.arange(first, first + int(group[-1]) + 1, device=group.device)
+        found = torch.bincount(group, minlength=len(span))
+        count[span] = found
+        rank = torch.arange(len(group), device=group.device) - (found.cumsum(0) - found)[group]
+        points = torch.full((len(span), max(int(found.max()), k)), _NO_POINT, dtype=torch.long,
+                            device=group.device)
+        points[group, rank] = point
+        points = points.sort(dim=1).values  # point order: equal distances by point index
+        owner = torch.div(span, num_levels, rounding_mode="floor")
+        distances = _squared_distances(index, points, centers.index_select(0, owner))
+        nearest[span], last[span] = _k_nearest_in_rows(points, distances, k, width[span])
+    return nearest, count, last
 
 
-def _k_nearest_per_group(
-    group: torch.Tensor, distance: torch.Tensor, point: torch.Tensor, k: int,
-    width_from_first: torch.Tensor,
+def _nearest_in_grid_blocks(
+    index: WindowIndex, centers: torch.Tensor, windows: torch.Tensor, k: int, width: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pairs (P,) of groups 0, 1, ... (ascending, some possibly empty), each with a
-    distance and a point index, and ``width_from_first`` (L,) the width of group 0's
-    level, then of the following levels (groups cycle over the L levels) -> per group:
-    its k nearest points (ascending distance, then point index) (n, k), its number of
-    pairs (n,) and the distance of its ``width``-th nearest (``inf`` with fewer pairs)
-    (n,). The pairs are laid out in a (n, widest group) table, so every sort is along
-    the short rows."""
-    num_groups = int(group[-1]) + 1
-    count = torch.bincount(group, minlength=num_groups)
-    rank = torch.arange(len(group), device=group.device) - (count.cumsum(0) - count)[group]
-    columns = max(int(count.max()), k)
-    slots = group * columns + rank
-    points = torch.full((num_groups * columns,), _NO_POINT, dtype=torch.long, device=group.device)
-    distances = torch.full((num_groups * columns,), math.inf, dtype=torch.float64,
-                           device=group.device)
-    points[slots], distances[slots] = point, distance
-    points, by_point = points.view(num_groups, columns).sort(dim=1)
-    distances = distances.view(num_groups, columns).gather(1, by_point)
+    """:func:`_nearest_in_pairs` when every level is a full grid (``WindowIndex.is_grid``):
+    a window's points are a block of its columns times its rows
+    (``WindowIndex.grid_ranges``), laid out directly in a (windows, rows, columns)
+    table, whose squared distances are sums of one term per column and one per row.
+    The windows are grouped by their numbers of columns and rows rounded up to powers
+    of two, so that a table is at least a quarter full, and a table holds at most
+    ``MAX_CHUNK_ELEMENTS`` cells."""
+    first_column, columns, first_row, rows = (t.reshape(-1) for t in index.grid_ranges(windows))
+    count = columns * rows  # (g L,)
+    size_class = torch.where(count > 0, _log2_ceil(columns) * 64 + _log2_ceil(rows), -1)
+    by_class = size_class.argsort(stable=True)
+    classes, sizes = torch.unique_consecutive(size_class.index_select(0, by_class), return_counts=True)
+    nearest = torch.zeros((len(count), k), dtype=torch.long, device=centers.device)
+    last = torch.full((len(count),), math.inf, dtype=torch.float64, device=centers.device)
+    start = 0
+    for size, members in zip(classes.tolist(), by_class.split(sizes.tolist())):
+        if size < 0:  # empty windows
+            continue
+        most_columns = int(columns.index_select(0, members).max())
+        most_rows = int(rows.index_select(0, members).max())
+        per_chunk = max(pairs_module.MAX_CHUNK_ELEMENTS // max(most_columns * most_rows, k), 1)
+        for part in members.split(per_chunk):
+            found, distance = _grid_block(
+                index, centers.index_select(0, torch.div(part, index.num_levels, rounding_mode="floor")),
+                first_column.index_select(0, part), columns.index_select(0, part), most_columns,
+                first_row.index_select(0, part), rows.index_select(0, part), most_rows, k,
+                width.index_select(0, part),
+            )
+            nearest.index_copy_(0, part, found)
+            last.index_copy_(0, part, distance)
+    return nearest, count, last
+
+
+def _grid_block(
+    index: WindowIndex, centers: torch.Tensor, first_column: torch.Tensor, columns: torch.Tensor,
+    most_columns: int, first_row: torch.Tensor, rows: torch.Tensor, most_rows: int, k: int,
+    width: torch.Tensor,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The k nearest points (n, k) of n blocks of ``columns`` (n,) columns from
+    ``first_column`` (n,) times ``rows`` rows from ``first_row``, at most ``most_columns``
+    and ``most_rows``, to their centres (n, 2) float64, and the distance of the
+    ``width`` (n,)-th (n,) (:func:`_k_nearest_in_rows`)."""
+    column, column_ok = _block_axis(first_column, columns, most_columns)  # (n, columns)
+    row, row_ok = _block_axis(first_row, rows, most_rows)  # (n, rows)
+    x = index.points[index.grid_points(column, row[:, :1]), 0].double()  # (n, columns)
+    y = index.points[index.grid_points(column[:, :1], row), 1].double()  # (n, rows)
+    along_x = torch.where(column_ok, (x - centers[:, :1]).square(), math.inf)
+    along_y = torch.where(row_ok, (y - centers[:, 1:]).square(), math.inf)
+    distances = (along_y[:, :, None] + along_x[:, None, :]).flatten(1)  # (n, rows columns)
+    points = index.grid_points(column[:, None, :], row[:, :, None]).flatten(1)
+    if not index.row_major:  # tables in point order: equal distances by point index
+        points = torch.where(torch.isinf(distances), _NO_POINT, points)
+        points, by_point = points.sort(dim=1)
+        distances = distances.gather(1, by_point)
+    points, distances = _pad_columns(points, distances, k)
+    return _k_nearest_in_rows(points, distances, k, width)
+
+
+def _block_axis(first: torch.Tensor, number: torch.Tensor, most: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Columns (or rows) ``first + 0 .. most - 1`` (n, most) of blocks starting at
+    ``first`` (n,) with ``number`` (n,) of them, those past ``number`` replaced by
+    ``first``, and whether each is one of the block's (n, most) bool."""
+    offset = torch.arange(most, device=first.device)
+    inside = offset < number[:, None]
+    return first[:, None] + torch.where(inside, offset, 0), inside
+
+
+def _log2_ceil(values: torch.Tensor) -> torch.Tensor:
+    """Smallest e with 2^e >= values (long, >= 1 where it matters) -> long."""
+    return torch.ceil(torch.log2(values.clamp(min=1).double())).long()
+
+
+def _pad_columns(points: torch.Tensor, distances: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Tables (n, c) widened to at least k columns, with ``_NO_POINT`` at ``inf``."""
+    missing = k - points.shape[1]
+    if missing <= 0:
+        return points, distances
+    return (torch.cat([points, points.new_full((len(points), missing), _NO_POINT)], dim=1),
+            torch.cat([distances, distances.new_full((len(points), missing), math.inf)], dim=1))
+
+
+def _squared_distances(index: WindowIndex, points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Squared distances (n, c) float64 of a table of points (n, c) (``_NO_POINT`` in
+    empty cells, whose distance is ``inf``) to one centre (n, 2) float64 per row."""
+    valid = points != _NO_POINT
+    xy = index.points.index_select(0, torch.where(valid, points, 0).reshape(-1)).double()
+    offsets = xy.view(*points.shape, 2) - centers[:, None]
+    return torch.where(valid, offsets[..., 0].square() + offsets[..., 1].square(), math.inf)
+
+
+def _k_nearest_in_rows(
+    points: torch.Tensor, distances: torch.Tensor, k: int, width: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Rows of points (n, c) in ascending order of point index (empty cells, at distance
+    ``inf``, anywhere) and their distances (n, c), c >= k -> per row the k points of
+    smallest distance, equal distances by point index (n, k), and the distance of the
+    ``width`` (n,)-th of them (n,)."""
     distances, by_distance = distances.sort(dim=1, stable=True)
-    nearest = points.gather(1, by_distance[:, :k])
-    width = width_from_first.repeat(num_groups // len(width_from_first) + 1)[:num_groups]
     last = distances.gather(1, (width - 1).clamp(min=0)[:, None]).squeeze(1)
-    return nearest, count, torch.where(count >= width, last, math.inf)
+    return points.gather(1, by_distance[:, :k]), last

@@ -94,6 +94,8 @@ class WindowIndex:
     Attributes:
         points, num_points_per_level: as given; num_levels: L.
         level_of_point: (R,) long, the level of each point.
+        row_major: ``is_grid``, and each level lists its points row by row (ascending y),
+            each row by ascending x, as the points of a feature map.
     """
 
     def __init__(self, points: torch.Tensor, num_points_per_level: List[int]):
@@ -116,12 +118,27 @@ class WindowIndex:
         sizes = torch.bincount(column, minlength=len(self.column_key))
         self.column_start = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])  # (columns + 1,)
         self._row_key, self._first_row = self._grid_rows(xy[:, 1])
+        self.row_major = self.is_grid and self._in_row_major_order(column, xy[:, 1])
 
     @property
     def is_grid(self) -> bool:
         """Whether every level is a full grid: its points are every combination of its
         distinct x and its distinct y, once each, as the points of a feature map."""
         return self._row_key is not None
+
+    def _in_row_major_order(self, column: torch.Tensor, y: torch.Tensor) -> bool:
+        """On a full grid: whether each level lists its points row by row (ascending y),
+        each row by ascending x, as a feature map's points (``row_major``), given each
+        point's column (R,) and y (R,)."""
+        level = self.level_of_point
+        row = torch.searchsorted(self._row_key, self._y_key(level.double(), y)) - self._first_row[level]
+        columns = torch.bincount(torch.div(self.column_key, self._span[0], rounding_mode="floor").long(),
+                                 minlength=self.num_levels)  # (L,) columns per level
+        first_column = columns.cumsum(0) - columns
+        sizes = torch.tensor(self.num_points_per_level, device=y.device)
+        start = (sizes.cumsum(0) - sizes)[level]
+        expected = start + row * columns[level] + column - first_column[level]
+        return bool(torch.equal(expected, torch.arange(len(y), device=y.device)))
 
     def level_grids(self) -> LevelGrids:
         """Each level's bounding box and grid spacing (``LevelGrids``), float64."""
@@ -165,22 +182,15 @@ class WindowIndex:
         l] = (x0, y0, x1, y1)`` (G, L, 4). A chunk's GTs hold about ``max_pairs`` (default
         ``MAX_CHUNK_ELEMENTS``) points in the x ranges of their windows (the pairs found
         are fewer)."""
-        device = windows.device
         if windows.shape[1:] != (self.num_levels, 4):
             raise ValueError(
                 f"windows must be (G, {self.num_levels}, 4), got {tuple(windows.shape)}"
             )
         bounds = windows.double()
-        level = torch.arange(self.num_levels, device=device, dtype=torch.float64)
-        low_x, high_x = self._x_key(level, bounds[..., 0]), self._x_key(level, bounds[..., 2])
-        first_column = torch.searchsorted(self.column_key, low_x, side="left")
-        columns = (torch.searchsorted(self.column_key, high_x, side="right") - first_column).clamp(min=0)
+        first_column, columns = self._column_ranges(bounds)
         in_x_range = self.column_start[first_column + columns] - self.column_start[first_column]
         if self.is_grid:  # a full grid: the window's rows, the same in each column
-            first_row = torch.searchsorted(self._row_key, self._y_key(level, bounds[..., 1]), side="left")
-            end_row = torch.searchsorted(self._row_key, self._y_key(level, bounds[..., 3]), side="right")
-            rows = (end_row - first_row).clamp(min=0)  # (G, L)
-            row_in_level = first_row - self._first_row
+            first_row, rows = self._row_ranges(bounds)
         for chunk in gt_chunks(in_x_range.sum(dim=1), max_pairs):
             window, column = _expand(columns[chunk].reshape(-1), first_column[chunk].reshape(-1))
             if not len(window):
@@ -192,12 +202,45 @@ class WindowIndex:
                 end = torch.searchsorted(self.key, self._y_key(column.double(), high_y), side="right")
                 count = (end - first).clamp(min=0)
             else:
-                first = self.column_start.index_select(0, column) + row_in_level[chunk].reshape(
+                first = self.column_start.index_select(0, column) + first_row[chunk].reshape(
                     -1).index_select(0, window)
                 count = rows[chunk].reshape(-1).index_select(0, window)
             group, position = _expand(count, first)
             gt_of_window = chunk.start + torch.div(window, self.num_levels, rounding_mode="floor")
             yield gt_of_window.index_select(0, group), self.order.index_select(0, position)
+
+    def grid_ranges(self, windows: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """When ``is_grid``: the points of ``pairs``' windows (..., L, 4) as ranges of
+        columns and rows, each (..., L) long: the first column (numbered across levels),
+        the number of columns, the first row (within its level) and the number of rows;
+        the points are :meth:`grid_points` of those columns and rows."""
+        if not self.is_grid:
+            raise ValueError("grid_ranges needs points forming a full grid on every level")
+        bounds = windows.double()
+        return (*self._column_ranges(bounds), *self._row_ranges(bounds))
+
+    def grid_points(self, column: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        """When ``is_grid``: the point (index into R) in ``column`` (numbered across
+        levels) and ``row`` (within the column's level), broadcast."""
+        position = self.column_start.index_select(0, column.reshape(-1)).view(column.shape) + row
+        return self.order.index_select(0, position.reshape(-1)).view(position.shape)
+
+    def _column_ranges(self, bounds: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """First column and number of columns (..., L) of windows (..., L, 4) float64."""
+        level = torch.arange(self.num_levels, device=bounds.device, dtype=torch.float64)
+        low, high = self._x_key(level, bounds[..., 0]), self._x_key(level, bounds[..., 2])
+        first = torch.searchsorted(self.column_key, low.contiguous(), side="left")
+        end = torch.searchsorted(self.column_key, high.contiguous(), side="right")
+        return first, (end - first).clamp(min=0)
+
+    def _row_ranges(self, bounds: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """First row within the level and number of rows (..., L) of windows (..., L, 4)
+        float64 on a full grid."""
+        level = torch.arange(self.num_levels, device=bounds.device, dtype=torch.float64)
+        low, high = self._y_key(level, bounds[..., 1]), self._y_key(level, bounds[..., 3])
+        first = torch.searchsorted(self._row_key, low.contiguous(), side="left")
+        end = torch.searchsorted(self._row_key, high.contiguous(), side="right")
+        return first - self._first_row, (end - first).clamp(min=0)
 
     def _x_key(self, level: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Column key of x coordinates (float64) on the given levels, broadcast."""
