@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import crowded_scene
 from references import preliminary_match
+from fvcore.nn import sigmoid_focal_loss as fvcore_focal_loss
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from lada.matchers import BACKGROUND, MATCHER_REGISTRY
@@ -17,7 +18,7 @@ from lada.matchers.stages.geometry import anchor_boxes
 from lada.matchers.stages.pairs import WindowIndex, gt_chunks
 from lada.matchers.stages.candidates import lowest_pairs_per_gt_and_level
 from lada.matchers.stages.preliminary import preliminary_iou_match
-from lada.matchers.stages.scores import anchor_losses_of_pairs
+from lada.matchers.stages.scores import anchor_losses_of_pairs, one_hot_focal_losses
 
 MATCHER_CLASSES = {"fcos": fcos.FCOSMatcher, "atss": atss.ATSSMatcher, "paa": paa.PAAMatcher,
                    "lada": lada.LADAMatcher, "ciou_atss": ciou_atss.CIoUATSSMatcher,
@@ -54,6 +55,47 @@ def test_window_pairs_equal_a_loop_over_points(grid):
         assert len(found) == len(set(found))
         assert set(found) == expected
         assert [g for g, _ in found] == sorted(g for g, _ in found)  # chunks of whole GTs
+
+
+def test_window_pairs_on_feature_maps_equal_a_loop_in_column_order():
+    # Full grids (feature maps) take the row search once per window: the same pairs in
+    # the same order as the column search, per GT and level by x, then y.
+    generator = torch.Generator().manual_seed(5)
+    levels = [torch.stack(torch.meshgrid(torch.arange(w) * s + s / 2, torch.arange(h) * s + s / 2,
+                                         indexing="xy"), dim=-1).reshape(-1, 2)
+              for s, w, h in ((4, 13, 9), (8, 7, 5), (16, 4, 3))]
+    points, counts = torch.cat(levels), [len(level) for level in levels]
+    index = WindowIndex(points, counts)
+    assert index.is_grid and index.row_major
+    level = [lvl for lvl, count in enumerate(counts) for _ in range(count)]
+    low = torch.rand(12, 3, 2, generator=generator) * 70 - 10
+    windows = torch.cat([low, low + torch.rand(12, 3, 2, generator=generator) * 30 - 3], 2)
+    expected = sorted(
+        ((g, level[r], points[r, 0].item(), points[r, 1].item()), r)
+        for g in range(12) for r in range(len(points))
+        if windows[g, level[r], 0] <= points[r, 0] <= windows[g, level[r], 2]
+        and windows[g, level[r], 1] <= points[r, 1] <= windows[g, level[r], 3]
+    )
+    for max_pairs in (None, 5):
+        found = [(g, r) for gt, point in index.pairs(windows, max_pairs)
+                 for g, r in zip(gt.tolist(), point.tolist())]
+        assert found == [(key[0], r) for key, r in expected]
+
+
+def test_one_hot_focal_losses_are_fvcores_bit_for_bit():
+    generator = torch.Generator().manual_seed(6)
+    for rows, classes in ((1, 1), (3, 5), (37, 80), (1000, 7)):
+        logits = torch.randn(rows, classes, generator=generator) * 6 - 2
+        extremes = torch.tensor([float("inf"), -float("inf"), 0.0, -0.0, 1e-30, 90.0, -90.0, 1e4])
+        logits.view(-1)[torch.randint(0, logits.numel(), (8,), generator=generator)] = extremes
+        target = torch.randint(0, classes, (rows,), generator=generator)
+        for alpha, gamma in ((0.25, 2.0), (0.5, 1.5)):  # the fast terms; fvcore itself
+            expected = fvcore_focal_loss(logits, torch.nn.functional.one_hot(target, classes).float(),
+                                         alpha=alpha, gamma=gamma)
+            found = one_hot_focal_losses(logits, target, alpha, gamma)
+            same = (found.view(torch.int32) == expected.view(torch.int32))
+            assert (same | (found.isnan() & expected.isnan())).all()
+            assert torch.equal(found.sum(1).view(torch.int32), expected.sum(1).view(torch.int32))
 
 
 def test_gt_chunks_cover_every_gt_in_bounded_ranges():
