@@ -1,21 +1,26 @@
 """The k nearest points of a centre per level (ATSS's candidates), searched in windows
-around the centre (stages/nearest.py), against a plain loop over every point written
-from the definition: squared distance, equal distances to the lower point index."""
+around the centre (stages/nearest.py) or from every distance (its form for small
+inputs), against a plain loop over every point written from the definition: squared
+distance, equal distances to the lower point index."""
+import math
+
 import pytest
 import torch
 
 from lada.matchers.stages import pairs as pairs_module
-from lada.matchers.stages.nearest import nearest_per_level
+from lada.matchers.stages.nearest import nearest_dense, nearest_per_level
 from lada.matchers.stages.pairs import WindowIndex
 
 
 def nearest_by_loop(points, counts, centers, k):
-    """Per centre and level, the min(k, count) nearest points by a loop over the points."""
+    """Per centre and level, the min(k, count) nearest points by a loop over the points;
+    a centre that is not finite has every point at the same distance (its IoUs are NaN)."""
     rows = []
     for cx, cy in centers.double().tolist():
         row, start = [], 0
+        finite = math.isfinite(cx) and math.isfinite(cy)
         for count in counts:
-            distance = [((x - cx) ** 2 + (y - cy) ** 2, start + i)
+            distance = [((x - cx) ** 2 + (y - cy) ** 2 if finite else 0.0, start + i)
                         for i, (x, y) in enumerate(points[start:start + count].double().tolist())]
             row += [index for _, index in sorted(distance)[:min(k, count)]]
             start += count
@@ -43,7 +48,8 @@ def scenes():
     centers = torch.cat([
         torch.rand(40, 2, generator=generator) * torch.tensor([200.0, 120.0]),
         torch.randint(0, 50, (40, 2), generator=generator).float() * 4,  # exact ties
-        torch.tensor([[-300.0, 60.0], [900.0, -40.0], [100.0, 1000.0], [-5.0, -5.0]]),
+        torch.tensor([[-300.0, 60.0], [900.0, -40.0], [100.0, 1000.0], [-5.0, -5.0],
+                      [float("nan"), 3.0], [float("inf"), 5.0]]),  # not finite: first points
     ])
     yield "feature maps", points, counts, centers
     shuffle = torch.cat([torch.randperm(n, generator=generator) + sum(counts[:i])
@@ -63,6 +69,7 @@ def test_nearest_points_equal_a_loop_over_every_point(k, monkeypatch):
             monkeypatch.setattr(pairs_module, "MAX_CHUNK_ELEMENTS", max_elements)
             found = nearest_per_level(WindowIndex(points, counts), centers, k)
             assert found.tolist() == expected, name
+        assert nearest_dense(points, counts, centers, k).tolist() == expected, name
 
 
 def test_the_grid_search_is_used_for_feature_maps_and_ties_go_to_the_lower_index():

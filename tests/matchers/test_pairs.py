@@ -57,9 +57,11 @@ def test_window_pairs_equal_a_loop_over_points(grid):
         assert [g for g, _ in found] == sorted(g for g, _ in found)  # chunks of whole GTs
 
 
-def test_window_pairs_on_feature_maps_equal_a_loop_in_column_order():
-    # Full grids (feature maps) take the row search once per window: the same pairs in
-    # the same order as the column search, per GT and level by x, then y.
+def test_window_pairs_on_feature_maps_equal_a_loop_in_column_order(monkeypatch):
+    # Full grids (feature maps) take the row search once per window (for inputs larger
+    # than SMALL_PROBLEM_ELEMENTS): the same pairs in the same order as the column
+    # search, per GT and level by x, then y.
+    monkeypatch.setattr(pairs_module, "SMALL_PROBLEM_ELEMENTS", 0)
     generator = torch.Generator().manual_seed(5)
     levels = [torch.stack(torch.meshgrid(torch.arange(w) * s + s / 2, torch.arange(h) * s + s / 2,
                                          indexing="xy"), dim=-1).reshape(-1, 2)
@@ -185,8 +187,11 @@ def test_anchor_losses_of_pairs_equal_the_per_pair_sum():
 def test_preliminary_match_equals_the_reference_on_crowded_scenes(seed, monkeypatch):
     inputs = crowded_scene(seed, num_small=60, num_large=6)
     anchors = anchor_boxes(inputs.points, inputs.strides, 8.0)
-    for max_pairs in (pairs_module.MAX_CHUNK_ELEMENTS, 50):  # one chunk, many chunks
+    for max_pairs, small in ((pairs_module.MAX_CHUNK_ELEMENTS, pairs_module.SMALL_PROBLEM_ELEMENTS),
+                             (pairs_module.MAX_CHUNK_ELEMENTS, 0), (50, 0)):
+        # one chunk or many; every overlapping pair, or only the deciding ones
         monkeypatch.setattr(pairs_module, "MAX_CHUNK_ELEMENTS", max_pairs)
+        monkeypatch.setattr(pairs_module, "SMALL_PROBLEM_ELEMENTS", small)
         for image in range(inputs.num_images):
             mine = preliminary_iou_match(anchors, inputs.gt_boxes[image], 0.1,
                                          inputs.num_points_per_level)
@@ -200,5 +205,7 @@ def test_matchers_do_not_depend_on_the_chunk_size(name, monkeypatch):
     matcher = MATCHER_CLASSES[name]()
     expected = matcher(inputs).gt_index
     monkeypatch.setattr(pairs_module, "MAX_CHUNK_ELEMENTS", 64)
+    assert torch.equal(matcher(inputs).gt_index, expected)
+    monkeypatch.setattr(pairs_module, "SMALL_PROBLEM_ELEMENTS", 0)  # the searches of large inputs
     assert torch.equal(matcher(inputs).gt_index, expected)
     assert (expected >= 0).sum() > 40

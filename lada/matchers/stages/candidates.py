@@ -19,7 +19,8 @@ import torch
 from ..contract import MatchInputs
 from .batch import BatchGTs
 from .geometry import box_centers
-from .nearest import nearest_per_level
+from . import pairs
+from .nearest import nearest_dense, nearest_per_level
 from .pairs import WindowIndex
 
 __all__ = [
@@ -37,8 +38,12 @@ def topk_closest_per_level(
     fewer where a level has fewer points. (R, 2), (G, 4) -> (G, K) indices into R, K =
     sum over levels of min(k, points on level), grouped by level, ascending distance
     within a level, equal distances by point index. Each GT's points are searched near
-    its centre only (``nearest.py``): time and memory grow with G k, not G R."""
-    return nearest_per_level(WindowIndex(points, num_points_per_level), box_centers(gt_boxes), k)
+    its centre only (``nearest.py``): time and memory grow with G k, not G R; for a
+    small G R every distance is computed (the same result)."""
+    centers = box_centers(gt_boxes)
+    if len(centers) * len(points) <= pairs.SMALL_PROBLEM_ELEMENTS:
+        return nearest_dense(points, num_points_per_level, centers, k)
+    return nearest_per_level(WindowIndex(points, num_points_per_level), centers, k)
 
 
 def lowest_per_gt_and_level(

@@ -20,7 +20,7 @@ import torch
 from . import pairs as pairs_module
 from .pairs import WindowIndex, widen
 
-__all__ = ["nearest_per_level"]
+__all__ = ["nearest_dense", "nearest_per_level"]
 
 _NO_POINT = torch.iinfo(torch.long).max
 
@@ -70,6 +70,31 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
             )
         pending[rows] = row_pending & ~done
         margin[rows] = torch.where(done, row_margin, 2 * row_margin)
+
+
+def nearest_dense(
+    points: torch.Tensor, num_points_per_level: List[int], centers: torch.Tensor, k: int
+) -> torch.Tensor:
+    """:func:`nearest_per_level` from the distances of every centre to every point of each
+    level (G, points on level): for small G R (``pairs.SMALL_PROBLEM_ELEMENTS``), where it
+    costs less than the rounds of window searches. The ``k + 1`` smallest of a row
+    decide it unless two of them are equal (or not finite); such rows are sorted
+    stably."""
+    result, start = [], 0
+    cx, cy = centers.double().unbind(dim=1)
+    for count in num_points_per_level:
+        x, y = points[start:start + count].double().unbind(dim=1)
+        distances = (x - cx[:, None]).square() + (y - cy[:, None]).square()  # (G, count)
+        width = min(k, count)
+        smallest, nearest = distances.topk(min(k + 1, count), dim=1, largest=False)
+        tied = (smallest.diff(dim=1) == 0).any(dim=1) | ~torch.isfinite(smallest).all(dim=1)
+        ties = tied.nonzero().squeeze(1)
+        nearest = nearest[:, :width]
+        if len(ties):
+            nearest[ties] = distances[ties].sort(dim=1, stable=True).indices[:, :width]
+        result.append(nearest + start)
+        start += count
+    return torch.cat(result, dim=1)
 
 
 def _search_round(

@@ -13,6 +13,7 @@ from ..contract import BACKGROUND, MatchInputs
 from .batch import BatchGTs
 from .best_gt import BestGTTiesToLowestIndex
 from .geometry import anchor_boxes, box_centers, paired_iou
+from . import pairs as pairs_module
 from .pairs import LevelGrids, WindowIndex, level_maxima, widen
 from .scores import anchor_losses
 
@@ -45,24 +46,21 @@ def preliminary_iou_match(
     threshold or the GT's own highest IoU (``_iou_at_least_windows``), which decide every
     point matched by the threshold and every restored point; then, for the few points
     restored with a highest IoU below the threshold, every GT overlapping them, since
-    their own largest-IoU GT may overlap them by less than it overlaps its best anchor."""
+    their own largest-IoU GT may overlap them by less than it overlaps its best anchor.
+    For a small G R (``pairs.SMALL_PROBLEM_ELEMENTS``), every overlapping pair at once."""
     num_anchors, device = len(anchors), anchors.device
     if gt_image is None:
         gt_image = torch.zeros(len(gt_boxes), dtype=torch.long, device=device)
     counts = torch.bincount(gt_image, minlength=num_images)
     first_gt = torch.where(counts > 0, counts.cumsum(0) - counts, BACKGROUND)  # (N,)
     levels = [num_anchors] if num_anchors_per_level is None else num_anchors_per_level
-    centers = box_centers(anchors)
-    index = WindowIndex(centers, levels)
+    index = WindowIndex(box_centers(anchors), levels)
     overlapping = _overlap_windows(anchors, gt_boxes, levels)  # (G, L, 4)
-    sizes = _anchor_sizes(anchors, levels)  # (L, 2)
-    floor = torch.minimum(
-        torch.full_like(gt_boxes[:, 0], threshold, dtype=torch.float64),
-        _best_iou_lower_bounds(gt_boxes, sizes, index.level_grids()),
-    )  # (G,) the IoU of every pair that matters reaches this
+    pruned = len(gt_boxes) * num_anchors > pairs_module.SMALL_PROBLEM_ELEMENTS
+    windows = _decisive_windows(gt_boxes, anchors, levels, threshold, index, overlapping) if (
+        pruned) else overlapping
     best = BestGTTiesToLowestIndex(num_images * num_anchors, anchors.dtype, device)
     restored = torch.zeros(num_images * num_anchors, dtype=torch.bool, device=device)
-    windows = _iou_at_least_windows(gt_boxes, sizes, floor, overlapping)
     for gt, point in index.pairs(windows):
         iou = paired_iou(gt_boxes.index_select(0, gt), anchors.index_select(0, point))
         key = gt_image.index_select(0, gt) * num_anchors + point
@@ -71,13 +69,27 @@ def preliminary_iou_match(
         own_best = gt_best.index_select(0, gt)  # a chunk holds all pairs of its GTs
         restored.index_fill_(0, key[(iou == own_best) & (own_best > 0)], True)
     below = restored & (best.score < threshold)  # (N R,) restored below the threshold
-    if bool(below.any()):
+    if pruned and bool(below.any()):
         _add_every_overlap(best, below, anchors, gt_boxes, gt_image, overlapping, levels)
     overlaps = best.score > 0
     best_iou = torch.where(overlaps, best.score, torch.zeros_like(best.score))
     best_gt = torch.where(overlaps, best.gt, first_gt.repeat_interleave(num_anchors))
     keep = ((best_iou >= threshold) | restored) & (best_gt >= 0)
     return torch.where(keep, best_gt, torch.full_like(best_gt, BACKGROUND))
+
+
+def _decisive_windows(
+    gt_boxes: torch.Tensor, anchors: torch.Tensor, levels: List[int], threshold: float,
+    index: WindowIndex, overlapping: torch.Tensor,
+) -> torch.Tensor:
+    """(G, L, 4) windows of the anchors whose IoU with the GT can reach the threshold or
+    the GT's own highest IoU (``_iou_at_least_windows``), within ``overlapping``."""
+    sizes = _anchor_sizes(anchors, levels)  # (L, 2)
+    floor = torch.minimum(
+        torch.full_like(gt_boxes[:, 0], threshold, dtype=torch.float64),
+        _best_iou_lower_bounds(gt_boxes, sizes, index.level_grids()),
+    )  # (G,) the IoU of every pair that matters reaches this
+    return _iou_at_least_windows(gt_boxes, sizes, floor, overlapping)
 
 
 def _overlap_windows(anchors: torch.Tensor, gt_boxes: torch.Tensor, levels: List[int]) -> torch.Tensor:
