@@ -15,6 +15,12 @@ from .geometry import clamp_inverted, paired_iou, side_distances
 __all__ = ["REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs", "deviation_loss",
            "one_hot_focal_losses"]
 
+_CACHED_ELEMENTS = 1 << 15
+"""Logits per block of :func:`anchor_losses` (128 KiB of float32): the focal loss's
+passes over a block stay in the CPU's cache. A block starts at a multiple of 64
+elements, so every element takes the same (vectorised or not) evaluation of the sigmoid
+as in one pass over all the logits."""
+
 REG_LOSSES = ("giou", "iou")
 """The regression terms of the anchor losses: 1 - GIoU (PAA, LADA Eq. 5) or 1 - IoU
 (LADA Table 7)."""
@@ -34,9 +40,13 @@ def anchor_losses(
     regression = ``reg_loss`` "giou" (1 - GIoU, Eq. 5) or "iou" (1 - IoU, LADA Table 7),
     inverted predicted boxes clamped as the official PAA code does. pred_logits (P, C), pred_boxes (P, 4), gt_boxes (P, 4), gt_classes (P,) ->
     cls (P,), reg (P,). The focal losses are fvcore's, bit for bit
-    (:func:`one_hot_focal_losses`)."""
-    losses = one_hot_focal_losses(pred_logits, gt_classes, focal_alpha, focal_gamma)
-    return losses.sum(1), _regression_loss(pred_boxes, gt_boxes, reg_loss)
+    (:func:`one_hot_focal_losses`), summed in blocks of rows that stay in the CPU's
+    cache (each row's sum is the same)."""
+    rows = max(_CACHED_ELEMENTS // max(pred_logits.shape[1], 1) // 64 * 64, 64)
+    cls = [one_hot_focal_losses(logits, classes, focal_alpha, focal_gamma).sum(1)
+           for logits, classes in zip(pred_logits.split(rows), gt_classes.split(rows))]
+    cls = torch.cat(cls) if cls else pred_logits.new_zeros(0)
+    return cls, _regression_loss(pred_boxes, gt_boxes, reg_loss)
 
 
 def one_hot_focal_losses(
@@ -106,17 +116,23 @@ def anchor_losses_of_pairs(
     own = inverse * num_classes + gt_classes  # (P,) flat index of (point, GT class)
     own_logit = logits.reshape(-1).index_select(0, own)
     if _exact_terms(focal_alpha, focal_gamma):
-        negative = _focal_terms(logits, torch.sigmoid(logits), F.logsigmoid(logits), 0,
-                                focal_alpha, focal_gamma)
+        negative, negative_sum = torch.empty_like(logits), logits.new_empty(len(logits), dtype=torch.float64)
+        rows = max(_CACHED_ELEMENTS // max(num_classes, 1) // 64 * 64, 64)
+        for start in range(0, len(logits), rows):  # blocks in the CPU's cache (anchor_losses)
+            block = logits[start:start + rows]
+            terms = _focal_terms(block, torch.sigmoid(block), F.logsigmoid(block), 0,
+                                 focal_alpha, focal_gamma)
+            negative[start:start + rows] = terms
+            negative_sum[start:start + rows] = terms.double().sum(dim=1)
         own_positive = _focal_terms(own_logit, torch.sigmoid(own_logit), F.logsigmoid(own_logit),
                                     1, focal_alpha, focal_gamma)
     else:
         negative = sigmoid_focal_loss(logits, torch.zeros_like(logits), alpha=focal_alpha,
                                       gamma=focal_gamma)
+        negative_sum = negative.double().sum(dim=1)
         own_positive = sigmoid_focal_loss(own_logit, torch.ones_like(own_logit),
                                           alpha=focal_alpha, gamma=focal_gamma)
-    negative_sum = negative.double().sum(dim=1).index_select(0, inverse)
-    cls = negative_sum - negative.reshape(-1).index_select(0, own) + own_positive
+    cls = negative_sum.index_select(0, inverse) - negative.reshape(-1).index_select(0, own) + own_positive
     own_boxes = pred_boxes.index_select(0, point).float()
     return cls.float(), _regression_loss(own_boxes, gt_boxes, reg_loss)
 
