@@ -18,7 +18,7 @@ from lada.matchers.stages.geometry import anchor_boxes
 from lada.matchers.stages.pairs import WindowIndex, gt_chunks
 from lada.matchers.stages.candidates import lowest_pairs_per_gt_and_level
 from lada.matchers.stages.preliminary import preliminary_iou_match
-from lada.matchers.stages.scores import anchor_losses_of_pairs, one_hot_focal_losses
+from lada.matchers.stages.scores import anchor_losses, anchor_losses_of_pairs, one_hot_focal_losses
 
 MATCHER_CLASSES = {"fcos": fcos.FCOSMatcher, "atss": atss.ATSSMatcher, "paa": paa.PAAMatcher,
                    "lada": lada.LADAMatcher, "ciou_atss": ciou_atss.CIoUATSSMatcher,
@@ -85,19 +85,25 @@ def test_window_pairs_on_feature_maps_equal_a_loop_in_column_order(monkeypatch):
 
 
 def test_one_hot_focal_losses_are_fvcores_bit_for_bit():
+    # Also their sums in anchor_losses, computed in blocks of rows (several blocks here).
     generator = torch.Generator().manual_seed(6)
-    for rows, classes in ((1, 1), (3, 5), (37, 80), (1000, 7)):
+    for rows, classes in ((1, 1), (3, 5), (37, 80), (1000, 7), (3001, 80)):
         logits = torch.randn(rows, classes, generator=generator) * 6 - 2
         extremes = torch.tensor([float("inf"), -float("inf"), 0.0, -0.0, 1e-30, 90.0, -90.0, 1e4])
         logits.view(-1)[torch.randint(0, logits.numel(), (8,), generator=generator)] = extremes
         target = torch.randint(0, classes, (rows,), generator=generator)
+        corner = torch.rand(rows, 2, generator=generator) * 50
+        boxes = torch.cat([corner, corner + 10], 1)
         for alpha, gamma in ((0.25, 2.0), (0.5, 1.5)):  # the fast terms; fvcore itself
             expected = fvcore_focal_loss(logits, torch.nn.functional.one_hot(target, classes).float(),
                                          alpha=alpha, gamma=gamma)
             found = one_hot_focal_losses(logits, target, alpha, gamma)
             same = (found.view(torch.int32) == expected.view(torch.int32))
             assert (same | (found.isnan() & expected.isnan())).all()
-            assert torch.equal(found.sum(1).view(torch.int32), expected.sum(1).view(torch.int32))
+            sums = anchor_losses(logits, boxes[:rows], boxes[:rows], target, focal_alpha=alpha,
+                                 focal_gamma=gamma)[0]
+            same = (sums.view(torch.int32) == expected.sum(1).view(torch.int32))
+            assert (same | (sums.isnan() & expected.sum(1).isnan())).all()
 
 
 def test_gt_chunks_cover_every_gt_in_bounded_ranges():
