@@ -75,26 +75,37 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
 def nearest_dense(
     points: torch.Tensor, num_points_per_level: List[int], centers: torch.Tensor, k: int
 ) -> torch.Tensor:
-    """:func:`nearest_per_level` from the distances of every centre to every point of each
-    level (G, points on level): for small G R (``pairs.SMALL_PROBLEM_ELEMENTS``), where it
-    costs less than the rounds of window searches. The ``k + 1`` smallest of a row
+    """:func:`nearest_per_level` from the distances of every centre to every point (G, R):
+    for small G R (``pairs.SMALL_PROBLEM_ELEMENTS``), where it costs less than the
+    rounds of window searches. The ``k + 1`` smallest of a centre's row on a level
     decide it unless two of them are equal (or not finite); such rows are sorted
     stably."""
-    result, start = [], 0
+    x, y = points.double().unbind(dim=1)
     cx, cy = centers.double().unbind(dim=1)
-    for count in num_points_per_level:
-        x, y = points[start:start + count].double().unbind(dim=1)
-        distances = (x - cx[:, None]).square() + (y - cy[:, None]).square()  # (G, count)
-        width = min(k, count)
-        smallest, nearest = distances.topk(min(k + 1, count), dim=1, largest=False)
-        tied = (smallest.diff(dim=1) == 0).any(dim=1) | ~torch.isfinite(smallest).all(dim=1)
-        ties = tied.nonzero().squeeze(1)
-        nearest = nearest[:, :width]
-        if len(ties):
-            nearest[ties] = distances[ties].sort(dim=1, stable=True).indices[:, :width]
-        result.append(nearest + start)
-        start += count
-    return torch.cat(result, dim=1)
+    distances = (x - cx[:, None]).square() + (y - cy[:, None]).square()  # (G, R)
+    levels = list(zip(_starts(num_points_per_level), num_points_per_level))
+    parts = [distances[:, start:start + count].topk(min(k + 1, count), dim=1, largest=False)
+             for start, count in levels]
+    smallest = torch.cat([part.values for part in parts], dim=1)  # (G, W), W = sum of widths
+    nearest = torch.cat([part.indices + start for part, (start, _) in zip(parts, levels)], dim=1)
+    widths = [min(k + 1, count) for _, count in levels]
+    firsts = _starts(widths)  # the first column of each level's k + 1 smallest
+    same_level = torch.ones(max(sum(widths) - 1, 0), dtype=torch.bool, device=points.device)
+    same_level[[first - 1 for first in firsts if 0 < first < sum(widths)]] = False
+    tied = ((smallest.diff(dim=1) == 0) & same_level).any(dim=1) | ~torch.isfinite(smallest).all(dim=1)
+    nearest = nearest[:, [first + i for first, (_, count) in zip(firsts, levels)
+                          for i in range(min(k, count))]]
+    ties = tied.nonzero().squeeze(1)
+    if len(ties):  # rare: equal distances among the k + 1 smallest, sorted stably
+        nearest[ties] = torch.cat([
+            distances[ties, start:start + count].sort(dim=1, stable=True).indices[:, :min(k, count)]
+            + start for start, count in levels], dim=1)
+    return nearest
+
+
+def _starts(counts: List[int]) -> List[int]:
+    """Offsets of consecutive ranges of the given sizes."""
+    return [sum(counts[:index]) for index in range(len(counts))]
 
 
 def _search_round(
