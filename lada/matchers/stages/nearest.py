@@ -44,10 +44,9 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
     are NaN)."""
     device = centers.device
     widths = [min(k, count) for count in index.num_points_per_level]
-    starts = [sum(index.num_points_per_level[:level]) for level in range(index.num_levels)]
-    offsets = [sum(widths[:level]) for level in range(index.num_levels)]
+    offsets = _starts(widths)
     fallback = torch.cat([torch.arange(start, start + width, device=device)
-                          for start, width in zip(starts, widths)])
+                          for start, width in zip(_starts(index.num_points_per_level), widths)])
     result = fallback.repeat(len(centers), 1)  # (G, K): the non-finite centres' answer
     grids = index.level_grids()
     spacing = grids.spacing.amax(dim=1)
@@ -61,8 +60,8 @@ def nearest_per_level(index: WindowIndex, centers: torch.Tensor, k: int) -> torc
         if len(rows) == 0:
             return result
         row_margin, row_pending = margin.index_select(0, rows), pending.index_select(0, rows)
-        nearest, done = _search_round(index, center64.index_select(0, rows), grids.boxes, row_margin,
-                                      row_pending, k, widths)
+        nearest, done = _search_round(index, center64.index_select(0, rows), grids.boxes,
+                                      row_margin, row_pending, k, widths)
         for level, (offset, width) in enumerate(zip(offsets, widths)):
             accepted = done[:, level].nonzero().squeeze(1)
             result[rows.index_select(0, accepted), offset: offset + width] = (
@@ -92,7 +91,8 @@ def nearest_dense(
     firsts = _starts(widths)  # the first column of each level's k + 1 smallest
     same_level = torch.ones(max(sum(widths) - 1, 0), dtype=torch.bool, device=points.device)
     same_level[[first - 1 for first in firsts if 0 < first < sum(widths)]] = False
-    tied = ((smallest.diff(dim=1) == 0) & same_level).any(dim=1) | ~torch.isfinite(smallest).all(dim=1)
+    tied = ((smallest.diff(dim=1) == 0) & same_level).any(dim=1)
+    tied |= ~torch.isfinite(smallest).all(dim=1)
     nearest = nearest[:, [first + i for first, (_, count) in zip(firsts, levels)
                           for i in range(min(k, count))]]
     ties = tied.nonzero().squeeze(1)
@@ -179,10 +179,10 @@ def _nearest_in_grid_blocks(
     count = columns * rows  # (g L,)
     size_class = torch.where(count > 0, _log2_ceil(columns) * 64 + _log2_ceil(rows), -1)
     by_class = size_class.argsort(stable=True)
-    classes, sizes = torch.unique_consecutive(size_class.index_select(0, by_class), return_counts=True)
+    classes, sizes = torch.unique_consecutive(size_class.index_select(0, by_class),
+                                              return_counts=True)
     nearest = torch.zeros((len(count), k), dtype=torch.long, device=centers.device)
     last = torch.full((len(count),), math.inf, dtype=torch.float64, device=centers.device)
-    start = 0
     for size, members in zip(classes.tolist(), by_class.split(sizes.tolist())):
         if size < 0:  # empty windows
             continue
@@ -190,8 +190,9 @@ def _nearest_in_grid_blocks(
         most_rows = int(rows.index_select(0, members).max())
         per_chunk = max(pairs_module.MAX_CHUNK_ELEMENTS // max(most_columns * most_rows, k), 1)
         for part in members.split(per_chunk):
+            owner = torch.div(part, index.num_levels, rounding_mode="floor")
             found, distance = _grid_block(
-                index, centers.index_select(0, torch.div(part, index.num_levels, rounding_mode="floor")),
+                index, centers.index_select(0, owner),
                 first_column.index_select(0, part), columns.index_select(0, part), most_columns,
                 first_row.index_select(0, part), rows.index_select(0, part), most_rows, k,
                 width.index_select(0, part),
@@ -226,7 +227,9 @@ def _grid_block(
     return _k_nearest_in_rows(points, distances, k, width)
 
 
-def _block_axis(first: torch.Tensor, number: torch.Tensor, most: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _block_axis(
+    first: torch.Tensor, number: torch.Tensor, most: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Columns (or rows) ``first + 0 .. most - 1`` (n, most) of blocks starting at
     ``first`` (n,) with ``number`` (n,) of them, those past ``number`` replaced by
     ``first``, and whether each is one of the block's (n, most) bool."""
@@ -240,7 +243,9 @@ def _log2_ceil(values: torch.Tensor) -> torch.Tensor:
     return torch.ceil(torch.log2(values.clamp(min=1).double())).long()
 
 
-def _pad_columns(points: torch.Tensor, distances: torch.Tensor, k: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _pad_columns(
+    points: torch.Tensor, distances: torch.Tensor, k: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Tables (n, c) widened to at least k columns, with ``_NO_POINT`` at ``inf``."""
     missing = k - points.shape[1]
     if missing <= 0:
@@ -249,7 +254,9 @@ def _pad_columns(points: torch.Tensor, distances: torch.Tensor, k: int) -> Tuple
             torch.cat([distances, distances.new_full((len(points), missing), math.inf)], dim=1))
 
 
-def _squared_distances(index: WindowIndex, points: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+def _squared_distances(
+    index: WindowIndex, points: torch.Tensor, centers: torch.Tensor
+) -> torch.Tensor:
     """Squared distances (n, c) float64 of a table of points (n, c) (``_NO_POINT`` in
     empty cells, whose distance is ``inf``) to one centre (n, 2) float64 per row."""
     valid = points != _NO_POINT

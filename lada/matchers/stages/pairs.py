@@ -172,7 +172,8 @@ class WindowIndex:
         levels = torch.arange(self.num_levels, device=xy.device)
         first_points = self.order[self.column_start[:-1]]  # (C,) the first point of each column
         columns = torch.bincount(self.level_of_point[first_points], minlength=self.num_levels)
-        rows = torch.diff(torch.cat([self._grid.first_row, self._grid.first_row.new_tensor([len(self._grid.row_key)])]))
+        first_row = self._grid.first_row
+        rows = torch.diff(torch.cat([first_row, first_row.new_tensor([len(self._grid.row_key)])]))
         column_x = xy[first_points, 0]  # (C,) ascending within each level
         first_column = (columns.cumsum(0) - columns).clamp(max=max(len(column_x) - 1, 0))
         _, row = _expand(rows, torch.zeros_like(rows))  # a level's rows: its first column
@@ -257,8 +258,9 @@ class WindowIndex:
             if not grid:
                 low_y = bounds[chunk, :, 1].reshape(-1).index_select(0, window)
                 high_y = bounds[chunk, :, 3].reshape(-1).index_select(0, window)
-                first = torch.searchsorted(self.key, self._y_key(column.double(), low_y), side="left")
-                end = torch.searchsorted(self.key, self._y_key(column.double(), high_y), side="right")
+                column_key = column.double()
+                first = torch.searchsorted(self.key, self._y_key(column_key, low_y), side="left")
+                end = torch.searchsorted(self.key, self._y_key(column_key, high_y), side="right")
                 count = (end - first).clamp(min=0)
             else:
                 first = self.column_start.index_select(0, column) + first_row[chunk].reshape(

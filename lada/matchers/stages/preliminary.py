@@ -92,7 +92,9 @@ def _decisive_windows(
     return _iou_at_least_windows(gt_boxes, sizes, floor, overlapping)
 
 
-def _overlap_windows(anchors: torch.Tensor, gt_boxes: torch.Tensor, levels: List[int]) -> torch.Tensor:
+def _overlap_windows(
+    anchors: torch.Tensor, gt_boxes: torch.Tensor, levels: List[int]
+) -> torch.Tensor:
     """(G, L, 4): per GT and level, the window of the anchor centres whose anchor may
     overlap the GT (the GT grown by the level's largest anchor half-size)."""
     half_sizes = level_maxima((anchors[:, 2:] - anchors[:, :2]) / 2, levels)  # (L, 2)
@@ -110,7 +112,9 @@ def _anchor_sizes(anchors: torch.Tensor, levels: List[int]) -> torch.Tensor:
     return torch.where((largest == smallest) & ~empty, largest, float("nan"))
 
 
-def _best_iou_lower_bounds(gt_boxes: torch.Tensor, sizes: torch.Tensor, grids: LevelGrids) -> torch.Tensor:
+def _best_iou_lower_bounds(
+    gt_boxes: torch.Tensor, sizes: torch.Tensor, grids: LevelGrids
+) -> torch.Tensor:
     """(G,) float64, at most each GT's highest IoU with an anchor: on a regular grid
     level (``LevelGrids.regular``) of equal anchors, along each axis some anchor centre
     lies within half a gap of the GT's centre, or, for a centre beyond the level's
@@ -183,7 +187,8 @@ def _add_every_overlap(
     present[keys % num_anchors] = True
     subset = present.nonzero().squeeze(1)  # (S,) ascending, so grouped by level
     level_of = torch.repeat_interleave(
-        torch.arange(len(levels), device=anchors.device), torch.tensor(levels, device=anchors.device)
+        torch.arange(len(levels), device=anchors.device),
+        torch.tensor(levels, device=anchors.device),
     )
     counts = torch.bincount(level_of[subset], minlength=len(levels)).tolist()
     for gt, member in WindowIndex(box_centers(anchors[subset]), counts).pairs(overlapping):

@@ -116,7 +116,8 @@ def anchor_losses_of_pairs(
     own = inverse * num_classes + gt_classes  # (P,) flat index of (point, GT class)
     own_logit = logits.reshape(-1).index_select(0, own)
     if _exact_terms(focal_alpha, focal_gamma):
-        negative, negative_sum = torch.empty_like(logits), logits.new_empty(len(logits), dtype=torch.float64)
+        negative = torch.empty_like(logits)
+        negative_sum = logits.new_empty(len(logits), dtype=torch.float64)
         rows = max(_CACHED_ELEMENTS // max(num_classes, 1) // 64 * 64, 64)
         for start in range(0, len(logits), rows):  # blocks in the CPU's cache (anchor_losses)
             block = logits[start:start + rows]
@@ -132,7 +133,8 @@ def anchor_losses_of_pairs(
         negative_sum = negative.double().sum(dim=1)
         own_positive = sigmoid_focal_loss(own_logit, torch.ones_like(own_logit),
                                           alpha=focal_alpha, gamma=focal_gamma)
-    cls = negative_sum.index_select(0, inverse) - negative.reshape(-1).index_select(0, own) + own_positive
+    cls = (negative_sum.index_select(0, inverse) - negative.reshape(-1).index_select(0, own)
+           + own_positive)
     own_boxes = pred_boxes.index_select(0, point).float()
     return cls.float(), _regression_loss(own_boxes, gt_boxes, reg_loss)
 
