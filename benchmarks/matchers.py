@@ -1,22 +1,25 @@
 #!/usr/bin/env python
 """Cost of one assignment step for every registered matcher, side by side.
 
-For each number of GT boxes G, on one 800x1333 image (P3-P7, R = 22,300 points, 80
-classes, seeded random boxes and predictions; ``benchmarks/measure.py``): the median
-wall time over ``--repeats`` calls after one warm-up call, the matchers timed in turns
-(one call each per round, synchronised on CUDA), the
-median CPU time of the process (CPU device; less sensitive to other processes), the
-peak memory of the tensors the call allocates, the ratio of the time to ``fcos``'s and
-``atss``'s, and the positives found. ``paa_sklearn_gmm`` is ``paa`` with one
-scikit-learn GMM fit per GT (the official PAA code's approach), the reference of the
-batched GMM; the GMM alone is also timed on G random candidate sets of up to
+For each box-size distribution (``--max-sides``: GT boxes of 4 to 124 pixels a side,
+mostly small, as in aerial images; 4 to 304, a mix) and each number of GT boxes G, on
+one 800x1333 image (P3-P7, R = 22,300 points, 80 classes, seeded random boxes and
+predictions; ``benchmarks/measure.py``): the median wall time over ``--repeats`` calls
+after one warm-up call, the matchers timed in turns (one call each per round,
+synchronised on CUDA), the median CPU time of the process (CPU device; less sensitive
+to other processes), the peak memory of the tensors the call allocates, the ratio of
+the time to ``fcos``'s and ``atss``'s, and the positives found. ``paa_sklearn_gmm`` is
+``paa`` with one scikit-learn GMM fit per GT (the official PAA code's approach), the
+reference of the batched GMM, timed up to ``--sklearn-max-gts`` GTs (seconds per call
+beyond); the GMM alone is also timed on G random candidate sets of up to
 ``--candidates`` scores, with the number of GTs whose positives agree.
 
-    python benchmarks/matchers.py                 # G = 1 ... 1000, every matcher
+    python benchmarks/matchers.py                 # G = 1 ... 5000, every matcher
     python benchmarks/matchers.py --quick         # G = 1, 10; one repeat (a smoke test)
 
 Writes ``matchers.csv``, ``gmm.csv``, ``matchers.json`` (machine, load, command, date),
-``matchers.md`` (the tables) and ``matchers.png`` (log-log time and memory vs G) to
+``matchers.md`` (the tables) and ``matchers.png`` (log-log time, ratio to ``fcos`` and
+memory vs G, one row per box-size distribution; ``--plot`` to write it elsewhere) to
 ``--output-dir``. CUDA is measured too when a GPU is present (``--devices`` to choose).
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import csv
 import datetime
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -51,8 +55,11 @@ from lada.custom_imports import import_custom
 from lada.matchers import MATCHER_REGISTRY, build_matcher
 from lada.matchers.stages.gmm import paa_separation
 
-FULL_GTS = (1, 10, 30, 100, 300, 1000)
+FULL_GTS = (1, 10, 100, 1000, 5000)
 QUICK_GTS = (1, 10)
+MAX_SIDES = (124, 304)
+"""Largest GT side of the two box-size distributions: mostly small boxes as in aerial
+images (4-124 px), and a mix of sizes (4-304 px)."""
 SKLEARN_PAA = "paa_sklearn_gmm"
 
 
@@ -71,13 +78,14 @@ def build_matchers(names: List[str], with_sklearn: bool = True) -> Dict[str, obj
 
 
 def measure_matchers(matchers: Dict[str, object], num_gts: List[int], device: str,
-                     repeats: int) -> List[dict]:
-    """One row per (G, matcher): wall and CPU ms (the matchers timed in turns), peak
-    MiB, positives."""
+                     repeats: int, max_side: float, sklearn_max_gts: int) -> List[dict]:
+    """One row per (G, matcher) for boxes of 4 to ``max_side`` pixels: wall and CPU ms
+    (the matchers timed in turns), peak MiB, positives, ratios to fcos and atss."""
     rows = []
-    for count in tqdm(num_gts, desc=f"matchers on {device}", unit="G"):
-        inputs = crowded_inputs(count, device)
-        calls = {name: (lambda m=matcher: m(inputs)) for name, matcher in matchers.items()}
+    for count in tqdm(num_gts, desc=f"matchers on {device}, boxes up to {max_side:g} px", unit="G"):
+        inputs = crowded_inputs(count, device, max_side=max_side)
+        calls = {name: (lambda m=matcher: m(inputs)) for name, matcher in matchers.items()
+                 if name != SKLEARN_PAA or count <= sklearn_max_gts}
         peaks = {name: peak_memory_bytes(call, device) for name, call in calls.items()}
         slow = {SKLEARN_PAA}  # seconds per call: fewer runs, no warm-up
         times = round_robin_seconds(
@@ -88,16 +96,16 @@ def measure_matchers(matchers: Dict[str, object], num_gts: List[int], device: st
         for name, (result, peak) in peaks.items():
             wall, cpu = times[name]
             rows.append({
-                "device": device, "matcher": name, "num_gts": count, "points": inputs.num_points,
-                "ms": 1e3 * wall, "cpu_ms": 1e3 * cpu, "peak_mib": peak / 2**20,
-                "positives": int(result.foreground.sum()),
+                "device": device, "max_side": max_side, "matcher": name, "num_gts": count,
+                "points": inputs.num_points, "ms": 1e3 * wall, "cpu_ms": 1e3 * cpu,
+                "peak_mib": peak / 2**20, "positives": int(result.foreground.sum()),
             })
     for row in rows:
-        same = {r["matcher"]: r for r in rows if r["num_gts"] == row["num_gts"]
-                and r["device"] == row["device"]}
+        same = {r["matcher"]: r for r in rows if r["num_gts"] == row["num_gts"]}
         for reference in ("fcos", "atss"):
             if reference in same:
                 row[f"x_{reference}"] = row["ms"] / same[reference]["ms"]
+                row[f"cpu_x_{reference}"] = row["cpu_ms"] / same[reference]["cpu_ms"]
     return rows
 
 
@@ -136,22 +144,33 @@ def write_csv(path: Path, rows: List[dict]) -> None:
 
 
 def markdown_tables(rows: List[dict], gmm_rows: List[dict]) -> str:
-    """The largest G of each device as a table, then every G, then the GMM."""
+    """Per device and box-size distribution: time (x fcos) per matcher and G, then every
+    measurement, G descending; then the GMM."""
     def cell(value, digits=1):
         return "" if value is None or value != value else f"{value:.{digits}f}"
 
     lines = []
-    for device in dict.fromkeys(row["device"] for row in rows):
-        lines += [f"Per matcher and G on {device} (ms: median wall time; cpu ms: median "
-                  "process CPU time; x: ratio of ms):", "",
-                  "| matcher | G | ms | cpu ms | x fcos | x atss | peak MiB | positives |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for row in sorted((r for r in rows if r["device"] == device),
-                          key=lambda r: (-r["num_gts"], r["matcher"])):
+    for device, max_side in dict.fromkeys((row["device"], row["max_side"]) for row in rows):
+        mine = [r for r in rows if r["device"] == device and r["max_side"] == max_side]
+        gts = sorted({r["num_gts"] for r in mine})
+        lines += [f"On {device}, GT boxes of 4-{max_side:g} px: median wall ms (x `fcos`) per "
+                  "matcher and G:", "",
+                  "| matcher | " + " | ".join(f"G = {g:,}" for g in gts) + " |",
+                  "|---|" + "---|" * len(gts)]
+        for name in dict.fromkeys(r["matcher"] for r in mine):
+            by_g = {r["num_gts"]: r for r in mine if r["matcher"] == name}
+            lines.append(f"| `{name}` | " + " | ".join(
+                f"{cell(by_g[g]['ms'])} ({cell(by_g[g].get('x_fcos'), 1)})" if g in by_g else ""
+                for g in gts) + " |")
+        lines += ["", "Every measurement (ms: median wall time; cpu ms: median process CPU "
+                  "time; x: ratio of ms):", "",
+                  "| matcher | G | ms | cpu ms | x fcos | x fcos (cpu) | x atss | peak MiB | "
+                  "positives |", "|---|---|---|---|---|---|---|---|---|"]
+        for row in sorted(mine, key=lambda r: (-r["num_gts"], r["matcher"])):
             lines.append(f"| `{row['matcher']}` | {row['num_gts']} | {cell(row['ms'])} | "
                          f"{cell(row['cpu_ms'])} | {cell(row.get('x_fcos'), 2)} | "
-                         f"{cell(row.get('x_atss'), 2)} | {cell(row['peak_mib'])} | "
-                         f"{row['positives']} |")
+                         f"{cell(row.get('cpu_x_fcos'), 2)} | {cell(row.get('x_atss'), 2)} | "
+                         f"{cell(row['peak_mib'])} | {row['positives']} |")
         lines.append("")
     lines += ["GMM separation, batched torch vs one scikit-learn fit per GT:", "",
               "| device | G | candidates | torch ms | scikit-learn ms | speed-up | torch CPU ms "
@@ -166,41 +185,57 @@ def markdown_tables(rows: List[dict], gmm_rows: List[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(path: Path, rows: List[dict], gmm_rows: List[dict], title: str) -> None:
-    """Log-log time and peak memory vs G per matcher, and the GMM's times."""
+def slope(points: List[dict]) -> float:
+    """Slope of log(ms) against log(G) between the two largest G of one matcher's rows
+    (1 when time grows linearly with G); NaN with fewer than two."""
+    points = sorted(points, key=lambda r: r["num_gts"])[-2:]
+    if len(points) < 2 or points[0]["num_gts"] == points[1]["num_gts"]:
+        return float("nan")
+    return math.log(points[1]["ms"] / points[0]["ms"]) / math.log(
+        points[1]["num_gts"] / points[0]["num_gts"])
+
+
+def plot(path: Path, rows: List[dict], title: str) -> None:
+    """One row of panels per device and box-size distribution: log-log time vs G per
+    matcher (its slope between the two largest G in the legend), time as a multiple of
+    ``fcos``'s (the 3x line dashed), and log-log peak memory (the 256 MiB bound dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4.2))
-    for (device, name) in dict.fromkeys((r["device"], r["matcher"]) for r in rows):
-        mine = sorted((r for r in rows if r["device"] == device and r["matcher"] == name),
-                      key=lambda r: r["num_gts"])
-        label = name if device == "cpu" else f"{name} ({device})"
-        style = "--" if name == SKLEARN_PAA else "-"
-        gts = [r["num_gts"] for r in mine]
-        axes[0].plot(gts, [r["ms"] for r in mine], style, marker="o", ms=3, label=label)
-        axes[1].plot(gts, [max(r["peak_mib"], 1e-2) for r in mine], style, marker="o", ms=3,
-                     label=label)
-    for device in dict.fromkeys(r["device"] for r in gmm_rows):
-        mine = [r for r in gmm_rows if r["device"] == device]
-        gts = [r["num_gts"] for r in mine]
-        axes[2].plot(gts, [r["torch_ms"] for r in mine], marker="o", ms=3,
-                     label=f"batched torch ({device})")
-        axes[2].plot(gts, [r["sklearn_ms"] for r in mine], "--", marker="o", ms=3,
-                     label="scikit-learn, one fit per GT")
-    labels = [("time per assignment (ms)", "assignment time"),
-              ("peak tensor memory (MiB)", "assignment peak memory"),
-              ("time (ms)", "PAA GMM separation")]
-    for axis, (ylabel, name) in zip(axes, labels):
-        axis.set(xscale="log", yscale="log", xlabel="GT boxes in the image (G)", ylabel=ylabel,
-                 title=name)
-        axis.grid(True, which="both", alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[2].legend(fontsize=7)
+    groups = list(dict.fromkeys((r["device"], r["max_side"]) for r in rows))
+    figure, axes = plt.subplots(len(groups), 3, figsize=(14, 4.2 * len(groups)), squeeze=False)
+    for (device, max_side), (time_axis, ratio_axis, memory_axis) in zip(groups, axes):
+        mine = [r for r in rows if r["device"] == device and r["max_side"] == max_side]
+        for name in dict.fromkeys(r["matcher"] for r in mine):
+            series = sorted((r for r in mine if r["matcher"] == name), key=lambda r: r["num_gts"])
+            gts = [r["num_gts"] for r in series]
+            style = "--" if name == SKLEARN_PAA else "-"
+            time_axis.plot(gts, [r["ms"] for r in series], style, marker="o", ms=3,
+                           label=f"{name} (slope {slope(series):.2f})")
+            ratio_axis.plot(gts, [r.get("x_fcos", float("nan")) for r in series], style,
+                            marker="o", ms=3, label=name)
+            memory_axis.plot(gts, [max(r["peak_mib"], 1e-2) for r in series], style,
+                             marker="o", ms=3, label=name)
+        ratio_axis.axhline(3, color="grey", linestyle=":", linewidth=1)
+        memory_axis.axhline(256, color="grey", linestyle=":", linewidth=1)
+        where = f"{device}, GT boxes of 4-{max_side:g} px"
+        for axis, ylabel, name in (
+            (time_axis, "time per assignment (ms)", "time"),
+            (ratio_axis, "time / fcos's time", "time as a multiple of fcos's"),
+            (memory_axis, "peak tensor memory (MiB)", "peak memory"),
+        ):
+            axis.set(xscale="log", yscale="log", xlabel="GT boxes in the image (G)",
+                     ylabel=ylabel, title=f"{name}; {where}")
+            axis.grid(True, alpha=0.3)
+        for axis in (time_axis, ratio_axis, memory_axis):
+            axis.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        time_axis.legend(fontsize=7)
     figure.suptitle(title, fontsize=8)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.07, top=0.92, wspace=0.25, hspace=0.3)
     figure.savefig(path, dpi=80)
     plt.close(figure)
 
@@ -208,14 +243,20 @@ def plot(path: Path, rows: List[dict], gmm_rows: List[dict], title: str) -> None
 def main(argv=None) -> Dict[str, Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-gts", type=int, nargs="+", help=f"default {FULL_GTS}")
+    parser.add_argument("--max-sides", type=float, nargs="+", default=list(MAX_SIDES),
+                        help="largest GT side of each box-size distribution (pixels)")
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--devices", nargs="+",
                         help="default: cpu, and cuda when a GPU is present")
     parser.add_argument("--repeats", type=int, default=7,
                         help="timed calls per measurement (scikit-learn: at most 3)")
+    parser.add_argument("--sklearn-max-gts", type=int, default=1000,
+                        help="largest G at which paa_sklearn_gmm and the scikit-learn GMM run")
     parser.add_argument("--candidates", type=int, default=45,
                         help="largest number of candidates per GT of the GMM comparison")
     parser.add_argument("--output-dir", default="benchmarks/results")
+    parser.add_argument("--plot", help="where to write the figure (default: "
+                        "<output-dir>/matchers.png)")
     parser.add_argument("--quick", action="store_true",
                         help="G = 1, 10 and one repeat: checks the script, measures nothing")
     parser.add_argument("--import", dest="imports", action="append", default=[],
@@ -235,8 +276,11 @@ def main(argv=None) -> Dict[str, Path]:
     rows, gmm_rows = [], []
     with LoadMonitor() as load:
         for device in devices:
-            rows += measure_matchers(build_matchers(names), num_gts, device, repeats)
-            gmm_rows += measure_gmm(num_gts, args.candidates, device, repeats)
+            for max_side in args.max_sides:
+                rows += measure_matchers(build_matchers(names), num_gts, device, repeats,
+                                         max_side, args.sklearn_max_gts)
+            gmm_rows += measure_gmm([g for g in num_gts if g <= args.sklearn_max_gts],
+                                    args.candidates, device, repeats)
     print(load.summary())
     meta = {
         "command": " ".join(["python", "benchmarks/matchers.py", *(argv or sys.argv[1:])]),
@@ -244,10 +288,12 @@ def main(argv=None) -> Dict[str, Path]:
         "machine": machine, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "load_before": load.load_before, "load_after": load.load_after,
         "other_processes": [{"command": name, "cpu_share": share} for name, share in load.others],
-        "repeats": repeats,
+        "repeats": repeats, "max_sides": args.max_sides,
     }
     paths = {name: output / name for name in
              ("matchers.csv", "gmm.csv", "matchers.json", "matchers.md", "matchers.png")}
+    if args.plot:
+        paths["matchers.png"] = Path(args.plot)
     write_csv(paths["matchers.csv"], rows)
     write_csv(paths["gmm.csv"], gmm_rows)
     paths["matchers.json"].write_text(json.dumps(meta, indent=2) + "\n")
@@ -256,7 +302,7 @@ def main(argv=None) -> Dict[str, Path]:
     title = (f"{meta['date']}; {machine['cpu']}, {machine['cores']} cores, "
              f"{machine['torch_threads']} torch threads, torch {machine['torch']}; "
              f"load {load.load_before[0]:.1f} -> {load.load_after[0]:.1f}")
-    plot(paths["matchers.png"], rows, gmm_rows, title)
+    plot(paths["matchers.png"], rows, title)
     print(tables)
     print("wrote " + ", ".join(str(path) for path in paths.values()))
     return paths

@@ -48,12 +48,15 @@ _PROFILER_NOISE = ("USDT:", "gpuGetDeviceCount", "allocated before the profiling
 
 
 def crowded_inputs(num_gts: int, device: str = "cpu", seed: int = 0,
-                   image_size: Tuple[int, int] = COCO_SIZE, num_classes: int = 80) -> MatchInputs:
+                   image_size: Tuple[int, int] = COCO_SIZE, num_classes: int = 80,
+                   max_side: float = 304.0) -> MatchInputs:
     """One image of ``image_size`` (H, W) with P3-P7 anchor points (R = 22,300 at
-    800x1333), ``num_gts`` seeded random GT boxes of 4-304 pixels a side, random logits
-    for ``num_classes`` classes (about -4, as early in training) and predicted boxes of
-    40 pixels around each point, jittered; at the last step of a 90k schedule, so that a
-    matcher with a warm-up (tal's ATSS) is measured in its own rule."""
+    800x1333), ``num_gts`` seeded random GT boxes of 4 to ``max_side`` pixels a side
+    (``4 + u^2 (max_side - 4)``, u uniform: mostly small; 124 as in aerial images, 304
+    a mix of sizes), clipped to the image, random logits for ``num_classes`` classes
+    (about -4, as early in training) and predicted boxes of 40 pixels around each
+    point, jittered; at the last step of a 90k schedule, so that a matcher with a
+    warm-up (tal's ATSS) is measured in its own rule."""
     generator = torch.Generator().manual_seed(seed)
     height, width = image_size
     points, point_strides, counts = [], [], []
@@ -66,7 +69,7 @@ def crowded_inputs(num_gts: int, device: str = "cpu", seed: int = 0,
         counts.append(len(level))
     points = torch.cat(points)
     corner = torch.rand(num_gts, 2, generator=generator) * torch.tensor([width - 40.0, height - 40.0])
-    sizes = 4 + torch.rand(num_gts, 2, generator=generator) ** 2 * 300
+    sizes = 4 + torch.rand(num_gts, 2, generator=generator) ** 2 * (max_side - 4)
     far = torch.minimum(corner + sizes, torch.tensor([width - 1.0, height - 1.0]))
     pred = torch.cat([points - 20, points + 20], dim=1) + torch.randn(len(points), 4, generator=generator)
     return MatchInputs(

@@ -39,17 +39,23 @@ def assert_png(path, min_side=200):
 def test_matchers_benchmark_quick(tmp_path):
     paths = bench_matchers.main(["--quick", "--output-dir", str(tmp_path)])
     rows = read_csv(paths["matchers.csv"])
-    expected = {(name, g) for name in REGISTERED + [bench_matchers.SKLEARN_PAA] for g in (1, 10)}
-    assert {(row["matcher"], int(row["num_gts"])) for row in rows} == expected
+    expected = {(name, g, side) for name in REGISTERED + [bench_matchers.SKLEARN_PAA]
+                for g in (1, 10) for side in bench_matchers.MAX_SIDES}
+    assert {(row["matcher"], int(row["num_gts"]), float(row["max_side"])) for row in rows} == expected
     for row in rows:
         assert float(row["ms"]) > 0 and float(row["peak_mib"]) > 0
         if row["matcher"] == "fcos":
             assert float(row["x_fcos"]) == 1.0
-    by_name = {(row["matcher"], row["num_gts"]): row for row in rows}
-    # every matcher assigns (tal may leave the G = 1 scene's 6 x 9 px box without a
-    # positive: 13 points outside it have a larger alignment metric)
-    assert all(int(by_name[(name, "10")]["positives"]) > 0 for name, _ in expected)
-    assert by_name[("paa", "10")]["positives"] == by_name[(bench_matchers.SKLEARN_PAA, "10")]["positives"]
+        fcos = next(r for r in rows if r["matcher"] == "fcos" and r["num_gts"] == row["num_gts"]
+                    and r["max_side"] == row["max_side"])
+        assert float(row["x_fcos"]) == pytest.approx(float(row["ms"]) / float(fcos["ms"]))
+    by_name = {(row["matcher"], row["num_gts"], row["max_side"]): row for row in rows}
+    for side in {row["max_side"] for row in rows}:
+        # every matcher assigns (tal may leave the G = 1 scene's 6 x 9 px box without a
+        # positive: 13 points outside it have a larger alignment metric)
+        assert all(int(by_name[(name, "10", side)]["positives"]) > 0 for name, _, _ in expected)
+        assert (by_name[("paa", "10", side)]["positives"]
+                == by_name[(bench_matchers.SKLEARN_PAA, "10", side)]["positives"])
     gmm = read_csv(paths["gmm.csv"])
     assert [int(row["num_gts"]) for row in gmm] == [1, 10]
     assert all(row["agree"] == row["num_gts"] for row in gmm)

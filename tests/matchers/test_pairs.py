@@ -7,6 +7,7 @@ import pytest
 import torch
 from helpers import crowded_scene
 from references import preliminary_match
+from fvcore.nn import sigmoid_focal_loss as fvcore_focal_loss
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from lada.matchers import BACKGROUND, MATCHER_REGISTRY
@@ -17,7 +18,7 @@ from lada.matchers.stages.geometry import anchor_boxes
 from lada.matchers.stages.pairs import WindowIndex, gt_chunks
 from lada.matchers.stages.candidates import lowest_pairs_per_gt_and_level
 from lada.matchers.stages.preliminary import preliminary_iou_match
-from lada.matchers.stages.scores import anchor_losses_of_pairs
+from lada.matchers.stages.scores import anchor_losses, anchor_losses_of_pairs, one_hot_focal_losses
 
 MATCHER_CLASSES = {"fcos": fcos.FCOSMatcher, "atss": atss.ATSSMatcher, "paa": paa.PAAMatcher,
                    "lada": lada.LADAMatcher, "ciou_atss": ciou_atss.CIoUATSSMatcher,
@@ -54,6 +55,55 @@ def test_window_pairs_equal_a_loop_over_points(grid):
         assert len(found) == len(set(found))
         assert set(found) == expected
         assert [g for g, _ in found] == sorted(g for g, _ in found)  # chunks of whole GTs
+
+
+def test_window_pairs_on_feature_maps_equal_a_loop_in_column_order(monkeypatch):
+    # Full grids (feature maps) take the row search once per window (for inputs larger
+    # than SMALL_PROBLEM_ELEMENTS): the same pairs in the same order as the column
+    # search, per GT and level by x, then y.
+    monkeypatch.setattr(pairs_module, "SMALL_PROBLEM_ELEMENTS", 0)
+    generator = torch.Generator().manual_seed(5)
+    levels = [torch.stack(torch.meshgrid(torch.arange(w) * s + s / 2, torch.arange(h) * s + s / 2,
+                                         indexing="xy"), dim=-1).reshape(-1, 2)
+              for s, w, h in ((4, 13, 9), (8, 7, 5), (16, 4, 3))]
+    points, counts = torch.cat(levels), [len(level) for level in levels]
+    index = WindowIndex(points, counts)
+    assert index.is_grid and index.row_major
+    level = [lvl for lvl, count in enumerate(counts) for _ in range(count)]
+    low = torch.rand(12, 3, 2, generator=generator) * 70 - 10
+    windows = torch.cat([low, low + torch.rand(12, 3, 2, generator=generator) * 30 - 3], 2)
+    expected = sorted(
+        ((g, level[r], points[r, 0].item(), points[r, 1].item()), r)
+        for g in range(12) for r in range(len(points))
+        if windows[g, level[r], 0] <= points[r, 0] <= windows[g, level[r], 2]
+        and windows[g, level[r], 1] <= points[r, 1] <= windows[g, level[r], 3]
+    )
+    for max_pairs in (None, 5):
+        found = [(g, r) for gt, point in index.pairs(windows, max_pairs)
+                 for g, r in zip(gt.tolist(), point.tolist())]
+        assert found == [(key[0], r) for key, r in expected]
+
+
+def test_one_hot_focal_losses_are_fvcores_bit_for_bit():
+    # Also their sums in anchor_losses, computed in blocks of rows (several blocks here).
+    generator = torch.Generator().manual_seed(6)
+    for rows, classes in ((1, 1), (3, 5), (37, 80), (1000, 7), (3001, 80)):
+        logits = torch.randn(rows, classes, generator=generator) * 6 - 2
+        extremes = torch.tensor([float("inf"), -float("inf"), 0.0, -0.0, 1e-30, 90.0, -90.0, 1e4])
+        logits.view(-1)[torch.randint(0, logits.numel(), (8,), generator=generator)] = extremes
+        target = torch.randint(0, classes, (rows,), generator=generator)
+        corner = torch.rand(rows, 2, generator=generator) * 50
+        boxes = torch.cat([corner, corner + 10], 1)
+        for alpha, gamma in ((0.25, 2.0), (0.5, 1.5)):  # the fast terms; fvcore itself
+            expected = fvcore_focal_loss(logits, torch.nn.functional.one_hot(target, classes).float(),
+                                         alpha=alpha, gamma=gamma)
+            found = one_hot_focal_losses(logits, target, alpha, gamma)
+            same = (found.view(torch.int32) == expected.view(torch.int32))
+            assert (same | (found.isnan() & expected.isnan())).all()
+            sums = anchor_losses(logits, boxes[:rows], boxes[:rows], target, focal_alpha=alpha,
+                                 focal_gamma=gamma)[0]
+            same = (sums.view(torch.int32) == expected.sum(1).view(torch.int32))
+            assert (same | (sums.isnan() & expected.sum(1).isnan())).all()
 
 
 def test_gt_chunks_cover_every_gt_in_bounded_ranges():
@@ -143,8 +193,11 @@ def test_anchor_losses_of_pairs_equal_the_per_pair_sum():
 def test_preliminary_match_equals_the_reference_on_crowded_scenes(seed, monkeypatch):
     inputs = crowded_scene(seed, num_small=60, num_large=6)
     anchors = anchor_boxes(inputs.points, inputs.strides, 8.0)
-    for max_pairs in (pairs_module.MAX_CHUNK_ELEMENTS, 50):  # one chunk, many chunks
+    for max_pairs, small in ((pairs_module.MAX_CHUNK_ELEMENTS, pairs_module.SMALL_PROBLEM_ELEMENTS),
+                             (pairs_module.MAX_CHUNK_ELEMENTS, 0), (50, 0)):
+        # one chunk or many; every overlapping pair, or only the deciding ones
         monkeypatch.setattr(pairs_module, "MAX_CHUNK_ELEMENTS", max_pairs)
+        monkeypatch.setattr(pairs_module, "SMALL_PROBLEM_ELEMENTS", small)
         for image in range(inputs.num_images):
             mine = preliminary_iou_match(anchors, inputs.gt_boxes[image], 0.1,
                                          inputs.num_points_per_level)
@@ -158,5 +211,7 @@ def test_matchers_do_not_depend_on_the_chunk_size(name, monkeypatch):
     matcher = MATCHER_CLASSES[name]()
     expected = matcher(inputs).gt_index
     monkeypatch.setattr(pairs_module, "MAX_CHUNK_ELEMENTS", 64)
+    assert torch.equal(matcher(inputs).gt_index, expected)
+    monkeypatch.setattr(pairs_module, "SMALL_PROBLEM_ELEMENTS", 0)  # the searches of large inputs
     assert torch.equal(matcher(inputs).gt_index, expected)
     assert (expected >= 0).sum() > 40

@@ -1,6 +1,8 @@
-"""Every matcher on one 800x1333 image with 1,000 GT boxes (COCO test size, five levels,
-80 classes): it completes, the assignment is well formed, and its peak memory, measured
-as benchmarks/matchers.py measures it (benchmarks/measure.py), stays within the bound."""
+"""Every matcher on one 800x1333 image (COCO test size, five levels, 80 classes) with
+1,000 GT boxes: it completes and the assignment is well formed; with 5,000 (the
+benchmark's largest G, boxes of 4-304 px, the distribution with the most points inside
+the boxes) its peak memory, measured as benchmarks/matchers.py measures it
+(benchmarks/measure.py), stays within the bound."""
 import pytest
 import torch
 from benchmarks.measure import crowded_inputs, peak_memory_bytes
@@ -24,12 +26,17 @@ def test_one_thousand_gt_boxes(crowded, name):
     assert len(torch.unique(gt_index[gt_index >= 0])) > 500
 
 
+@pytest.fixture(scope="module")
+def five_thousand():
+    return crowded_inputs(num_gts=5000, device="cpu")
+
+
 @pytest.mark.parametrize("name", sorted(name for name, _ in MATCHER_REGISTRY))
-def test_peak_memory_bound_at_one_thousand_gt_boxes(crowded, name):
+def test_peak_memory_bound_at_five_thousand_gt_boxes(five_thousand, name):
     matcher = build_matcher(small_cfg(**{"MODEL.MATCHER.NAME": name}))
-    result, peak = peak_memory_bytes(lambda: matcher(crowded))
+    result, peak = peak_memory_bytes(lambda: matcher(five_thousand))
     assert peak <= PEAK_MEMORY_BOUND_MIB * 2**20, f"{name}: {peak / 2**20:.1f} MiB"
-    assert result.foreground.sum() > 1000  # it assigned: the measurement saw the real work
+    assert result.foreground.sum() > 2500  # it assigned: the measurement saw the real work
 
 
 def test_peak_memory_counts_what_the_call_holds():

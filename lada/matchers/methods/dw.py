@@ -3,6 +3,7 @@ Detection", CVPR 2022; docs/methods/dw.md). A soft assignment: every (point, GT)
 GT's bag gets a positive weight, every (point, class) slot a negative weight."""
 from __future__ import annotations
 
+import math
 from typing import List, Tuple
 
 import torch
@@ -129,16 +130,16 @@ class DWMatcher(MatcherBase):
             weight, key, gt, box_areas(gts.boxes.float()), flat_points
         )
         slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
-        in_bag = torch.isfinite(slots)
+        in_bag = slots.abs() < math.inf  # isfinite in two passes over the (N R C) slots
         image = gts.image[gt]
         soft = PairWeights(
             pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
             pair_weight=weight,
-            neg_weight=slots.masked_fill(~in_bag, self.outside_neg_weight).view(
+            neg_weight=torch.where(in_bag, slots, self.outside_neg_weight).view(
                 num_images, num_points, num_classes
             ),
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
-            neg_normalizer=torch.where(in_bag, 1 - slots, torch.zeros_like(slots)).sum(),
+            neg_normalizer=torch.where(in_bag, 1 - slots, 0.0).sum(),
         )
         return MatchResult(gt_index=gts.local_gt_index(best), soft=soft)
 

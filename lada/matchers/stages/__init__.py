@@ -15,6 +15,8 @@ stages"), in pipeline order:
   anchor losses of the matched points.
 - ``scores.py``: scores of (point, GT) pairs from the predictions (anchor losses, LADA's
   deviation loss), lower is better.
+- ``nearest.py``: the k nearest points of a centre per level, searched in windows
+  around it (ATSS's candidates).
 - ``candidates.py``: candidate building, per GT and level (G, K): ATSS's closest
   points, the lowest-k by score.
 - ``gmm.py``: the batched two-component 1-D Gaussian mixture, PAA's separation and

@@ -3,7 +3,7 @@ divide, K = sum over levels of min(k, points on level), grouped by level, so tha
 stage scores all R points of every GT.
 
 - :func:`topk_closest_per_level`: ATSS's ``k`` points closest to the GT centre per level
-  (atss, ciou_atss);
+  (atss, ciou_atss), found near the centre (``nearest.py``);
 - :func:`lowest_per_gt_and_level` and :func:`lowest_pairs_per_gt_and_level`: per level
   the ``k`` lowest-score points among those matched to the GT (PAA step 3, LADA's C2,
   APS's Eq. 4-5), from per-point or per-pair scores;
@@ -19,7 +19,9 @@ import torch
 from ..contract import MatchInputs
 from .batch import BatchGTs
 from .geometry import box_centers
-from .pairs import gt_chunks
+from . import pairs
+from .nearest import nearest_dense, nearest_per_level
+from .pairs import WindowIndex
 
 __all__ = [
     "lowest_pairs_per_gt_and_level",
@@ -34,24 +36,14 @@ def topk_closest_per_level(
 ) -> torch.Tensor:
     """ATSS candidates: on every level, the ``k`` points closest (L2) to the GT centre,
     fewer where a level has fewer points. (R, 2), (G, 4) -> (G, K) indices into R, K =
-    sum over levels of min(k, points on level), grouped by level. The (G, points on
-    level) distances are computed for chunks of GT boxes, so memory is bounded."""
+    sum over levels of min(k, points on level), grouped by level, ascending distance
+    within a level, equal distances by point index. Each GT's points are searched near
+    its centre only (``nearest.py``): time and memory grow with G k, not G R; for a
+    small G R every distance is computed (the same result)."""
     centers = box_centers(gt_boxes)
-    chunks = gt_chunks(torch.full((len(gt_boxes),), len(points)))
-    candidates = []
-    start = 0
-    for count in num_points_per_level:
-        level_points = points[start : start + count]
-        nearest = [
-            torch.cdist(centers[chunk], level_points)
-            .topk(min(k, count), dim=1, largest=False)
-            .indices
-            for chunk in chunks
-        ]  # (G_chunk, k) each
-        candidates.append(torch.cat(nearest) + start if nearest else centers.new_zeros(
-            (0, min(k, count)), dtype=torch.long))
-        start += count
-    return torch.cat(candidates, dim=1)
+    if len(centers) * len(points) <= pairs.SMALL_PROBLEM_ELEMENTS:
+        return nearest_dense(points, num_points_per_level, centers, k)
+    return nearest_per_level(WindowIndex(points, num_points_per_level), centers, k)
 
 
 def lowest_per_gt_and_level(

@@ -12,7 +12,14 @@ from torchvision.ops import generalized_box_iou_loss
 
 from .geometry import clamp_inverted, paired_iou, side_distances
 
-__all__ = ["REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs", "deviation_loss"]
+__all__ = ["REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs", "deviation_loss",
+           "one_hot_focal_losses"]
+
+_CACHED_ELEMENTS = 1 << 15
+"""Logits per block of :func:`anchor_losses` (128 KiB of float32): the focal loss's
+passes over a block stay in the CPU's cache. A block starts at a multiple of 64
+elements, so every element takes the same (vectorised or not) evaluation of the sigmoid
+as in one pass over all the logits."""
 
 REG_LOSSES = ("giou", "iou")
 """The regression terms of the anchor losses: 1 - GIoU (PAA, LADA Eq. 5) or 1 - IoU
@@ -32,10 +39,54 @@ def anchor_losses(
     the one-hot GT class **summed over the C classes** (PAA's practice, LADA Eq. 4);
     regression = ``reg_loss`` "giou" (1 - GIoU, Eq. 5) or "iou" (1 - IoU, LADA Table 7),
     inverted predicted boxes clamped as the official PAA code does. pred_logits (P, C), pred_boxes (P, 4), gt_boxes (P, 4), gt_classes (P,) ->
-    cls (P,), reg (P,)."""
-    one_hot = F.one_hot(gt_classes, pred_logits.shape[1]).to(pred_logits.dtype)
-    cls = sigmoid_focal_loss(pred_logits, one_hot, alpha=focal_alpha, gamma=focal_gamma).sum(1)
+    cls (P,), reg (P,). The focal losses are fvcore's, bit for bit
+    (:func:`one_hot_focal_losses`), summed in blocks of rows that stay in the CPU's
+    cache (each row's sum is the same)."""
+    rows = max(_CACHED_ELEMENTS // max(pred_logits.shape[1], 1) // 64 * 64, 64)
+    cls = [one_hot_focal_losses(logits, classes, focal_alpha, focal_gamma).sum(1)
+           for logits, classes in zip(pred_logits.split(rows), gt_classes.split(rows))]
+    cls = torch.cat(cls) if cls else pred_logits.new_zeros(0)
     return cls, _regression_loss(pred_boxes, gt_boxes, reg_loss)
+
+
+def one_hot_focal_losses(
+    logits: torch.Tensor, classes: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
+    """fvcore's ``sigmoid_focal_loss(logits, one_hot(classes), alpha, gamma)``, (P, C),
+    (P,) -> (P, C) float32, bit for bit, in half of its elementwise passes over the (P,
+    C) logits (:func:`_focal_terms`)."""
+    logits = logits.float()
+    if not _exact_terms(alpha, gamma):
+        target = F.one_hot(classes, logits.shape[1]).to(logits.dtype)
+        return sigmoid_focal_loss(logits, target, alpha=alpha, gamma=gamma)
+    p, log_p = torch.sigmoid(logits), F.logsigmoid(logits)
+    losses = _focal_terms(logits, p, log_p, 0, alpha, gamma)
+    own = classes[:, None]
+    positive = _focal_terms(logits.gather(1, own), p.gather(1, own), log_p.gather(1, own), 1,
+                            alpha, gamma)
+    return losses.scatter_(1, own, positive)
+
+
+def _exact_terms(alpha: float, gamma: float) -> bool:
+    """Whether :func:`_focal_terms` reproduces fvcore: alpha >= 0 and gamma = 2."""
+    return alpha >= 0 and gamma == 2
+
+
+def _focal_terms(
+    logits: torch.Tensor, p: torch.Tensor, log_p: torch.Tensor, target: int, alpha: float,
+    gamma: float,
+) -> torch.Tensor:
+    """fvcore's sigmoid focal loss of float32 ``logits`` against a constant ``target`` (0
+    or 1), from their sigmoid ``p`` and log-sigmoid ``log_p``, bit for bit when
+    :func:`_exact_terms`: with a 0/1 target, fvcore's products by the target and by one
+    minus it are exact, leaving ``(1 - alpha) * ((x - log_p) * (1 - (1 - p))^gamma)``
+    (target 0) and ``alpha * ((0 x - log_p) * (1 - p)^gamma)`` (target 1); a square is
+    exact however it is evaluated. ``p`` and ``log_p`` must be computed on the tensor
+    on which fvcore would compute them (a vectorised and a scalar evaluation of these
+    functions may differ in the last bit), then gathered."""
+    if target == 0:
+        return (1 - alpha) * ((logits - log_p) * (1 - (1 - p)) ** gamma)
+    return alpha * ((0 * logits - log_p) * (1 - p) ** gamma)
 
 
 def anchor_losses_of_pairs(
@@ -62,16 +113,28 @@ def anchor_losses_of_pairs(
     slot[points] = torch.arange(len(points), device=point.device)
     inverse = slot.index_select(0, point)  # (P,) row of each pair's point among the U
     logits = pred_logits.index_select(0, points).float()  # (U, C)
-    negative = sigmoid_focal_loss(
-        logits, torch.zeros_like(logits), alpha=focal_alpha, gamma=focal_gamma
-    )
     own = inverse * num_classes + gt_classes  # (P,) flat index of (point, GT class)
     own_logit = logits.reshape(-1).index_select(0, own)
-    own_positive = sigmoid_focal_loss(
-        own_logit, torch.ones_like(own_logit), alpha=focal_alpha, gamma=focal_gamma
-    )
-    negative_sum = negative.double().sum(dim=1).index_select(0, inverse)
-    cls = negative_sum - negative.reshape(-1).index_select(0, own) + own_positive
+    if _exact_terms(focal_alpha, focal_gamma):
+        negative = torch.empty_like(logits)
+        negative_sum = logits.new_empty(len(logits), dtype=torch.float64)
+        rows = max(_CACHED_ELEMENTS // max(num_classes, 1) // 64 * 64, 64)
+        for start in range(0, len(logits), rows):  # blocks in the CPU's cache (anchor_losses)
+            block = logits[start:start + rows]
+            terms = _focal_terms(block, torch.sigmoid(block), F.logsigmoid(block), 0,
+                                 focal_alpha, focal_gamma)
+            negative[start:start + rows] = terms
+            negative_sum[start:start + rows] = terms.double().sum(dim=1)
+        own_positive = _focal_terms(own_logit, torch.sigmoid(own_logit), F.logsigmoid(own_logit),
+                                    1, focal_alpha, focal_gamma)
+    else:
+        negative = sigmoid_focal_loss(logits, torch.zeros_like(logits), alpha=focal_alpha,
+                                      gamma=focal_gamma)
+        negative_sum = negative.double().sum(dim=1)
+        own_positive = sigmoid_focal_loss(own_logit, torch.ones_like(own_logit),
+                                          alpha=focal_alpha, gamma=focal_gamma)
+    cls = (negative_sum.index_select(0, inverse) - negative.reshape(-1).index_select(0, own)
+           + own_positive)
     own_boxes = pred_boxes.index_select(0, point).float()
     return cls.float(), _regression_loss(own_boxes, gt_boxes, reg_loss)
 
