@@ -3,6 +3,7 @@
 
     python -m lada.study                                  # every quick matcher config, seeds 0 1 2
     python -m lada.study --jobs 2                         # two trainings at a time
+    python -m lada.study --num-gpus 8 --configs configs/COCO-Detection/DW-Table6/*.yaml
     python -m lada.study --configs configs/quick/paa.yaml configs/quick/atss.yaml
     python -m lada.study SOLVER.MAX_ITER 1400 SOLVER.STEPS "(1100, 1300)"   # for every run
     python -m lada.study --quick --output-dir /tmp/smoke  # smoke test: tiny data and schedule
@@ -82,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=1,
                         help="trainings at a time (default 1; on a CPU, set OMP_NUM_THREADS "
                         "so that jobs x threads <= cores)")
+    parser.add_argument("--num-gpus", type=int, default=1,
+                        help="train_net.py --num-gpus of each run: the GPUs (processes) of one "
+                        "training, the first N visible ones (default 1); runs at a time "
+                        "(--jobs) would share them, so keep --jobs 1 with N > 1")
     parser.add_argument("--reevaluate", action="store_true",
                         help="train nothing: evaluate the final model of every done run again "
                         "(train_net.py --eval-only) on its config's current test data, and "
@@ -99,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.num_gpus < 1:
+        parser.error(f"--num-gpus must be at least 1, got {args.num_gpus}")
     if args.quick and args.dataset:
         parser.error("--quick makes its own tiny dataset: give --quick or --dataset, not both")
     if args.methods and (args.configs or not args.dataset):
@@ -118,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         configs = args.configs
     else:
         configs = own_data_configs(args.methods) if args.dataset else default_configs()
-    runs = plan_runs(configs, seeds, output, datasets, opts)
+    runs = plan_runs(configs, seeds, output, datasets, opts, args.num_gpus)
     done = {run for run in runs if run.is_done()}  # is_done refuses changed settings
     argv = sys.argv[1:] if argv is None else argv
     command = "python -m lada.study " + " ".join(shlex.quote(a) for a in argv)

@@ -52,8 +52,8 @@ class StudyRun:
         name: the config's row in the study (its file name without ``.yaml``).
         seed: detectron2's ``SEED``.
         output_dir: the run's ``OUTPUT_DIR``.
-        train_args: ``train_net.py`` arguments (config file, datasets, ``KEY VALUE``
-            overrides, seed, output dir), without ``--resume``.
+        train_args: ``train_net.py`` arguments (config file, ``--num-gpus`` above 1,
+            datasets, ``KEY VALUE`` overrides, seed, output dir), without ``--resume``.
         max_iter: ``SOLVER.MAX_ITER`` of the merged config (for the progress bar).
     """
 
@@ -99,13 +99,15 @@ def plan_runs(
     output_root: Path,
     datasets: Sequence[Sequence[str]] = (),
     opts: Sequence[str] = (),
+    num_gpus: int = 1,
 ) -> List[StudyRun]:
     """Every (config, seed) run, config-major. Each config is built here as train_net.py
     will build it (:func:`lada.engine.build_cfg`: ``opts`` merged, the own-data recipe
     applied from the training set), and its test datasets are loaded once, so a bad config,
     override or dataset stops the study before any training, and each run knows its
     ``SOLVER.MAX_ITER`` (the recipe's, with one). ``datasets``: ``[name, json_file,
-    image_root]`` entries, passed to train_net as ``--dataset`` arguments."""
+    image_root]`` entries, passed to train_net as ``--dataset`` arguments; ``num_gpus``
+    above 1: each run's ``--num-gpus`` (processes of one training)."""
     names = [Path(c).stem for c in configs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -115,6 +117,8 @@ def plan_runs(
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds must be distinct, got {list(seeds)}")
     dataset_args = [arg for entry in datasets for arg in ("--dataset", *map(str, entry))]
+    # only above 1, so that the records of one-process runs keep their arguments (resume)
+    gpu_args = ["--num-gpus", str(num_gpus)] if num_gpus > 1 else []
     runs, loaded = [], set()
     for config, name in zip(configs, names):
         try:
@@ -125,7 +129,7 @@ def plan_runs(
         for seed in seeds:
             output_dir = Path(output_root) / name / f"seed{seed}"
             train_args = (
-                "--config-file", str(config), *dataset_args, *opts,
+                "--config-file", str(config), *gpu_args, *dataset_args, *opts,
                 "SEED", str(seed), "OUTPUT_DIR", str(output_dir),
             )
             runs.append(StudyRun(name, int(seed), output_dir, train_args, int(cfg.SOLVER.MAX_ITER)))

@@ -5,14 +5,17 @@ import json
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO
 from PIL import Image
 
-from lada.study import StudyError
-from lada.study.__main__ import default_configs, main as study_main
+from lada.data.synthetic import SyntheticSpec, generate
+from lada.study import StudyError, plan_runs
+from lada.study import __main__ as study_module
+from lada.study.__main__ import default_configs, main as study_main, own_data_opts
 
 CONFIGS = ["configs/quick/fcos.yaml", "configs/quick/paa.yaml"]
 
@@ -115,3 +118,31 @@ def test_a_failed_run_stops_the_study_before_queued_runs_start(tmp_path, monkeyp
                     "--python", "false"])
     started = sorted(p.parent.relative_to(out).as_posix() for p in out.glob("*/seed*/study_run.json"))
     assert started == ["fcos/seed0", "fcos/seed1"]  # the two first runs; paa's never start
+
+
+
+def test_num_gpus_reaches_every_run_and_one_gpu_adds_no_argument(tmp_path, monkeypatch, capsys):
+    data = generate(tmp_path / "data", SyntheticSpec(num_train=2, num_val=1))
+    entries = [[f"gpus_train_{tmp_path.name}", str(data["train"]), str(data["train_images"])],
+               [f"gpus_val_{tmp_path.name}", str(data["val"]), str(data["val_images"])]]
+    config = REPO / CONFIGS[0]
+    for num_gpus, expected in ((2, ("--num-gpus", "2")), (1, ())):
+        runs = plan_runs([config], [0, 1], tmp_path / f"out{num_gpus}", entries,
+                         own_data_opts(entries, []), num_gpus)
+        for run in runs:  # train_net.py --config-file CONFIG --num-gpus N --dataset ...
+            assert run.train_args[:2 + len(expected) + 1] == (
+                "--config-file", str(config), *expected, "--dataset")
+            assert run.train_args.count("--num-gpus") == len(expected) // 2
+    planned = {}
+
+    def plan(configs, seeds, output, datasets, opts, num_gpus):
+        planned.update(configs=configs, num_gpus=num_gpus)
+        raise StudyError("planned")
+
+    monkeypatch.setattr(study_module, "plan_runs", plan)
+    with pytest.raises(StudyError, match="planned"):
+        study_main(["--num-gpus", "8", "--configs", CONFIGS[0]])
+    assert planned == {"configs": [Path(CONFIGS[0])], "num_gpus": 8}
+    with pytest.raises(SystemExit):
+        study_main(["--quick", "--num-gpus", "0"])
+    assert "--num-gpus must be at least 1, got 0" in capsys.readouterr().err
