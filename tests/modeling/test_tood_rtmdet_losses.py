@@ -1,7 +1,8 @@
 """The MODEL.FCOS options of TOOD's and RTMDet's detectors (docs/detector.md): the
 ``quality_sum`` normalisers and their floors, TOOD's initial losses on a step without a
 quality target (``LOSS_WITHOUT_QUALITY focal_centerness``) and the head without an
-auxiliary branch (``AUX_BRANCH none``) in training, inference and export. Expected
+auxiliary branch (``AUX_BRANCH none``) in training and inference (its export:
+tests/test_export.py). Expected
 values by hand: the losses written out with torchvision's focal and GIoU losses."""
 import math
 
@@ -10,10 +11,8 @@ import torch
 from conftest import make_batch, small_cfg
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
-from test_export import CHECK_SIZES, SAMPLE_SIZE, assert_same_detections, image, quick_cfg, spread_model
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
-from lada import export
 from lada.matchers import MatchResult
 from lada.modeling.losses import DenseDetectionLoss
 from lada.modeling.losses.targets import centerness_targets
@@ -121,8 +120,3 @@ def test_head_and_loss_must_agree_on_the_auxiliary_branch():
     with pytest.raises(ValueError, match="the head has auxiliary branch but the loss"):
         LadaFCOS(**arguments)
 
-
-def test_a_model_without_auxiliary_branch_exports():
-    model = spread_model(quick_cfg("tal"))
-    torchscript = export.trace(model, image(SAMPLE_SIZE, seed=100))
-    assert_same_detections(model, torchscript, CHECK_SIZES[0], seed=7)
