@@ -7,9 +7,9 @@ Without it, a shorter ``SOLVER.MAX_ITER`` keeps the config's steps, which detect
 drops as beyond the end, and its warm-up, which may last the whole run."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import AbstractSet, Optional, Sequence
 
-__all__ = ["check_steps", "scaled_schedule"]
+__all__ = ["check_steps", "moved_schedule", "scaled_schedule"]
 
 
 def scaled_schedule(
@@ -22,6 +22,32 @@ def scaled_schedule(
     scale = new_max_iter / max(1, old_max_iter)
     moved = {min(max(1, round(s * scale)), new_max_iter - 1) for s in steps}
     return tuple(sorted(moved - {0})), int(round(warmup_iters * scale))
+
+
+def moved_schedule(
+    steps: Sequence[int], warmup_iters: int, old_max_iter: int, new_max_iter: int,
+    keys: tuple[str, str, str], chosen: AbstractSet[str], hint: str,
+) -> tuple[dict[str, object], Optional[str]]:
+    """A schedule's length changed by the user: the new values of its steps and warm-up
+    keys (``keys``: the names of max_iter, steps and warm-up in the config's system), at
+    the config's fractions (:func:`scaled_schedule`), each unless the user set it too
+    (``chosen``: yours win), and the line that says so (None when nothing moved), ending
+    with ``hint``. One rule and one message for the yaml and LazyConfig routes."""
+    max_iter_key, steps_key, warmup_key = keys
+    new_steps, new_warmup = scaled_schedule(steps, warmup_iters, old_max_iter, new_max_iter)
+    values: dict[str, object] = {}
+    moved = []
+    if steps_key not in chosen:
+        values[steps_key] = new_steps
+        moved.append(f"steps {tuple(steps)} -> {new_steps} ({steps_key})")
+    if warmup_key not in chosen:
+        values[warmup_key] = new_warmup
+        moved.append(f"warm-up {warmup_iters} -> {new_warmup} ({warmup_key})")
+    if not moved:
+        return values, None
+    return values, (f"schedule: {max_iter_key} {new_max_iter} (yours) instead of the config's "
+                    f"{old_max_iter}: " + ", ".join(moved) + f", at the config's fractions of "
+                    f"its schedule; {hint}")
 
 
 def check_steps(steps: Sequence[int], max_iter: int, steps_key: str, max_iter_key: str) -> None:

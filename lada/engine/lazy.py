@@ -45,7 +45,7 @@ from ..custom_imports import import_custom
 from ..data import DatasetChecks, install_dataset_check, register_coco_datasets
 from ..evaluation import aspect_ratio_bands
 from ..harmless_warnings import NO_CUDA_RUNTIME, ignoring_log_record
-from ..schedule import check_steps, scaled_schedule
+from ..schedule import check_steps, moved_schedule
 from .amp import AutocastTrainer, autocast_dtype
 from .checkpoint import LadaCheckpointer, failed_save_last
 from .console import keep_dumps_in_log_file
@@ -146,7 +146,7 @@ def rescale_lazy_schedule(
     """The LazyConfig twin of :func:`lada.engine.setup.rescale_schedule`: with a
     ``train.max_iter`` override other than the config's (``schedule``: its length, steps
     and warm-up), ``lr_multiplier.steps`` and ``warmup_iters`` at the config's fractions
-    (:func:`lada.schedule.scaled_schedule`), each unless overridden too; returns the line
+    (:func:`lada.schedule.moved_schedule`), each unless overridden too; returns the line
     that says so, None when nothing moved."""
     keys = set(override_keys)
     if schedule is None or "train.max_iter" not in keys:
@@ -155,19 +155,15 @@ def rescale_lazy_schedule(
     new = int(cfg.train.max_iter)
     if new == old:
         return None
-    steps, warmup = scaled_schedule(base_steps, base_warmup, old, new)
-    moved = []
-    if "lr_multiplier.steps" not in keys:
-        cfg.lr_multiplier.steps = list(steps)
-        moved.append(f"steps {tuple(base_steps)} -> {steps} (lr_multiplier.steps)")
-    if "lr_multiplier.warmup_iters" not in keys:
-        cfg.lr_multiplier.warmup_iters = warmup
-        moved.append(f"warm-up {base_warmup} -> {warmup} (lr_multiplier.warmup_iters)")
-    if not moved:
-        return None
-    return (f"schedule: train.max_iter {new} (yours) instead of the config's {old}: "
-            + ", ".join(moved) + ", at the config's fractions of its schedule; override "
-            "those keys to choose others")
+    values, line = moved_schedule(
+        base_steps, base_warmup, old, new,
+        ("train.max_iter", "lr_multiplier.steps", "lr_multiplier.warmup_iters"), keys,
+        "override those keys to choose others")
+    if "lr_multiplier.steps" in values:
+        cfg.lr_multiplier.steps = list(values["lr_multiplier.steps"])
+    if "lr_multiplier.warmup_iters" in values:
+        cfg.lr_multiplier.warmup_iters = values["lr_multiplier.warmup_iters"]
+    return line
 
 
 def setup(args: argparse.Namespace) -> DictConfig:

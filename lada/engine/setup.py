@@ -22,7 +22,7 @@ from ..data import install_dataset_checks, register_coco_datasets
 from ..data.recipe import Recipe, apply_recipe, recipe_keys
 from ..harmless_warnings import NO_CUDA_RUNTIME, ignoring_log_record
 from ..modeling.presets import warn_detector_mismatch
-from ..schedule import check_steps, scaled_schedule
+from ..schedule import check_steps, moved_schedule
 from .amp import amp_dtype
 from .console import keep_dumps_in_log_file
 from .preflight import check_dataset_files, check_eval_weights, check_registrations_used
@@ -123,26 +123,20 @@ def _recipe_applies(cfg: CfgNode) -> bool:
 def rescale_schedule(cfg: CfgNode, base: CfgNode, command_keys: Iterable[str]) -> Optional[str]:
     """With a ``SOLVER.MAX_ITER`` of the command line (``command_keys``) other than the
     config file's (``base``), puts ``SOLVER.STEPS`` and ``SOLVER.WARMUP_ITERS`` at the
-    config's fractions of its schedule (:func:`lada.schedule.scaled_schedule`), each
+    config's fractions of its schedule (:func:`lada.schedule.moved_schedule`), each
     unless the command line sets it too (yours win); returns the line that says so, None
     when nothing moved. ``cfg`` is not frozen."""
-    command_keys = set(command_keys)
     old, new = base.SOLVER.MAX_ITER, cfg.SOLVER.MAX_ITER
+    command_keys = set(command_keys)
     if "SOLVER.MAX_ITER" not in command_keys or new == old:
         return None
-    steps, warmup = scaled_schedule(base.SOLVER.STEPS, base.SOLVER.WARMUP_ITERS, old, new)
-    moved = []
-    if "SOLVER.STEPS" not in command_keys:
-        cfg.SOLVER.STEPS = steps
-        moved.append(f"steps {tuple(base.SOLVER.STEPS)} -> {steps} (SOLVER.STEPS)")
-    if "SOLVER.WARMUP_ITERS" not in command_keys:
-        cfg.SOLVER.WARMUP_ITERS = warmup
-        moved.append(f"warm-up {base.SOLVER.WARMUP_ITERS} -> {warmup} (SOLVER.WARMUP_ITERS)")
-    if not moved:
-        return None
-    return (f"schedule: SOLVER.MAX_ITER {new} (yours) instead of the config's {old}: "
-            + ", ".join(moved) + ", at the config's fractions of its schedule; set those "
-            "keys on the command line to choose others")
+    values, line = moved_schedule(
+        base.SOLVER.STEPS, base.SOLVER.WARMUP_ITERS, old, new,
+        ("SOLVER.MAX_ITER", "SOLVER.STEPS", "SOLVER.WARMUP_ITERS"), command_keys,
+        "set those keys on the command line to choose others")
+    cfg.SOLVER.STEPS = values.get("SOLVER.STEPS", cfg.SOLVER.STEPS)
+    cfg.SOLVER.WARMUP_ITERS = values.get("SOLVER.WARMUP_ITERS", cfg.SOLVER.WARMUP_ITERS)
+    return line
 
 
 def merge_registrations(
