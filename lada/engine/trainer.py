@@ -73,6 +73,16 @@ class Trainer(DefaultTrainer):
             DatasetCatalog.get(name)
         check_test_categories(cfg.DATASETS.TRAIN, cfg.DATASETS.TEST)
 
+    def resume_or_load(self, resume: bool = True) -> None:
+        """detectron2's, with the signal handlers of ``__init__`` put back when the
+        checkpoint cannot be loaded: that trainer trains nothing, and the process (a test,
+        a notebook) keeps Python's Ctrl-C."""
+        try:
+            super().resume_or_load(resume=resume)
+        except BaseException:
+            STOP_SIGNALS.restore()
+            raise
+
     def train(self):
         """Trains (after writing ``OUTPUT_DIR/config.yaml``); returns the results of the
         last evaluation (None without one), which ``DefaultTrainer.train`` returns only
