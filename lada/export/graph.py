@@ -98,7 +98,7 @@ class DetectionGraph(nn.Module):
         features = self.backbone(self._pad((images - self.pixel_mean) / self.pixel_std))
         features = [features[name] for name in self.head_in_features]
         logits, deltas, pred_aux = ([x.flatten(2) for x in per_level] for per_level in self.head(features))
-        scores, thresh = self.test_scores(logits, pred_aux)  # (N, C, R_l) per level
+        scores, thresh = self.test_scores(logits, pred_aux or None)  # (N, C, R_l) per level; [] without aux branch
         candidates = [
             self._candidates(level, level_scores, level_deltas, feature.shape[-1], thresh)
             for level, (level_scores, level_deltas, feature) in enumerate(zip(scores, deltas, features))

@@ -84,7 +84,7 @@ def test_the_benchmark_measures_it(user_folder):
           str(folder / "my_matcher.py"), "--matchers", "fcos", "nearest_k",
           "--output-dir", str(folder / "bench")])
     rows = (folder / "bench/matchers.csv").read_text()
-    assert rows.count("nearest_k") == 2  # G = 1 and 10
+    assert rows.count("nearest_k") == 4  # G = 1 and 10, boxes of 4-124 and 4-304 px
 
 
 def test_every_registry_driven_test_runs_on_it(user_folder):
