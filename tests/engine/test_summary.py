@@ -27,7 +27,7 @@ def test_the_readme_figure_of_a_quick_config_and_its_lazy_twin():
     above = readme[readme.index("### Quick configs"):readme.index("| config |")]
     assert figure.stale == ("to be re-measured" in above)
     assert readme_figure(str(REPO / "configs/lazy/quick_atss.py")) == figure
-    for other in ("configs/quick/own_data_atss.yaml", "configs/quick/aps.yaml",
+    for other in ("configs/quick/own_data_atss.yaml", "configs/quick/Base-Quick.yaml",
                   "configs/COCO-Detection/atss_R_50_FPN_1x.yaml"):
         assert readme_figure(str(REPO / other)) is None, other
 
