@@ -42,6 +42,7 @@ from detectron2.data.detection_utils import convert_image_to_rgb, read_image
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.visualizer import Visualizer
 from lada.data import ReadCheckedDatasetMapper
+from lada.data.output_paths import mirrored_output_path
 from lada.engine import add_dataset_argument, build_cfg, register_datasets
 
 DEFAULT_CONFIG = "configs/quick/own_data.yaml"
@@ -65,20 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help="folder for the drawings")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
     return parser
-
-
-def output_path(output: Path, image_root: Optional[str], file_name: str) -> Path:
-    """Where the drawing of ``file_name`` goes: its path under the dataset's image folder,
-    under ``output``."""
-    source = Path(file_name).resolve()
-    try:
-        relative = source.relative_to(Path(image_root).resolve()) if image_root else Path(source.name)
-    except ValueError:  # an image outside the image folder
-        relative = Path(source.name)
-    target = output / relative
-    if target.resolve() == source:
-        raise SystemExit(f"--output {output} would overwrite the image {source}")
-    return target
 
 
 def draw_as_annotated(record: dict, metadata, scale: float) -> tuple[np.ndarray, int]:
@@ -132,7 +119,7 @@ def browse(argv: Optional[Sequence[str]] = None) -> dict:
             sizes.add(tuple(mapped["image"].shape[1:]))
         else:
             drawing, count = draw_as_annotated(record, metadata, args.scale)
-        target = output_path(args.output, metadata.get("image_root", None), record["file_name"])
+        target = mirrored_output_path(args.output, metadata.get("image_root", None), record["file_name"])
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawing).save(target)
         drawn, boxes = drawn + 1, boxes + count

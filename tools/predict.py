@@ -60,6 +60,7 @@ from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 from lada.data import ReadCheckedDatasetMapper
 from lada.data.errors import DatasetError, ImageReadError
+from lada.data.output_paths import mirrored_output_path
 from lada.engine import LadaCheckpointer, Trainer, build_cfg, register_datasets
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -206,18 +207,6 @@ def to_coco_results(instances: Instances, image_id: int, metadata: Metadata) -> 
     return results
 
 
-def output_path(output: Path, inputs: Inputs, file_name: str) -> Path:
-    source = Path(file_name).resolve()
-    try:
-        relative = source.relative_to(inputs.root.resolve())
-    except ValueError:  # a dataset image outside its image_root
-        relative = Path(source.name)
-    target = output / relative
-    if target.resolve() == source:
-        raise SystemExit(f"--output {output} would overwrite the input image {source}")
-    return target
-
-
 def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
     """Runs the model on every input image; writes the drawings and the jsons to
     ``args.output``; returns the counts and speeds it prints."""
@@ -258,7 +247,7 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
         drawing = draw(read_image(record["file_name"], format="RGB"), instances, metadata,
                        args.confidence_threshold,
                        record.get("annotations", ()) if args.show_gt else (), args.scale)
-        target = output_path(output, inputs, record["file_name"])
+        target = mirrored_output_path(output, inputs.root, record["file_name"])
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(drawing).save(target)
     seconds = time.perf_counter() - start
