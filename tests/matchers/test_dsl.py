@@ -169,6 +169,32 @@ def test_a_contested_point_goes_to_the_cheapest_gt_even_one_that_did_not_select_
     assert contested == 1
 
 
+@pytest.mark.parametrize("boxes, pred, point, first", [
+    # two duplicates of a small box overlapping only p's prediction (p inside the large
+    # box below them, which it misses): decided among the GTs p's predicted box overlaps
+    ([[1.0, 6.0, 5.0, 10.0]] * 2 + [[0.0, 8.0, 64.0, 64.0]],
+     {_point(4, 12): [0.0, 0.0, 20.0, 8.0]}, _point(4, 12), 0),
+    # two duplicates of S next to L, every prediction far away: S's nearest point of L,
+    # decided among the GTs whose centre lies within the locality bound
+    ([[0.0, 0.0, 32.0, 32.0]] + [[34.0, 13.0, 37.0, 16.0]] * 2, {}, _point(28, 12), 1),
+])
+def test_duplicates_contest_a_point_for_the_lower_index_whatever_the_rounding(
+        monkeypatch, boxes, pred, point, first):
+    # duplicates cost the same at every point, but the same cost computed at another
+    # position of a tensor may round differently: here the later duplicate's costs are
+    # made 1e-12 lower, and the point still goes to the first one
+    original = DSLMatcher.pair_costs
+
+    def rounded(self, inputs, gts, gt, key, costs, distance=None):
+        rank = original(self, inputs, gts, gt, key, costs, distance)
+        return torch.where(gt == first + 1, rank - 1e-12, rank)
+
+    inputs = _row_scene(boxes, pred)
+    monkeypatch.setattr(DSLMatcher, "pair_costs", rounded)
+    gt_index = DSLMatcher()(inputs).gt_index[0]
+    assert gt_index[point] == first and not (gt_index == first + 1).any()
+
+
 @pytest.mark.parametrize("held_iou, holder_takes_it", [(0.9, False), (1.0, True)])
 def test_an_isolated_gt_selects_the_nearest_valid_point_sixty_strides_away(held_iou,
                                                                            holder_takes_it):

@@ -62,6 +62,18 @@ def test_pairs_with_overlap_are_exact(max_pairs):
         assert len(parts) > 1
 
 
+def test_first_duplicates_by_hand():
+    # image 0: A, its duplicate, A of another class, A again; image 1: A, its duplicate
+    a = [1.0, 2.0, 3.0, 4.0]
+    gts = BatchGTs(boxes=torch.tensor([a, a, a, a, a, a]), classes=torch.tensor([0, 0, 1, 0, 0, 0]),
+                   image=torch.tensor([0, 0, 0, 0, 1, 1]), first=torch.tensor([0, 4]),
+                   num_points=1)
+    assert gts.first_duplicates().tolist() == [0, 0, 2, 0, 4, 4]
+    unique = BatchGTs(boxes=torch.tensor([a, [1.0, 2.0, 3.0, 4.5]]), classes=torch.tensor([0, 0]),
+                      image=torch.tensor([0, 0]), first=torch.tensor([0]), num_points=1)
+    assert unique.first_duplicates().tolist() == [0, 1]
+
+
 def test_box_reach():
     points = torch.tensor([[10.0, 10.0], [0.0, 0.0]])
     boxes = torch.tensor([[[4.0, 9.0, 12.0, 30.0], [float("nan"), 0.0, 1.0, 1.0]]])
@@ -100,6 +112,17 @@ def test_dynamic_k_equals_a_loop(dtype, q):
     assert torch.equal(dynamic_k(gt[perm], iou[perm], 42, q), ks)  # the pairs' order
 
 
+def test_dynamic_k_of_a_part_of_the_gts():
+    # a caller's part holds GTs 10-19 of 42: those as a loop computes them, the others 1
+    generator = torch.Generator().manual_seed(4)
+    gt = torch.randint(10, 20, (500,), generator=generator)
+    iou = torch.rand(500, generator=generator, dtype=torch.float64)
+    expected = _loop_k(gt, iou, 42, 13)
+    assert dynamic_k(gt, iou, 42, 13).tolist() == expected
+    assert all(k == 1 for g, k in enumerate(expected) if not 10 <= g < 20)
+    assert all(k > 1 for k in expected[10:20])
+
+
 def test_dynamic_k_of_a_small_case():
     gt = torch.tensor([0, 0, 0, 1, 1])
     iou = torch.tensor([0.9, float("nan"), 0.8, float("inf"), 0.7])
@@ -136,6 +159,16 @@ def test_first_k_per_group_ranks_by_score_then_point(exact, dtype):
         chosen = first_k_per_group(group, score, None, k, exact=exact)
         assert [(groups[i], values[i]) for i in chosen.tolist()] == [
             (groups[i], values[i]) for i in expected]
+
+
+def test_first_k_per_group_of_a_part_of_the_groups():
+    # pairs of groups 3-5 of 10, one k per group: each group's first k by (score, point)
+    group = torch.tensor([5, 3, 3, 4, 5, 3, 5, 4])
+    score = torch.tensor([0.5, 0.2, 0.1, 0.9, 0.5, 0.3, 0.1, 0.8], dtype=torch.float64)
+    point = torch.tensor([7, 1, 2, 3, 4, 5, 6, 0])
+    k = torch.tensor([9, 9, 9, 2, 1, 2, 9, 9, 9, 9])
+    # group 3: 0.1 (2), 0.2 (1); group 4: 0.8 (7); group 5: 0.1 (6), then 0.5 at point 4
+    assert first_k_per_group(group, score, point, k).tolist() == [2, 1, 7, 6, 4]
 
 
 def _direct(logits, keys, classes, target, term):

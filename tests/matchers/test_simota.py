@@ -13,6 +13,7 @@ from helpers import fidelity_scene, grid, scene
 from torchvision.ops import box_iou
 
 from lada.matchers import BACKGROUND, build_matcher
+from lada.matchers.methods import simota as simota_module
 from lada.matchers.methods.simota import SimOTAMatcher, joint_score_bce_term
 from lada.matchers.stages.class_costs import ClassSummedCost
 
@@ -220,7 +221,18 @@ def test_a_contested_point_goes_to_the_cheapest_region_holding_it():
     assert not (gt_index == 0).any() and not (gt_index == 1).any()
 
 
-def test_duplicates_share_to_the_lower_index():
+@pytest.mark.parametrize("rounding", [0.0, 1e-12])
+def test_duplicates_share_to_the_lower_index(monkeypatch, rounding):
+    # duplicates cost the same at every point, but the same cost computed at another
+    # position of a tensor may round differently: with the second one's costs made
+    # ``rounding`` lower, the contested points still go to the first
+    original = simota_module._RegionCosts.__call__
+
+    def rounded(self, index):
+        cost = original(self, index)
+        return torch.where(self.region.gt.index_select(0, index) == 1, cost - rounding, cost)
+
+    monkeypatch.setattr(simota_module._RegionCosts, "__call__", rounded)
     box = [16.0, 16.0, 48.0, 48.0]
     inputs = _one_gt_scene({27: 0.9, 28: 0.8, 35: 0.7})
     inputs = replace(inputs, gt_boxes=[torch.tensor([box, box])],

@@ -18,7 +18,7 @@ from ..stages.class_costs import ClassSummedCost, soft_label_term
 from ..stages.coverage import inside_some_box
 from ..stages.geometry import box_centers, paired_iou
 from ..stages.dynamic_k import dynamic_k
-from ..stages.overlaps import pairs_with_overlap
+from ..stages.overlaps import OverlapPairs, pairs_with_overlap
 from ..stages.pairs import WindowIndex, level_maxima, widen
 from ..stages.ranking import first_k_per_group
 from ..validation import require_in_range, require_nonnegative, require_positive_int
@@ -146,7 +146,12 @@ class DSLMatcher(BatchMatcher):
         centers = box_centers(gts.boxes.double())
         k = torch.ones(len(gts), dtype=torch.long, device=valid.device)
         parts = []
-        for pairs in pairs_with_overlap(inputs, gts, among=valid):  # whole GTs per part
+        for pairs in pairs_with_overlap(inputs, gts):  # whole GTs per part
+            # V filters the pairs found on the full grid: a search of V's scattered points
+            # costs more than the pairs outside V
+            in_v = valid.index_select(0, pairs.key).nonzero().squeeze(1)
+            pairs = OverlapPairs(*(x.index_select(0, in_v) for x in (pairs.gt, pairs.key,
+                                                                      pairs.iou)))
             k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk))
             distance = self._distance(inputs, gts, pairs.gt, pairs.key, centers)
             near = (distance <= radius).nonzero().squeeze(1)
@@ -161,8 +166,7 @@ class DSLMatcher(BatchMatcher):
         gt, key, rank = gt.index_select(0, top), key.index_select(0, top), rank.index_select(0, top)
         kth = torch.full((len(k),), float("inf"), dtype=torch.float64, device=k.device)
         kth = kth.scatter_reduce_(0, gt, rank, "amax", include_self=False)
-        without_overlap = math.log(self.iou_weight * -math.log(IOU_EPS) + 1 + self.iou_weight
-                                   * IOU_EPS)  # the ranking key of the IoU cost at u = 0
+        without_overlap = self._without_overlap()
         enough = torch.bincount(gt, minlength=len(k)) >= k
         bound = self.soft_center_radius + kth / LN10  # kth: at least the k-th of all of V
         settled = enough & (kth < without_overlap) & (bound <= radius)
@@ -228,8 +232,11 @@ class DSLMatcher(BatchMatcher):
     ) -> torch.Tensor:
         """Step 5 -> (N * R,) batch GT of every point or ``BACKGROUND``. A point selected
         once keeps its GT; one selected several times goes to the lowest cost among the
-        GTs of its image whose centre lies within the locality bound of its lowest
-        selected key (the others cannot be cheaper)."""
+        GTs of its image that can cost less than its lowest selected key: when that key
+        is below the IoU cost of ``u = 0``, only the GTs its predicted box overlaps
+        (``stages/overlaps.py``); otherwise those whose centre lies within the locality
+        bound of the key. Duplicate GTs compete as their first one
+        (``BatchGTs.first_duplicates``): their equal costs may round differently."""
         flat_points = gts.num_images * gts.num_points
         times = torch.bincount(key, minlength=flat_points)
         alone = times.index_select(0, key) == 1
@@ -240,18 +247,31 @@ class DSLMatcher(BatchMatcher):
             return gt_of_key
         lowest = torch.full(gt_of_key.shape, float("inf"), dtype=torch.float64,
                             device=key.device).scatter_reduce_(0, key, rank, "amin")
-        bound = self.soft_center_radius + lowest.index_select(0, contested) / LN10
-        point = contested % gts.num_points
-        image = torch.div(contested, gts.num_points, rounding_mode="floor")
+        best = BestGTTiesToLowestIndex(flat_points, torch.float64, key.device)
+        first_duplicate = gts.first_duplicates()  # duplicates tie: the first one stands for all
+        overlap_decided = torch.zeros_like(times, dtype=torch.bool)
+        overlap_decided[contested] = lowest.index_select(0, contested) < self._without_overlap()
+        for pairs in pairs_with_overlap(inputs, gts, among=overlap_decided):
+            best.add(first_duplicate.index_select(0, pairs.gt), pairs.key,
+                     -self.pair_costs(inputs, gts, pairs.gt, pairs.key, costs))
+        far = contested[~overlap_decided.index_select(0, contested)]  # (F,) flat keys
+        bound = self.soft_center_radius + lowest.index_select(0, far) / LN10
+        point = far % gts.num_points
+        image = torch.div(far, gts.num_points, rounding_mode="floor")
         xy = inputs.points.double().index_select(0, point)
         reach = (bound * inputs.strides.double().index_select(0, point))[:, None]
-        windows = widen(torch.cat([xy - reach, xy + reach], dim=1))[:, None]  # (C, 1, 4)
+        windows = widen(torch.cat([xy - reach, xy + reach], dim=1))[:, None]  # (F, 1, 4)
         centers = box_centers(gts.boxes.double())
         strip = ImagesSideBySide.around(centers)
         index = WindowIndex(strip.place(centers, gts.image), [len(gts)])
-        best = BestGTTiesToLowestIndex(flat_points, torch.float64, key.device)
         for row, candidate in index.pairs(strip.windows(windows, image)):
-            at = contested.index_select(0, row)
-            best.add(candidate, at, -self.pair_costs(inputs, gts, candidate, at, costs))
+            at = far.index_select(0, row)
+            best.add(first_duplicate.index_select(0, candidate), at,
+                     -self.pair_costs(inputs, gts, candidate, at, costs))
         gt_of_key[contested] = best.gt_index().index_select(0, contested)
         return gt_of_key
+
+    def _without_overlap(self) -> float:
+        """The ranking key of the IoU cost at ``u = 0`` (no class or prior cost): every
+        pair whose predicted box misses the GT ranks above it."""
+        return math.log(self.iou_weight * -math.log(IOU_EPS) + 1 + self.iou_weight * IOU_EPS)

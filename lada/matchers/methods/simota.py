@@ -133,11 +133,13 @@ class SimOTAMatcher(BatchMatcher):
         candidate = torch.zeros(num_keys, dtype=torch.bool, device=region.key.device)
         candidate[region.key] = True  # U, the union of the regions
         k = torch.ones(len(gts), dtype=torch.long, device=candidate.device)
-        for pairs in pairs_with_overlap(inputs, gts, among=candidate):  # whole GTs per part
-            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk_iou))  # step 3
+        for pairs in pairs_with_overlap(inputs, gts):  # whole GTs per part, U filtered after:
+            in_u = candidate.index_select(0, pairs.key).nonzero().squeeze(1)
+            gt, iou = pairs.gt.index_select(0, in_u), pairs.iou.index_select(0, in_u)
+            k = torch.maximum(k, dynamic_k(gt, iou, len(gts), self.topk_iou))  # step 3
         costs = _RegionCosts(inputs, gts, region, self.iou_weight)
         gt, key = _select(region, k, costs)  # step 4
-        return MatchResult(gt_index=gts.local_gt_index(_resolve(region, gt, key, costs, num_keys)))
+        return MatchResult(gt_index=gts.local_gt_index(_resolve(region, gt, key, costs, gts)))
 
     def scan(self, inputs: MatchInputs, gts: BatchGTs) -> Iterator[_Pairs]:
         """Per chunk of whole GT boxes, their region pairs with tier and IoU (step 1)."""
@@ -204,12 +206,13 @@ def _select(
 
 
 def _resolve(
-    region: _Pairs, gt: torch.Tensor, key: torch.Tensor, costs: _RegionCosts, num_keys: int
+    region: _Pairs, gt: torch.Tensor, key: torch.Tensor, costs: _RegionCosts, gts: BatchGTs
 ) -> torch.Tensor:
     """Step 5: the selected pairs gt (S,), key (S,) -> (N * R,) batch GT index or
     ``BACKGROUND``. A key selected once keeps its GT; one selected several times goes to
     the lowest ``(tier, cost)`` of all region pairs at that key, equal ones to the lower
-    GT index."""
+    GT index (duplicate GTs as their first one, ``BatchGTs.first_duplicates``)."""
+    num_keys = gts.num_images * gts.num_points
     times = torch.bincount(key, minlength=num_keys)
     gt_of_key = torch.full((num_keys,), BACKGROUND, dtype=torch.long, device=key.device)
     gt_of_key[key] = gt  # a key selected once: its only GT
@@ -220,6 +223,6 @@ def _resolve(
         0, pair_key, pair_tier, "amin")
     at_lowest = contested[pair_tier == lowest_tier.index_select(0, pair_key)]
     best = BestGTTiesToLowestIndex(num_keys, torch.float64, key.device)
-    best.add(region.gt.index_select(0, at_lowest), region.key.index_select(0, at_lowest),
-             -costs(at_lowest))
+    gt_of_pair = gts.first_duplicates().index_select(0, region.gt.index_select(0, at_lowest))
+    best.add(gt_of_pair, region.key.index_select(0, at_lowest), -costs(at_lowest))
     return torch.where(times > 1, best.gt_index(), gt_of_key)

@@ -60,6 +60,22 @@ class BatchGTs:
         local = torch.where(gt_of_key >= 0, gt_of_key - image_start, gt_of_key)
         return local.view(self.num_images, self.num_points)
 
+    def first_duplicates(self) -> torch.Tensor:
+        """(M,) long: for each GT, the lowest batch index of the GTs of its image with the
+        same box and class (itself when it has no duplicate). Duplicates cost exactly the
+        same at every point, so a conflict between them goes to this one; a matcher lets
+        it stand for them all when it compares costs across GTs, because the same cost
+        evaluated at another position of a tensor may round differently (an elementwise
+        transcendental's vectorised body against its scalar tail)."""
+        rows = torch.cat([self.image[:, None].to(self.boxes.dtype), self.boxes,
+                          self.classes[:, None].to(self.boxes.dtype)], dim=1)
+        if len(rows) == 0:
+            return self.image.clone()
+        _, group = torch.unique(rows, dim=0, return_inverse=True)
+        index = torch.arange(len(rows), device=rows.device)
+        lowest = torch.full_like(index, len(rows)).scatter_reduce_(0, group, index, "amin")
+        return lowest.index_select(0, group)
+
     def background(self) -> torch.Tensor:
         """(N, R) long, every point ``BACKGROUND``."""
         return torch.full((self.num_images, self.num_points), BACKGROUND, dtype=torch.long,

@@ -30,7 +30,17 @@ def dynamic_k(gt: torch.Tensor, iou: torch.Tensor, num_gts: int, q: int) -> torc
 
     A histogram of each GT's IoUs first keeps its pairs from the bin of its q-th largest
     up, so that about q pairs per GT are ranked (``ranking.first_k_per_group``) however
-    many it has."""
+    many it has. The work covers the GTs from the lowest to the highest index in ``gt``,
+    not all ``num_gts``: a caller may pass its pairs in parts of consecutive GTs."""
+    k = torch.ones(num_gts, dtype=torch.long, device=gt.device)
+    if len(gt):
+        low, high = int(gt.min()), int(gt.max())
+        k[low : high + 1] = _dynamic_k_of_range(gt - low, iou, high - low + 1, q)
+    return k
+
+
+def _dynamic_k_of_range(gt: torch.Tensor, iou: torch.Tensor, num_gts: int, q: int) -> torch.Tensor:
+    """:func:`dynamic_k` of GTs numbered from 0 to ``num_gts - 1``."""
     iou = torch.where(torch.isfinite(iou), iou, torch.zeros_like(iou))
     bins = (iou * _IOU_BINS).long().clamp(min=0, max=_IOU_BINS - 1)  # (P,) monotone in u
     histogram = torch.bincount(gt * _IOU_BINS + bins, minlength=num_gts * _IOU_BINS)

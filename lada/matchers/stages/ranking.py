@@ -68,7 +68,13 @@ def first_k_per_group(
     (lowest scores first, ties to the lower point, in any order without ``point``;
     :func:`sort_within_groups`), in (group, rank) order. k (G,) long, one per group. Many
     pairs per group are first narrowed by a histogram of each group's scores, so that the
-    sorts see about k pairs per group."""
+    sorts see about k pairs per group. The work covers the groups from the lowest to the
+    highest in ``group``, not all G: a caller may rank its pairs in parts of consecutive
+    groups."""
+    if len(group):
+        low, high = int(group.min()), int(group.max())
+        if low > 0 or high < len(k) - 1:
+            return first_k_per_group(group - low, score, point, k[low : high + 1], exact)
     score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
     if len(group) <= _PREFILTER_FACTOR * len(k):
         return _first_k_sorted(group, score, point, k, exact)
