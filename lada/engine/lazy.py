@@ -18,8 +18,11 @@ yaml path does through :class:`lada.engine.Trainer` happens here with the same p
   LR scheduler, optimizer, grad scaler), so that ``--resume`` continues (from the newest
   complete checkpoint);
 * detectron2's hooks: iteration timer, LR scheduler, periodic checkpointer, evaluation,
+  the share of GT boxes left without a positive (:class:`lada.engine.hooks.UntrainedGTWarning`),
   writers (console, ``metrics.json``, TensorBoard), then the stop with a checkpoint on
-  SIGINT/SIGTERM (:mod:`lada.engine.interrupt`).
+  SIGINT/SIGTERM (:mod:`lada.engine.interrupt`);
+* at start-up, a warning when the detector is not the matcher's method's
+  (:mod:`lada.engine.lazy_checks`).
 """
 from __future__ import annotations
 
@@ -49,7 +52,9 @@ from ..schedule import check_steps, moved_schedule
 from .amp import AutocastTrainer, autocast_dtype
 from .checkpoint import LadaCheckpointer, failed_save_last
 from .console import keep_dumps_in_log_file
+from .hooks import UntrainedGTWarning
 from .interrupt import STOP_SIGNALS, StopOnSignal
+from .lazy_checks import lazy_method, lazy_untrained_gt_advice, warn_lazy_detector_mismatch
 from .preflight import FINAL_MODEL, check_dataset_files, check_eval_weights, check_registrations_used
 from .results import write_results_file
 from .setup import merge_registrations
@@ -187,6 +192,7 @@ def setup(args: argparse.Namespace) -> DictConfig:
         default_setup(cfg, args)
     for line in notes:
         logger.info(line)
+    warn_lazy_detector_mismatch(cfg)
     return cfg
 
 
@@ -304,6 +310,7 @@ def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
         hooks.LRScheduler(scheduler=instantiate(cfg.lr_multiplier)),
         hooks.PeriodicCheckpointer(checkpointer, **cfg.train.checkpointer) if main else None,
         hooks.EvalHook(cfg.train.eval_period, evaluate),
+        UntrainedGTWarning(lazy_untrained_gt_advice(cfg), _matcher_name(cfg)),
         hooks.PeriodicWriter(
             default_writers(cfg.train.output_dir, cfg.train.max_iter),
             period=cfg.train.log_period,
@@ -324,6 +331,15 @@ def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
         write_results_file(cfg.train.output_dir, os.path.join(cfg.train.output_dir, FINAL_MODEL),
                            test_dataset_names(cfg), results)
     return results
+
+
+def _matcher_name(cfg: DictConfig) -> str:
+    """The method of ``model.matcher`` (its registered name), else its class's name."""
+    method = lazy_method(cfg)
+    if method is not None:
+        return method.METHOD.name
+    target = cfg.model.matcher.get("_target_")
+    return getattr(target, "__name__", str(target))
 
 
 def summarize_run(

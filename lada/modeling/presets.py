@@ -8,7 +8,7 @@ box bias 0). Each matcher class declares its method's detector (``METHOD.detecto
 ``lada/matchers/declaration.py``); ``configs/quick/<method>.yaml`` and
 ``configs/quick/own_data_<method>.yaml`` hold it; :func:`detector_mismatch_warning` names
 the settings of a config whose detector is not its matcher's method's, at start-up
-(``train_net.py``). Tests check that the quick and COCO configs agree with
+(``train_net.py``; a LazyConfig's: ``lada/engine/lazy_checks.py``). Tests check that the quick and COCO configs agree with
 :data:`METHOD_DETECTORS`, which reads the declarations.
 """
 from __future__ import annotations

@@ -227,6 +227,8 @@ def test_lazyconfig_train_net_trains_two_iterations_evaluates_and_resumes(tiny, 
     log = _lazyconfig_train_net(tiny, out)
     assert "Starting training from iteration 0" in log
     assert "Evaluation results for bbox by aspect ratio" in log
+    assert "GT boxes of the first 2 iterations got no positive from 'lada'" in log
+    assert "but the detector is not" not in log
     lines = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     assert [line["iteration"] for line in lines if "total_loss" in line] == [1]
     assert {"bbox/AP", "bbox/AP@ar<3", "bbox/AP@ar>=3"} <= set(lines[-1])
@@ -255,7 +257,10 @@ def test_lazyconfig_train_net_trains_two_iterations_evaluates_and_resumes(tiny, 
     assert results["weights"] == str(out / "model_final.pth")
     assert results["metrics"]["bbox/AP"] == pytest.approx(lines[-1]["bbox/AP"], nan_ok=True)
 
-    log = _lazyconfig_train_net(tiny, out, "train.max_iter=3", flags=["--resume"])
+    # a test setting of another detector (in the final evaluation only): the warning
+    log = _lazyconfig_train_net(tiny, out, "train.max_iter=3", "model.test_score=product",
+                                flags=["--resume"])
     assert "Starting training from iteration 2" in log
+    assert "model.test_score 'product' (lada: 'geometric_mean')" in log
     resumed = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert resumed["iteration"] == 2
