@@ -37,6 +37,7 @@ from ..modeling.presets import method_config
 from .report import write_reports
 from .runs import StudyError, plan_runs
 from .schedule import run_study
+from .stopping import StudyStopped
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK_CONFIGS = REPO / "configs" / "quick"
@@ -203,3 +204,6 @@ if __name__ == "__main__":
         print(main())
     except StudyError as error:  # its message names the run, config or dataset
         raise SystemExit(f"lada.study: {error}")
+    except StudyStopped as stopped:  # Ctrl-C, SIGTERM or SIGHUP: the runs saved checkpoints
+        print(f"lada.study: {stopped}", file=sys.stderr)
+        raise SystemExit(stopped.exit_code)

@@ -28,10 +28,11 @@ from detectron2.data import DatasetCatalog
 from ..data import DatasetError, register_coco_datasets
 from ..engine.results import EVAL_RESULTS
 from ..engine.setup import build_cfg
+from .stopping import StudyStop
 
 __all__ = [
-    "RECORD", "REEVALUATION", "StudyError", "StudyRun", "final_metrics", "plan_runs",
-    "reevaluate_study_run", "run_study_run",
+    "RECORD", "REEVALUATION", "RunStopped", "StudyError", "StudyRun", "final_metrics",
+    "plan_runs", "reevaluate_study_run", "run_study_run",
 ]
 
 RECORD = "study_run.json"
@@ -42,6 +43,34 @@ TRAIN_NET = Path(__file__).resolve().parents[2] / "train_net.py"
 
 class StudyError(RuntimeError):
     """A run that failed, or a study directory that holds another study."""
+
+
+class RunStopped(Exception):
+    """A run's process ended after the study was asked to stop (``returncode``: 130 or
+    143 after saving a checkpoint, :mod:`lada.engine.interrupt`)."""
+
+    def __init__(self, run: "StudyRun", returncode: int):
+        super().__init__(f"{run.name} seed {run.seed}")
+        self.run, self.returncode = run, returncode
+
+
+def _start(command: List[str], console, stop: Optional[StudyStop]) -> subprocess.Popen:
+    """``command`` in its own session (:mod:`lada.study.stopping`), output to ``console``."""
+    process = subprocess.Popen(command, stdout=console, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    if stop is not None:
+        stop.started(process)
+    return process
+
+
+def _ended(process: subprocess.Popen, run: "StudyRun", stop: Optional[StudyStop]) -> int:
+    """The exit code of a run's ended process; :class:`RunStopped` when it ended on the
+    study's stop."""
+    if stop is not None:
+        stop.finished(process)
+        if stop.requested and process.returncode != 0:
+            raise RunStopped(run, process.returncode)
+    return process.returncode
 
 
 @dataclass(frozen=True)
@@ -173,10 +202,13 @@ def run_study_run(
     python: str,
     on_iteration: Callable[[int], None] = lambda iteration: None,
     poll_seconds: float = 2.0,
+    stop: Optional[StudyStop] = None,
 ) -> dict:
     """Trains and evaluates ``run`` with ``python train_net.py --resume ...`` (console
     output to ``study_console.txt``), calling ``on_iteration`` with the last iteration
-    logged in metrics.json while it runs; writes and returns the "done" record."""
+    logged in metrics.json while it runs; writes and returns the "done" record. With
+    ``stop``, the process is registered there and :class:`RunStopped` raised when it
+    ended on the study's stop (its record stays "started": it resumes)."""
     if not TRAIN_NET.is_file():
         raise StudyError(
             f"train_net.py not found at {TRAIN_NET} (the study runs the repository's entry point)"
@@ -188,17 +220,18 @@ def run_study_run(
     start = time.time()
     load = os.getloadavg()[0]
     with open(run.output_dir / CONSOLE, "w") as console:
-        process = subprocess.Popen(command, stdout=console, stderr=subprocess.STDOUT)
+        process = _start(command, console, stop)
         while True:
             try:
-                returncode = process.wait(timeout=poll_seconds)
+                process.wait(timeout=poll_seconds)
                 break
             except subprocess.TimeoutExpired:
                 on_iteration(_last_iteration(run.output_dir))
-            except BaseException:  # Ctrl-C: stop the training too; --resume continues it
+            except BaseException:  # this thread failed: stop the training too
                 process.kill()
                 process.wait()
                 raise
+    returncode = _ended(process, run, stop)
     if returncode != 0:
         tail = (run.output_dir / CONSOLE).read_text()[-3000:]
         raise StudyError(
@@ -216,7 +249,7 @@ def run_study_run(
     return record
 
 
-def reevaluate_study_run(run: StudyRun, python: str) -> dict:
+def reevaluate_study_run(run: StudyRun, python: str, stop: Optional[StudyStop] = None) -> dict:
     """Evaluates the final model of the done run ``run`` again, with ``python train_net.py
     --eval-only`` and the run's own arguments (so on its config's current test datasets),
     into ``<run>/reevaluation/``; updates and returns its record: ``metrics`` are the new
@@ -236,7 +269,9 @@ def reevaluate_study_run(run: StudyRun, python: str) -> dict:
                "MODEL.WEIGHTS", str(weights), "OUTPUT_DIR", str(output_dir)]
     commit, start = _commit(), time.time()
     with open(output_dir / CONSOLE, "w") as console:
-        returncode = subprocess.run(command, stdout=console, stderr=subprocess.STDOUT).returncode
+        process = _start(command, console, stop)
+        process.wait()
+    returncode = _ended(process, run, stop)
     if returncode != 0 or not results_path.is_file():
         tail = (output_dir / CONSOLE).read_text()[-3000:]
         raise StudyError(

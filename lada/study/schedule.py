@@ -3,17 +3,20 @@
 Each run is a ``train_net.py`` process (:mod:`lada.study.runs`); a thread per slot waits
 on one. After each finished run ``on_run_done`` is called (the study rewrites its report
 then), one call at a time. The first failure stops the study: queued runs do not start,
-running ones finish, and the failure is raised.
+running ones finish, and the failure is raised. A signal stops it too
+(:mod:`lada.study.stopping`): queued runs do not start, running ones save a checkpoint,
+and :class:`~lada.study.stopping.StudyStopped` is raised.
 """
 from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Callable, Collection, Dict, Sequence
+from typing import Callable, Collection, Dict, List, Sequence
 
 from tqdm import tqdm
 
-from .runs import StudyRun, reevaluate_study_run, run_study_run
+from .runs import RunStopped, StudyRun, reevaluate_study_run, run_study_run
+from .stopping import StudyStop, StudyStopped
 
 __all__ = ["run_study"]
 
@@ -63,16 +66,22 @@ def run_study(
         to_do = [r for r in runs if r not in done]
         progress = _Progress(len(runs), len(done), reevaluate)
     failed = threading.Event()  # after a failure, queued runs do not start
+    stop = StudyStop()
+    stopped: List[RunStopped] = []
 
     def execute(run: StudyRun) -> None:
-        if failed.is_set():
+        if failed.is_set() or stop.requested:
             return
         progress.show(run, 0)
         try:
             if reevaluate:
-                reevaluate_study_run(run, python)
+                reevaluate_study_run(run, python, stop)
             else:
-                run_study_run(run, python, lambda iteration: progress.show(run, iteration))
+                run_study_run(run, python, lambda iteration: progress.show(run, iteration),
+                              stop=stop)
+        except RunStopped as ended:
+            stopped.append(ended)
+            return
         except BaseException:
             failed.set()
             raise
@@ -81,9 +90,29 @@ def run_study(
             on_run_done()
 
     pool = ThreadPoolExecutor(max_workers=jobs)
+    stop.install()
     try:
         for future in as_completed([pool.submit(execute, r) for r in to_do]):
             future.result()  # the first failure stops the study; running trainings finish
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    progress.bar.close()
+        stop.restore()
+        progress.bar.close()
+    if stop.requested:
+        raise StudyStopped(_stopped_message(stop.signal_name(), stopped, reevaluate),
+                           stop.signals[0])
+
+
+def _stopped_message(signal_name: str, stopped: List[RunStopped], reevaluate: bool) -> str:
+    """What the stop left: each run stopped while running, and how to continue."""
+    saved = 128 + 2, 128 + 15  # SIGINT, SIGTERM after a checkpoint (lada.engine.interrupt)
+    if not stopped:
+        left = "no run was running"
+    elif reevaluate:
+        left = "stopped: " + ", ".join(str(s) for s in stopped)
+    else:
+        left = "; ".join(
+            f"{s} saved a checkpoint" if s.returncode in saved else
+            f"{s} stopped (exit code {s.returncode}) and continues from its last complete "
+            "checkpoint" for s in stopped)
+    return f"stopped by {signal_name}: {left}. Run the same command again to continue"
