@@ -9,11 +9,17 @@ machines, through ``torch.distributed`` and detectron2's ``comm``.
   process per GPU, NCCL); without CUDA, ``--num-gpus`` processes per machine over gloo
   (detectron2 v0.6's workers require CUDA and NCCL; upstream's later launcher also falls
   back to gloo).
+
+When the spawned processes stop on Ctrl-C or SIGTERM (each saves a checkpoint and exits
+with 128 + the signal, :mod:`lada.engine.interrupt`), the process that spawned them, which
+got the terminal's Ctrl-C too, waits for them and exits with that code, without the
+``KeyboardInterrupt`` or ``ProcessExitedException`` traceback of its wait.
 """
 from __future__ import annotations
 
 import functools
 import os
+import signal
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping, Optional, Sequence
@@ -31,6 +37,8 @@ from ..harmless_warnings import TYPED_STORAGE, ignoring
 __all__ = ["EnvLayout", "launch"]
 
 ENV_URL = "env://"
+STOPPED_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+"""Exit codes of a training process stopped by a signal after its checkpoint."""
 TIMEOUT = timedelta(minutes=30)  # detectron2's DEFAULT_TIMEOUT
 
 
@@ -52,9 +60,14 @@ def launch(
         return
     _refuse_launcher_environment(os.environ)
     world_size = num_machines * num_gpus_per_machine
-    if torch.cuda.is_available() or world_size == 1:
+    if world_size == 1:  # no process is spawned: this one trains
         detectron2_launch(main_func, num_gpus_per_machine, num_machines=num_machines,
                           machine_rank=machine_rank, dist_url=dist_url, args=args)
+        return
+    if torch.cuda.is_available():
+        _spawning(lambda: detectron2_launch(
+            main_func, num_gpus_per_machine, num_machines=num_machines,
+            machine_rank=machine_rank, dist_url=dist_url, args=args))
         return
     if dist_url == "auto":
         if num_machines != 1:
@@ -64,7 +77,23 @@ def launch(
     if num_gpus_per_machine == 1:  # one process on this machine: this one
         _cpu_worker(0, *worker_args)
     else:
-        mp.spawn(_cpu_worker, nprocs=num_gpus_per_machine, args=worker_args, daemon=False)
+        _spawning(lambda: mp.spawn(_cpu_worker, nprocs=num_gpus_per_machine, args=worker_args,
+                                   daemon=False))
+
+
+def _spawning(spawn_and_wait: Callable[[], None]) -> None:
+    """Runs ``spawn_and_wait`` (it starts the training processes and waits for them);
+    when they stop on a signal, exits with their ``128 + signal`` instead of a traceback:
+    on Ctrl-C, which reached them too, after waiting for them (multiprocessing joins its
+    non-daemonic processes at exit) to write their checkpoint."""
+    try:
+        spawn_and_wait()
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None
+    except mp.ProcessExitedException as error:
+        if error.exit_code in STOPPED_EXIT_CODES:
+            raise SystemExit(error.exit_code) from None
+        raise
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
 """train_net.py end to end on a tiny synthetic dataset: train, --eval-only, --resume."""
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -15,8 +18,8 @@ def tiny(tmp_path_factory):
     return generate(tmp_path_factory.mktemp("tiny"), SyntheticSpec(num_train=8, num_val=4))
 
 
-def _train_net(tiny, output_dir, *extra):
-    command = [
+def _command(tiny, output_dir, *extra):
+    return [
         sys.executable, str(REPO / "train_net.py"),
         "--config-file", str(REPO / "configs/quick/atss.yaml"),
         "--dataset", "tiny_train", str(tiny["train"]), str(tiny["train_images"]),
@@ -32,6 +35,10 @@ def _train_net(tiny, output_dir, *extra):
         "MODEL.FCOS.SCORE_THRESH_TEST", "0.0",
         "OUTPUT_DIR", str(output_dir),
     ]
+
+
+def _train_net(tiny, output_dir, *extra):
+    command = _command(tiny, output_dir, *extra)
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout + done.stderr
@@ -85,3 +92,32 @@ def test_two_processes_on_the_cpu(tiny, tmp_path):
     assert "World size: 2" in log
     assert "on 2 devices" in log  # distributed inference as well
     assert (tmp_path / "ddp" / "model_final.pth").is_file()
+
+
+def test_ctrl_c_stops_two_processes_with_a_checkpoint_and_no_traceback(tiny, tmp_path):
+    # the terminal's Ctrl-C reaches the process group: both training processes stop after
+    # the same iteration with rank 0's checkpoint, and the process that spawned them waits
+    # and exits 130 without the traceback of its wait (lada/engine/launch.py)
+    out = tmp_path / "ddp"
+    run = subprocess.Popen(
+        _command(tiny, out, "--num-gpus", "2", "SOLVER.MAX_ITER", "100000",
+                 "SOLVER.STEPS", "(90000,)", "SOLVER.CHECKPOINT_PERIOD", "100000"),
+        cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,  # as a terminal's job
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while "Starting training from iteration 0" not in _text(out / "log.txt"):
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()[1][-3000:]
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    stopped = [line for line in (stdout + stderr).splitlines() if "stopped by SIGINT after" in line]
+    assert len(stopped) == 1  # rank 0's line, naming the checkpoint it saved
+    saved = sorted(p.name for p in out.glob("model_*.pth"))
+    assert len(saved) == 1 and saved[0] in stopped[0]
+
+
+def _text(path):
+    return path.read_text() if path.is_file() else ""
