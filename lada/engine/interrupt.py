@@ -35,9 +35,13 @@ from detectron2.utils import comm
 
 from .resume import LAST_CHECKPOINT
 
-__all__ = ["STOP_SIGNALS", "StopOnSignal", "StopSignals"]
+__all__ = ["STOP_SIGNALS", "STOPPED_EXIT_CODES", "StopOnSignal", "StopSignals"]
 
 logger = logging.getLogger(__name__)
+
+
+STOPPED_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
+"""The exit codes of a training process that stopped on a signal after its checkpoint."""
 
 
 class StopSignals:

@@ -33,12 +33,11 @@ from detectron2.utils import comm
 
 from ..compat import create_local_process_group
 from ..harmless_warnings import TYPED_STORAGE, ignoring
+from .interrupt import STOPPED_EXIT_CODES
 
 __all__ = ["EnvLayout", "launch"]
 
 ENV_URL = "env://"
-STOPPED_EXIT_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM)
-"""Exit codes of a training process stopped by a signal after its checkpoint."""
 TIMEOUT = timedelta(minutes=30)  # detectron2's DEFAULT_TIMEOUT
 
 

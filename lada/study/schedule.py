@@ -15,6 +15,7 @@ from typing import Callable, Collection, Dict, List, Sequence
 
 from tqdm import tqdm
 
+from ..engine.interrupt import STOPPED_EXIT_CODES
 from .runs import RunStopped, StudyRun, reevaluate_study_run, run_study_run
 from .stopping import StudyStop, StudyStopped
 
@@ -105,14 +106,13 @@ def run_study(
 
 def _stopped_message(signal_name: str, stopped: List[RunStopped], reevaluate: bool) -> str:
     """What the stop left: each run stopped while running, and how to continue."""
-    saved = 128 + 2, 128 + 15  # SIGINT, SIGTERM after a checkpoint (lada.engine.interrupt)
     if not stopped:
         left = "no run was running"
     elif reevaluate:
         left = "stopped: " + ", ".join(str(s) for s in stopped)
     else:
         left = "; ".join(
-            f"{s} saved a checkpoint" if s.returncode in saved else
+            f"{s} saved a checkpoint" if s.returncode in STOPPED_EXIT_CODES else
             f"{s} stopped (exit code {s.returncode}) and continues from its last complete "
             "checkpoint" for s in stopped)
     return f"stopped by {signal_name}: {left}. Run the same command again to continue"

@@ -21,9 +21,10 @@ import subprocess
 import threading
 from typing import List, Optional, Set
 
-__all__ = ["StudyStop", "StudyStopped", "STOP_SIGNALS"]
+__all__ = ["STUDY_SIGNALS", "StudyStop", "StudyStopped"]
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STUDY_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop a study."""
 
 
 class StudyStopped(Exception):
@@ -52,7 +53,7 @@ class StudyStop:
         study keeps the default handling)."""
         if threading.current_thread() is not threading.main_thread():
             return
-        for number in STOP_SIGNALS:
+        for number in STUDY_SIGNALS:
             self._previous[number] = signal.signal(number, self._handle)
 
     def restore(self) -> None:
