@@ -13,10 +13,14 @@ from lada.engine.interrupt import StopOnSignal, StopSignals
 
 @pytest.fixture
 def signals():
+    # Ctrl-C as Python starts in a terminal, whatever started the tests (a job started in
+    # the background by a shell without job control inherits SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     handlers = StopSignals()
     assert handlers.install()
     yield handlers
     handlers.restore()
+    signal.signal(signal.SIGINT, previous)
 
 
 def _deliver(signum):
