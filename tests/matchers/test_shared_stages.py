@@ -46,9 +46,10 @@ def test_pairs_with_overlap_are_exact(max_pairs):
     pred[2, 7, 2] = float("inf")
     inputs = replace(inputs, pred_boxes=pred)
     gts = BatchGTs.of(inputs)
-    among = torch.rand(inputs.num_images * inputs.num_points, generator=torch.Generator()
-                       .manual_seed(0)) < 0.7
-    for subset in (None, among):
+    draw = torch.rand(inputs.num_images * inputs.num_points, generator=torch.Generator()
+                      .manual_seed(0))
+    for subset in (None, draw < 0.3, draw < 0.95):  # a sparse subset searched alone, a dense
+        # one (above overlaps.DENSE_SUBSET) filtered from the full search
         parts = list(pairs_with_overlap(inputs, gts, among=subset, max_pairs=max_pairs))
         found = [(g, k) for part in parts for g, k in zip(part.gt.tolist(), part.key.tolist())]
         assert len(found) == len(set(found))  # each pair once

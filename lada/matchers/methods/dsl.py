@@ -18,7 +18,7 @@ from ..stages.class_costs import ClassSummedCost, soft_label_term
 from ..stages.coverage import inside_some_box
 from ..stages.geometry import box_centers, paired_iou
 from ..stages.dynamic_k import dynamic_k
-from ..stages.overlaps import OverlapPairs, pairs_with_overlap
+from ..stages.overlaps import pairs_with_overlap
 from ..stages.pairs import WindowIndex, level_maxima, widen
 from ..stages.ranking import first_k_per_group
 from ..validation import require_in_range, require_nonnegative, require_positive_int
@@ -146,12 +146,7 @@ class DSLMatcher(BatchMatcher):
         centers = box_centers(gts.boxes.double())
         k = torch.ones(len(gts), dtype=torch.long, device=valid.device)
         parts = []
-        for pairs in pairs_with_overlap(inputs, gts):  # whole GTs per part
-            # V filters the pairs found on the full grid: a search of V's scattered points
-            # costs more than the pairs outside V
-            in_v = valid.index_select(0, pairs.key).nonzero().squeeze(1)
-            pairs = OverlapPairs(*(x.index_select(0, in_v) for x in (pairs.gt, pairs.key,
-                                                                      pairs.iou)))
+        for pairs in pairs_with_overlap(inputs, gts, among=valid):  # whole GTs per part
             k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk))
             distance = self._distance(inputs, gts, pairs.gt, pairs.key, centers)
             near = (distance <= radius).nonzero().squeeze(1)

@@ -133,10 +133,8 @@ class SimOTAMatcher(BatchMatcher):
         candidate = torch.zeros(num_keys, dtype=torch.bool, device=region.key.device)
         candidate[region.key] = True  # U, the union of the regions
         k = torch.ones(len(gts), dtype=torch.long, device=candidate.device)
-        for pairs in pairs_with_overlap(inputs, gts):  # whole GTs per part, U filtered after:
-            in_u = candidate.index_select(0, pairs.key).nonzero().squeeze(1)
-            gt, iou = pairs.gt.index_select(0, in_u), pairs.iou.index_select(0, in_u)
-            k = torch.maximum(k, dynamic_k(gt, iou, len(gts), self.topk_iou))  # step 3
+        for pairs in pairs_with_overlap(inputs, gts, among=candidate):  # whole GTs per part
+            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk_iou))  # step 3
         costs = _RegionCosts(inputs, gts, region, self.iou_weight)
         gt, key = _select(region, k, costs)  # step 4
         return MatchResult(gt_index=gts.local_gt_index(_resolve(region, gt, key, costs, gts)))

@@ -49,7 +49,8 @@ def _dynamic_k_of_range(gt: torch.Tensor, iou: torch.Tensor, num_gts: int, q: in
     kept = (bins >= lowest_bin.index_select(0, gt)).nonzero().squeeze(1)
     gt, iou = gt.index_select(0, kept), iou.index_select(0, kept)
     q_of_gt = torch.full((num_gts,), q, dtype=torch.long, device=gt.device)
-    top = first_k_per_group(gt, -iou, None, q_of_gt)  # (gt, rank) order, equal IoUs in any
+    top = first_k_per_group(gt, -iou, None, q_of_gt,  # (gt, rank) order, equal IoUs in any
+                            every_group=True)  # each GT keeps the pairs of its q-th's bin
     gt, iou = gt.index_select(0, top), iou.index_select(0, top).double()
     counts = torch.bincount(gt, minlength=num_gts)
     rank = torch.arange(len(gt), device=gt.device) - (counts.cumsum(0) - counts).index_select(0, gt)

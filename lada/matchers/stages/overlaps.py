@@ -27,7 +27,14 @@ from .batch import BatchGTs, ImagesSideBySide
 from .geometry import paired_iou
 from .pairs import WindowIndex, widen
 
-__all__ = ["REACH_EDGES", "OverlapPairs", "box_reach", "pairs_with_overlap"]
+__all__ = ["DENSE_SUBSET", "REACH_EDGES", "OverlapPairs", "box_reach", "pairs_with_overlap"]
+
+DENSE_SUBSET = 0.8
+"""Above this fraction of the searchable points, :func:`pairs_with_overlap` searches all
+of them and keeps the subset's pairs after: a subset's scattered points lose the full
+grid's one row search per window, which then costs more than the pairs outside it
+(measured at G = 1,000 and 5,000: equal near 80 %, the subset search 2-9x faster at
+1-20 %)."""
 
 REACH_EDGES = (1.0, 2.0, 4.0, 8.0, 16.0)
 """Upper edges, in strides of the point's level, of the reach groups of
@@ -67,7 +74,9 @@ def pairs_with_overlap(
     """Every (GT, point) pair of the batch whose point's predicted box overlaps the GT
     (``u > 0``), exactly (module docstring), in parts of consecutive whole GT boxes
     holding about ``max_pairs`` (``pairs.MAX_CHUNK_ELEMENTS``) searched points each.
-    ``among`` (N * R,) bool: only the points (flat keys) where it is True; all if None."""
+    ``among`` (N * R,) bool: only the points (flat keys) where it is True; all if None.
+    A sparse ``among`` is searched alone, a dense one (``DENSE_SUBSET``) filters the
+    pairs of the full search."""
     points, strides = inputs.points.double(), inputs.strides.double()
     num_images, num_points = gts.num_images, gts.num_points
     levels = inputs.num_points_per_level
@@ -82,8 +91,9 @@ def pairs_with_overlap(
                                                              edges)  # (N * R,)
     image = torch.arange(num_images, device=points.device).repeat_interleave(num_points)
     searched = torch.isfinite(inputs.pred_boxes).all(dim=-1).reshape(-1)  # else u = 0
-    if among is not None:
-        searched &= among
+    kept = None if among is None else searched & among
+    if kept is not None and int(kept.sum()) <= DENSE_SUBSET * int(searched.sum()):
+        searched, kept = kept, None
     entries = searched.nonzero().squeeze(1)
     reach = torch.where(searched, reach, torch.zeros_like(reach))
     # the largest reach of each image's group: how far that group's boxes extend
@@ -107,7 +117,10 @@ def pairs_with_overlap(
     for gt, entry in index.pairs(windows, max_pairs):
         key = order.index_select(0, entry)
         predicted = flat_boxes.index_select(0, key)
-        overlapping = _overlaps(predicted, gts.boxes.index_select(0, gt)).nonzero().squeeze(1)
+        overlapping = _overlaps(predicted, gts.boxes.index_select(0, gt))
+        if kept is not None:
+            overlapping &= kept.index_select(0, key)
+        overlapping = overlapping.nonzero().squeeze(1)
         gt, key = gt.index_select(0, overlapping), key.index_select(0, overlapping)
         iou = paired_iou(predicted.index_select(0, overlapping), gts.boxes.index_select(0, gt))
         yield OverlapPairs(gt=gt, key=key, iou=iou)

@@ -62,7 +62,7 @@ def sort_within_groups(
 
 def first_k_per_group(
     group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
-    exact: bool = True,
+    exact: bool = True, every_group: bool = False,
 ) -> torch.Tensor:
     """Indices into the P pairs of those ranked below ``k[group]`` within their group
     (lowest scores first, ties to the lower point, in any order without ``point``;
@@ -70,8 +70,9 @@ def first_k_per_group(
     pairs per group are first narrowed by a histogram of each group's scores, so that the
     sorts see about k pairs per group. The work covers the groups from the lowest to the
     highest in ``group``, not all G: a caller may rank its pairs in parts of consecutive
-    groups."""
-    if len(group):
+    groups. ``every_group``: the work covers all G without finding the range first (two
+    host synchronisations on a GPU), for a caller whose pairs span it."""
+    if len(group) and not every_group:
         low, high = int(group.min()), int(group.max())
         if low > 0 or high < len(k) - 1:
             return first_k_per_group(group - low, score, point, k[low : high + 1], exact)
