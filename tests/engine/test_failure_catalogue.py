@@ -843,10 +843,10 @@ WORKED_NAMES = {case.__name__ for case in WORKED}
 
 
 @pytest.fixture
-def workspace(tmp_path_factory, monkeypatch, tried, working_folder, request):
+def workspace(tmp_path, monkeypatch, tried, working_folder, request):
     """A case's own folder. Logger handlers that train_net's setup adds are removed
     afterwards."""
-    root = tmp_path_factory.mktemp(request.node.callspec.id)
+    root = tmp_path  # removed when the case passes (pyproject: tmp_path_retention_policy)
     monkeypatch.chdir(working_folder)
     loggers = [logging.getLogger(name) for name in ("detectron2", "fvcore", "lada")]
     saved = [(lg, list(lg.handlers), lg.propagate, lg.level) for lg in loggers]
