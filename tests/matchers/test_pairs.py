@@ -18,7 +18,9 @@ from lada.matchers.stages.geometry import anchor_boxes
 from lada.matchers.stages.pairs import WindowIndex, gt_chunks
 from lada.matchers.stages.candidates import lowest_pairs_per_gt_and_level
 from lada.matchers.stages.preliminary import preliminary_iou_match
-from lada.matchers.stages.scores import anchor_losses, anchor_losses_of_pairs, one_hot_focal_losses
+from lada.matchers.stages.class_costs import ClassSummedCost, focal_term
+from lada.matchers.stages.scores import (anchor_losses, anchor_losses_of_pairs,
+                                         constant_target_focal_losses, one_hot_focal_losses)
 
 MATCHER_CLASSES = {"fcos": fcos.FCOSMatcher, "atss": atss.ATSSMatcher, "paa": paa.PAAMatcher,
                    "lada": lada.LADAMatcher, "ciou_atss": ciou_atss.CIoUATSSMatcher,
@@ -104,6 +106,28 @@ def test_one_hot_focal_losses_are_fvcores_bit_for_bit():
                                  focal_gamma=gamma)[0]
             same = (sums.view(torch.int32) == expected.sum(1).view(torch.int32))
             assert (same | (sums.isnan() & expected.sum(1).isnan())).all()
+
+
+def test_constant_target_focal_losses_and_ota_background_are_fvcores_bit_for_bit():
+    # float32 in the fast form, float64 through fvcore; the all-zero sums of OTA's class
+    # costs in blocks of 384 rows (three blocks here) equal fvcore's on all rows at once
+    generator = torch.Generator().manual_seed(7)
+    logits = torch.randn(1000, 80, generator=generator) * 6 - 2
+    extremes = torch.tensor([float("inf"), -float("inf"), 0.0, -0.0, 1e-30, 90.0, -90.0, 1e4])
+    logits.view(-1)[torch.randint(0, logits.numel(), (8,), generator=generator)] = extremes
+    for dtype in (torch.float32, torch.float64):
+        for target in (0, 1):
+            for alpha, gamma in ((0.25, 2.0), (0.5, 1.5)):
+                x = logits.to(dtype)
+                expected = fvcore_focal_loss(x, torch.full_like(x, float(target)), alpha=alpha,
+                                             gamma=gamma)
+                found = constant_target_focal_losses(x, target, alpha, gamma)
+                assert torch.equal(found.isnan(), expected.isnan())
+                assert torch.equal(found.nan_to_num(-1.0), expected.nan_to_num(-1.0))
+    finite = logits.clamp(-50, 50)
+    background = ClassSummedCost(finite[None], focal_term()).negative_sums()
+    direct = fvcore_focal_loss(finite, torch.zeros_like(finite), alpha=0.25, gamma=2.0)
+    assert torch.equal(background, direct.sum(dim=1, dtype=torch.float64))
 
 
 def test_gt_chunks_cover_every_gt_in_bounded_ranges():

@@ -8,7 +8,7 @@ and every other class at target 0:
                = sum_c term(z_pc, 0) - term(z_{p c_g}, 0) + term(z_{p c_g}, y),
 
 so it needs the point's all-zero sum once per point (computed when first asked for, in
-row chunks of bounded size, like the detector's own classification loss) and two scalar
+blocks of rows that stay in the CPU's cache, ``scores.CACHED_ELEMENTS``) and two scalar
 terms per pair. The C all-zero terms of every point, the bulk of the work, are computed
 in the logits' precision (float32) and summed in float64; the two terms of a pair in
 float64. A cost then agrees with a float64 evaluation to a few float32 steps of its
@@ -28,7 +28,7 @@ import torch
 from fvcore.nn import sigmoid_focal_loss
 from torch.nn import functional as F
 
-from .pairs import MAX_CHUNK_ELEMENTS
+from .scores import CACHED_ELEMENTS, constant_target_focal_losses
 
 __all__ = ["ClassSummedCost", "ClassTerm", "focal_term", "soft_label_term"]
 
@@ -37,9 +37,13 @@ ClassTerm = Callable[[torch.Tensor, torch.Tensor, Target], torch.Tensor]
 
 
 def focal_term(alpha: float = 0.25, gamma: float = 2.0) -> ClassTerm:
-    """The sigmoid focal loss (alpha, gamma) of each logit against its target (OTA)."""
+    """The sigmoid focal loss (alpha, gamma) of each logit against its target (OTA);
+    fvcore's, bit for bit (at a constant 0 or 1 in fewer passes,
+    ``scores.constant_target_focal_losses``)."""
 
     def term(logits: torch.Tensor, keys: torch.Tensor, target: Target) -> torch.Tensor:
+        if isinstance(target, float) and target in (0.0, 1.0):
+            return constant_target_focal_losses(logits, int(target), alpha, gamma)
         target = torch.as_tensor(target, dtype=logits.dtype, device=logits.device)
         return sigmoid_focal_loss(logits, target.expand_as(logits), alpha=alpha, gamma=gamma)
 
@@ -80,7 +84,7 @@ class ClassSummedCost:
         if keys is not None:
             missing &= torch.zeros_like(self._known).index_fill_(0, keys, True)
         rows = missing.nonzero().squeeze(1)
-        step = max(MAX_CHUNK_ELEMENTS // max(self.logits.shape[1], 1), 1)
+        step = max(CACHED_ELEMENTS // max(self.logits.shape[1], 1) // 64 * 64, 64)
         for start in range(0, len(rows), step):
             chunk = rows[start : start + step]
             terms = self.term(self.logits.index_select(0, chunk), chunk, 0.0)

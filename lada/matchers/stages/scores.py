@@ -12,10 +12,10 @@ from torchvision.ops import generalized_box_iou_loss
 
 from .geometry import clamp_inverted, paired_iou, side_distances
 
-__all__ = ["REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs", "deviation_loss",
-           "one_hot_focal_losses"]
+__all__ = ["CACHED_ELEMENTS", "REG_LOSSES", "anchor_losses", "anchor_losses_of_pairs",
+           "constant_target_focal_losses", "deviation_loss", "one_hot_focal_losses"]
 
-_CACHED_ELEMENTS = 1 << 15
+CACHED_ELEMENTS = 1 << 15
 """Logits per block of :func:`anchor_losses` (128 KiB of float32): the focal loss's
 passes over a block stay in the CPU's cache. A block starts at a multiple of 64
 elements, so every element takes the same (vectorised or not) evaluation of the sigmoid
@@ -42,7 +42,7 @@ def anchor_losses(
     cls (P,), reg (P,). The focal losses are fvcore's, bit for bit
     (:func:`one_hot_focal_losses`), summed in blocks of rows that stay in the CPU's
     cache (each row's sum is the same)."""
-    rows = max(_CACHED_ELEMENTS // max(pred_logits.shape[1], 1) // 64 * 64, 64)
+    rows = max(CACHED_ELEMENTS // max(pred_logits.shape[1], 1) // 64 * 64, 64)
     cls = [one_hot_focal_losses(logits, classes, focal_alpha, focal_gamma).sum(1)
            for logits, classes in zip(pred_logits.split(rows), gt_classes.split(rows))]
     cls = torch.cat(cls) if cls else pred_logits.new_zeros(0)
@@ -65,6 +65,20 @@ def one_hot_focal_losses(
     positive = _focal_terms(logits.gather(1, own), p.gather(1, own), log_p.gather(1, own), 1,
                             alpha, gamma)
     return losses.scatter_(1, own, positive)
+
+
+def constant_target_focal_losses(
+    logits: torch.Tensor, target: int, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
+    """fvcore's ``sigmoid_focal_loss(logits, full_like(logits, target), alpha, gamma)``
+    for a target of 0 or 1, any shape, bit for bit: for float32 logits in half of its
+    elementwise passes (:func:`_focal_terms`) where that is exact, fvcore's own otherwise
+    (in float64, torch's log-sigmoid and BCE with logits round differently)."""
+    if logits.dtype != torch.float32 or not _exact_terms(alpha, gamma):
+        return sigmoid_focal_loss(logits, torch.full_like(logits, float(target)), alpha=alpha,
+                                  gamma=gamma)
+    return _focal_terms(logits, torch.sigmoid(logits), F.logsigmoid(logits), target, alpha,
+                        gamma)
 
 
 def _exact_terms(alpha: float, gamma: float) -> bool:
@@ -118,7 +132,7 @@ def anchor_losses_of_pairs(
     if _exact_terms(focal_alpha, focal_gamma):
         negative = torch.empty_like(logits)
         negative_sum = logits.new_empty(len(logits), dtype=torch.float64)
-        rows = max(_CACHED_ELEMENTS // max(num_classes, 1) // 64 * 64, 64)
+        rows = max(CACHED_ELEMENTS // max(num_classes, 1) // 64 * 64, 64)
         for start in range(0, len(logits), rows):  # blocks in the CPU's cache (anchor_losses)
             block = logits[start:start + rows]
             terms = _focal_terms(block, torch.sigmoid(block), F.logsigmoid(block), 0,
