@@ -22,9 +22,9 @@ from typing import Iterator, Optional
 
 import torch
 
+from ...geometry import clamped_areas, iou_from_parts, overlap_sides
 from ..contract import MatchInputs
 from .batch import BatchGTs, ImagesSideBySide
-from .geometry import paired_iou
 from .pairs import WindowIndex, widen
 
 __all__ = ["DENSE_SUBSET", "REACH_EDGES", "OverlapPairs", "box_reach", "pairs_with_overlap"]
@@ -114,24 +114,19 @@ def pairs_with_overlap(
     windows = torch.cat([boxes[:, None, :2] - grown, boxes[:, None, 2:] + grown], dim=2)
     windows = strip.windows(widen(windows), gts.image)
     flat_boxes = inputs.pred_boxes.reshape(-1, 4)
+    predicted_area, gt_area = clamped_areas(flat_boxes), clamped_areas(gts.boxes)
     for gt, entry in index.pairs(windows, max_pairs):
         key = order.index_select(0, entry)
-        predicted = flat_boxes.index_select(0, key)
-        overlapping = _overlaps(predicted, gts.boxes.index_select(0, gt))
+        width, height = overlap_sides(flat_boxes.index_select(0, key),
+                                      gts.boxes.index_select(0, gt))
+        # u > 0 exactly: a positive-area overlap (an inverted prediction has none; the
+        # non-finite ones are not searched), whose finite union holds it
+        overlapping = (width > 0) & (height > 0)
         if kept is not None:
             overlapping &= kept.index_select(0, key)
         overlapping = overlapping.nonzero().squeeze(1)
         gt, key = gt.index_select(0, overlapping), key.index_select(0, overlapping)
-        iou = paired_iou(predicted.index_select(0, overlapping), gts.boxes.index_select(0, gt))
+        overlap = width.index_select(0, overlapping) * height.index_select(0, overlapping)
+        iou = iou_from_parts(overlap, predicted_area.index_select(0, key),
+                             gt_area.index_select(0, gt))
         yield OverlapPairs(gt=gt, key=key, iou=iou)
-
-
-def _overlaps(predicted: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
-    """Whether finite predicted boxes (P, 4) overlap their GT boxes (P, 4) with positive
-    area, i.e. ``u > 0`` (a finite union holds the positive overlap): comparisons only,
-    exact in any precision; an inverted prediction has ``u = 0`` (a non-finite one too,
-    but those are not searched)."""
-    x0, y0, x1, y1 = predicted.unbind(dim=-1)
-    u0, v0, u1, v1 = gt_boxes.unbind(dim=-1)
-    return ((torch.minimum(x1, u1) > torch.maximum(x0, u0))
-            & (torch.minimum(y1, v1) > torch.maximum(y0, v0)))
