@@ -43,7 +43,9 @@ def paired_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
                           clamped_areas(boxes2))
 
 
-def overlap_sides(boxes1: torch.Tensor, boxes2: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def overlap_sides(
+    boxes1: torch.Tensor, boxes2: torch.Tensor
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """Width and height (...) of the intersection of broadcast box pairs (..., 4),
     (..., 4), negative where they do not overlap: both are positive exactly when the
     boxes overlap with positive area (a difference of floats is 0 only if they are
@@ -60,7 +62,9 @@ def clamped_areas(boxes: torch.Tensor) -> torch.Tensor:
     return (x1 - x0).clamp(min=0) * (y1 - y0).clamp(min=0)
 
 
-def iou_from_parts(overlap: torch.Tensor, area1: torch.Tensor, area2: torch.Tensor) -> torch.Tensor:
+def iou_from_parts(
+    overlap: torch.Tensor, area1: torch.Tensor, area2: torch.Tensor
+) -> torch.Tensor:
     """:func:`paired_iou` from the pairs' intersection areas and their boxes'
     :func:`clamped_areas` (...): the same values to the bit, for a caller that has the
     parts at hand."""

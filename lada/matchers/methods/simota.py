@@ -134,7 +134,8 @@ class SimOTAMatcher(BatchMatcher):
         candidate[region.key] = True  # U, the union of the regions
         k = torch.ones(len(gts), dtype=torch.long, device=candidate.device)
         for pairs in pairs_with_overlap(inputs, gts, among=candidate):  # whole GTs per part
-            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts), self.topk_iou))  # step 3
+            k = torch.maximum(k, dynamic_k(pairs.gt, pairs.iou, len(gts),
+                                           self.topk_iou))  # step 3
         costs = _RegionCosts(inputs, gts, region, self.iou_weight)
         gt, key = _select(region, k, costs)  # step 4
         return MatchResult(gt_index=gts.local_gt_index(_resolve(region, gt, key, costs, gts)))

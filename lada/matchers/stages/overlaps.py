@@ -92,8 +92,10 @@ def pairs_with_overlap(
     image = torch.arange(num_images, device=points.device).repeat_interleave(num_points)
     searched = torch.isfinite(inputs.pred_boxes).all(dim=-1).reshape(-1)  # else u = 0
     kept = None if among is None else searched & among
-    if kept is not None and int(kept.sum()) <= DENSE_SUBSET * int(searched.sum()):
-        searched, kept = kept, None
+    if kept is not None:
+        subset, searchable = torch.stack([kept.sum(), searched.sum()]).tolist()  # one sync
+        if subset <= DENSE_SUBSET * searchable:
+            searched, kept = kept, None
     entries = searched.nonzero().squeeze(1)
     reach = torch.where(searched, reach, torch.zeros_like(reach))
     # the largest reach of each image's group: how far that group's boxes extend
