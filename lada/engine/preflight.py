@@ -47,9 +47,14 @@ def check_dataset_files(
 
 
 def _how_to_make(json_file: Path) -> str:
+    """The hint after a missing file: a relative path is read from the working folder
+    (the configs of the repository name the embedded dataset from its root)."""
+    hint = ""
+    if not json_file.is_absolute():
+        hint = f" (a relative path, read from the working folder {Path.cwd()})"
     if json_file.parent.parent.parts[-len(EMBEDDED_ROOT.parts):] == EMBEDDED_ROOT.parts:
-        return f"; it is the embedded synthetic dataset: make it with {MAKE_EMBEDDED}"
-    return ""
+        hint += f"; it is the embedded synthetic dataset: make it with {MAKE_EMBEDDED}"
+    return hint
 
 
 def check_registrations_used(

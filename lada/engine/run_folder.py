@@ -4,7 +4,10 @@ alone (``--config-file OUTPUT_DIR/config.yaml``) by ``--eval-only``, ``tools/pre
 and the other tools.
 
 * ``DATASETS.REGISTER_COCO`` holds the datasets given with ``--dataset``
-  (:func:`lada.engine.setup.build_cfg`), so the reused config registers them again.
+  (:func:`lada.engine.setup.build_cfg`), so the reused config registers them again, and
+  every registration's paths absolute (a config's own relative paths, such as the quick
+  configs' ``datasets/synthetic/...``, resolved from the training's working folder), so
+  that the reused config finds the data from any folder.
 * With the own-data recipe, the saved keys are those the recipe chose and
   ``RECIPE.APPLIED`` is True, so a reuse keeps the sizes and schedule that were trained
   instead of choosing them again from whatever data it is given.
@@ -32,13 +35,17 @@ logger = logging.getLogger(__name__)
 def save_run_config(cfg: CfgNode) -> Path | None:
     """Writes ``cfg`` to ``OUTPUT_DIR/config.yaml`` on the main process (through a
     temporary file, so an interrupted write leaves the previous file whole), with
-    ``RECIPE.APPLIED`` set when the recipe is enabled and ``OUTPUT_DIR`` absolute;
-    returns its path."""
+    ``RECIPE.APPLIED`` set when the recipe is enabled and ``OUTPUT_DIR`` and the
+    registrations' paths absolute; returns its path."""
     if not comm.is_main_process():
         return None
     saved = cfg.clone()
     saved.defrost()
     saved.OUTPUT_DIR = str(Path(cfg.OUTPUT_DIR).resolve())
+    saved.DATASETS.REGISTER_COCO = [
+        [str(name), str(Path(json_file).resolve()), str(Path(image_root).resolve())]
+        for name, json_file, image_root in cfg.DATASETS.REGISTER_COCO
+    ]
     if saved.RECIPE.ENABLED:
         saved.RECIPE.APPLIED = True
     path = Path(saved.OUTPUT_DIR) / RUN_CONFIG

@@ -24,7 +24,8 @@ def test_a_quick_config_without_the_embedded_data_says_how_to_make_it(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "dataset 'synthetic_train' (DATASETS.TRAIN): annotation file "
-        "datasets/synthetic/annotations/train.json does not exist; it is the embedded "
+        "datasets/synthetic/annotations/train.json does not exist (a relative path, read "
+        f"from the working folder {tmp_path}); it is the embedded "
         "synthetic dataset: make it with `make data` (or `python datasets/make_synthetic.py`) "
         "from the repository root")
 

@@ -67,6 +67,19 @@ def test_saved_config_registers_the_command_line_datasets(run):
     ]
 
 
+def test_saved_config_makes_the_configs_own_registrations_absolute(tmp_path, monkeypatch):
+    """A quick config registers the embedded data by paths relative to the repository's
+    root; the saved config holds them resolved from the training's working folder, so that
+    --eval-only and predict find the data from any folder."""
+    monkeypatch.chdir(REPO)
+    cfg, _ = build_cfg(str(REPO / "configs/quick/atss.yaml"), ["OUTPUT_DIR", str(tmp_path)])
+    registered = [list(entry) for entry in cfg.DATASETS.REGISTER_COCO]
+    assert registered and not any(Path(entry[1]).is_absolute() for entry in registered)
+    saved = yaml.safe_load(save_run_config(cfg).read_text())["DATASETS"]["REGISTER_COCO"]
+    assert saved == [[name, str(REPO / json_file), str(REPO / image_root)]
+                     for name, json_file, image_root in registered]
+
+
 def test_saved_config_holds_the_run_folder_as_output_dir(run):
     config = yaml.safe_load((run["out"] / "config.yaml").read_text())
     assert config["OUTPUT_DIR"] == str(run["out"].resolve())  # was the relative runs/atss
