@@ -20,7 +20,8 @@ few points pass the score threshold, so NMS has little to do.
     python benchmarks/inference.py --quick       # one 64 px quick case, 1 thread, 1 call
 
 Writes ``inference.csv``, ``inference.json`` (machine, load, command, date) and
-``inference.md`` to ``--output-dir``.
+``inference.md`` to ``--output-dir`` (``benchmarks/results``; ``output/benchmarks`` with
+``--quick``).
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ import numpy as np
 import torch
 
 import lada  # noqa: F401  (registers the meta-architecture)
-from benchmarks.measure import LoadMonitor, machine_description, write_results
+from benchmarks.measure import (LoadMonitor, add_output_dir_argument, machine_description,
+                                output_dir, write_results)
 from detectron2.modeling import build_model
 from lada import export
 from lada.analysis import model_cost
@@ -168,7 +170,7 @@ def main(argv=None) -> Dict[str, Path]:
     parser.add_argument("--cases", nargs="+", choices=[c[0] for c in CASES], default=None,
                         help="the cases to run (default: all)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per runtime")
-    parser.add_argument("--output-dir", default="benchmarks/results")
+    add_output_dir_argument(parser)
     parser.add_argument("--quick", action="store_true",
                         help="one 64 px quick case, 1 thread, 1 call: checks the script, measures nothing")
     args = parser.parse_args(argv)
@@ -193,7 +195,7 @@ def main(argv=None) -> Dict[str, Path]:
                 print(f"{name} on {device}", flush=True)
                 rows.extend(run_case(name, *prepared[config, device], size, rounds, args.warmup, threads))
     print(load.summary())
-    return write_results(args.output_dir, "inference", rows, markdown(rows),
+    return write_results(output_dir(args), "inference", rows, markdown(rows),
                          argv if argv is not None else sys.argv[1:], machine, load,
                          warmup=args.warmup, runtimes=args.runtimes)
 

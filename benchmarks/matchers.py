@@ -20,7 +20,7 @@ beyond); the GMM alone is also timed on G random candidate sets of up to
 Writes ``matchers.csv``, ``gmm.csv``, ``matchers.json`` (machine, load, command, date),
 ``matchers.md`` (the tables) and ``matchers.png`` (log-log time, ratio to ``fcos`` and
 memory vs G, one row per box-size distribution; ``--plot`` to write it elsewhere) to
-``--output-dir``. CUDA is measured too when a GPU is present (``--devices`` to choose).
+``--output-dir`` (``benchmarks/results``; ``output/benchmarks`` with ``--quick``). CUDA is measured too when a GPU is present (``--devices`` to choose).
 """
 from __future__ import annotations
 
@@ -43,8 +43,10 @@ from tqdm import tqdm
 import lada  # noqa: F401  (registers the matchers)
 from benchmarks.measure import (
     LoadMonitor,
+    add_output_dir_argument,
     crowded_inputs,
     machine_description,
+    output_dir,
     peak_memory_bytes,
     round_robin_seconds,
 )
@@ -254,7 +256,7 @@ def main(argv=None) -> Dict[str, Path]:
                         help="largest G at which paa_sklearn_gmm and the scikit-learn GMM run")
     parser.add_argument("--candidates", type=int, default=45,
                         help="largest number of candidates per GT of the GMM comparison")
-    parser.add_argument("--output-dir", default="benchmarks/results")
+    add_output_dir_argument(parser)
     parser.add_argument("--plot", help="where to write the figure (default: "
                         "<output-dir>/matchers.png)")
     parser.add_argument("--quick", action="store_true",
@@ -268,7 +270,7 @@ def main(argv=None) -> Dict[str, Path]:
     repeats = 1 if args.quick else args.repeats
     names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    output = Path(args.output_dir)
+    output = Path(output_dir(args))
     output.mkdir(parents=True, exist_ok=True)
 
     machine = machine_description(devices[-1])

@@ -33,8 +33,10 @@ from lada.matchers import MatchInputs
 
 __all__ = [
     "LoadMonitor",
+    "add_output_dir_argument",
     "crowded_inputs",
     "machine_description",
+    "output_dir",
     "round_robin_seconds",
     "peak_memory_bytes",
 ]
@@ -201,6 +203,25 @@ class LoadMonitor:
         others = ", ".join(f"{name} {share:.0%}" for name, share in self.others) or "none"
         return (f"load average (1/5/15 min) before {load(self.load_before)}, after "
                 f"{load(self.load_after)}; other processes using CPU meanwhile: {others}")
+
+
+MEASURED_RESULTS = "benchmarks/results"
+"""Where a measuring run writes by default: the tables the docs cite (tracked)."""
+QUICK_RESULTS = "output/benchmarks"
+"""Where a ``--quick`` run (a check of the script, no measurement) writes by default, so
+that it never replaces the measured tables."""
+
+
+def add_output_dir_argument(parser) -> None:
+    """``--output-dir``: by default ``MEASURED_RESULTS``, or ``QUICK_RESULTS`` with
+    ``--quick``; read it with :func:`output_dir`."""
+    parser.add_argument("--output-dir", help=f"default {MEASURED_RESULTS}; with --quick "
+                        f"{QUICK_RESULTS}, so that a check never replaces the measured tables")
+
+
+def output_dir(args) -> str:
+    """The ``--output-dir`` of parsed ``args`` (:func:`add_output_dir_argument`)."""
+    return args.output_dir or (QUICK_RESULTS if args.quick else MEASURED_RESULTS)
 
 
 def write_results(

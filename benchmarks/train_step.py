@@ -21,7 +21,8 @@ on the same backbone, the reference of the matchers' step time.
     python benchmarks/train_step.py --quick         # one image, one round (a smoke test)
 
 Writes ``train_step.csv``, ``train_step.json`` (machine, load, command, date) and
-``train_step.md`` to ``--output-dir``.
+``train_step.md`` to ``--output-dir`` (``benchmarks/results``; ``output/benchmarks`` with
+``--quick``).
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ import torch
 from tqdm import tqdm
 
 import lada  # noqa: F401  (registers the matchers and the meta-architecture)
-from benchmarks.measure import LoadMonitor, machine_description, write_results
+from benchmarks.measure import (LoadMonitor, add_output_dir_argument, machine_description,
+                                output_dir, write_results)
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.meta_arch.fcos import FCOS, FCOSHead
 from detectron2.solver import build_optimizer
@@ -230,7 +232,7 @@ def main(argv=None) -> Dict[str, Path]:
                         help="float16 autocast with gradient scaling (CUDA), as AMPTrainer")
     parser.add_argument("--detectron2-fcos", action="store_true",
                         help="add detectron2's own FCOS on the same backbone")
-    parser.add_argument("--output-dir", default="benchmarks/results")
+    add_output_dir_argument(parser)
     parser.add_argument("--quick", action="store_true",
                         help="one 64 px image, one round: checks the script, measures nothing")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides, KEY VALUE ...")
@@ -247,7 +249,7 @@ def main(argv=None) -> Dict[str, Path]:
     with LoadMonitor() as load:
         rows = measure(cfg, names, batch, args.steps, args.warmup, args.amp, args.detectron2_fcos)
     print(load.summary())
-    return write_results(args.output_dir, "train_step", rows, markdown(rows), argv or sys.argv[1:],
+    return write_results(output_dir(args), "train_step", rows, markdown(rows), argv or sys.argv[1:],
                          machine, load, omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
                          config_file=args.config_file, images=args.images, size=args.size,
                          width=args.width or args.size, gts_per_image=args.gts, rounds=args.steps,

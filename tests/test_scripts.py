@@ -1,8 +1,10 @@
 """The benchmark and tool scripts of the README in their ``--quick`` / small forms: each
 runs and writes the files it names, with the content they should hold."""
+import argparse
 import csv
 import importlib.util
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 
 from benchmarks import matchers as bench_matchers
 from benchmarks import train_step
+from benchmarks.measure import add_output_dir_argument, output_dir
 from lada.matchers import MATCHER_REGISTRY, MatchResult, PairWeights
 
 REGISTERED = sorted(name for name, _ in MATCHER_REGISTRY)
@@ -34,6 +37,18 @@ def read_csv(path):
 def assert_png(path, min_side=200):
     with Image.open(path) as image:
         assert image.format == "PNG" and min(image.size) >= min_side
+
+
+def test_a_quick_check_never_writes_over_the_measured_tables(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the repository's relative benchmarks/results stays untouched
+    paths = bench_matchers.main(["--quick", "--matchers", "fcos", "--max-sides", "124"])
+    assert paths["matchers.csv"] == Path("output/benchmarks/matchers.csv")
+    assert not (tmp_path / "benchmarks").exists()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    add_output_dir_argument(parser)
+    assert output_dir(parser.parse_args([])) == "benchmarks/results"  # a measurement
+    assert output_dir(parser.parse_args(["--quick", "--output-dir", "x"])) == "x"
 
 
 def test_matchers_benchmark_quick(tmp_path):
