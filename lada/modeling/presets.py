@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from detectron2.config import CfgNode, get_cfg
@@ -27,6 +28,8 @@ __all__ = ["DETECTOR_KEYS", "METHOD_DETECTORS", "detector_mismatch", "detector_m
            "method_config", "warn_detector_mismatch"]
 
 logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]  # the repository: its configs/
 
 # MODEL.FCOS keys that make up a method's detector; "LOSS" is compared as resolved
 # ("auto" -> the loss that consumes the matcher's results).
@@ -75,10 +78,20 @@ METHOD_DETECTORS: Mapping[str, Dict[str, Any]] = _MethodDetectors()
 
 def method_config(method: str, own_data: bool) -> str:
     """The config(s) that train ``method``'s detector: the own-data one, or the quick and
-    the COCO one."""
+    the COCO one (``or`` between them)."""
+    return " or ".join(_method_configs(method, own_data))
+
+
+def _method_configs(method: str, own_data: bool) -> List[str]:
     if own_data:
-        return f"configs/quick/own_data_{method}.yaml"
-    return f"configs/quick/{method}.yaml or configs/COCO-Detection/{method}_R_50_FPN_1x.yaml"
+        return [f"configs/quick/own_data_{method}.yaml"]
+    return [f"configs/quick/{method}.yaml", f"configs/COCO-Detection/{method}_R_50_FPN_1x.yaml"]
+
+
+def _shipped_configs(method: str, own_data: bool) -> List[str]:
+    """:func:`method_config`'s configs that the repository holds (none for a method of
+    your own)."""
+    return [path for path in _method_configs(method, own_data) if (REPO / path).is_file()]
 
 
 def _settings(cfg: CfgNode) -> Dict[str, Any]:
@@ -112,9 +125,11 @@ def detector_mismatch_warning(cfg: CfgNode) -> Optional[str]:
     whose = f"{owners[0]}'s, not {name}'s" if owners else f"not {name}'s"
     listed = ", ".join(f"MODEL.FCOS.{key} {yours} ({name}: {theirs})"
                        for key, yours, theirs in differences)
+    shipped = _shipped_configs(name, cfg.RECIPE.ENABLED)
+    remedy = (f"use --config-file {' or '.join(shipped)} (or set those keys)" if shipped
+              else "set those keys on the command line")
     return (f"MODEL.MATCHER.NAME is '{name}' but the detector settings are {whose}: {listed}. For "
-            f"{name}'s own detector use --config-file {method_config(name, cfg.RECIPE.ENABLED)} "
-            "(or set those keys); if the mix is intended, ignore this warning")
+            f"{name}'s own detector {remedy}; if the mix is intended, ignore this warning")
 
 
 def warn_detector_mismatch(cfg: CfgNode) -> None:

@@ -70,6 +70,16 @@ def test_an_intended_mix_outside_the_recipe_names_the_quick_and_coco_configs():
     assert "configs/quick/atss.yaml or configs/COCO-Detection/atss_R_50_FPN_1x.yaml" in message
 
 
+def test_a_method_without_shipped_configs_is_told_to_set_the_keys(tmp_path, monkeypatch):
+    # a method of your own has no configs/quick/<name>.yaml: none is named
+    from lada.modeling import presets
+    cfg = load(CONFIGS / "quick/atss.yaml", "MODEL.FCOS.AUX_BRANCH", "iou")
+    monkeypatch.setattr(presets, "REPO", tmp_path)  # a repository without atss's configs
+    message = detector_mismatch_warning(cfg)
+    assert "For atss's own detector set those keys on the command line;" in message
+    assert "configs/" not in message
+
+
 def test_train_net_setup_logs_the_warning(tmp_path):
     from lada.engine.setup import build_argument_parser, setup_cfg
 
