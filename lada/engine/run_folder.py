@@ -18,14 +18,16 @@ and the other tools.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 from detectron2.config import CfgNode
 from detectron2.utils import comm
 
-__all__ = ["RUN_CONFIG", "save_run_config"]
+__all__ = ["RUN_CONFIG", "earlier_run_warning", "save_run_config"]
 
 RUN_CONFIG = "config.yaml"
 
@@ -55,3 +57,24 @@ def save_run_config(cfg: CfgNode) -> Path | None:
     os.replace(partial, path)
     logger.info("Full config saved to %s", path)
     return path
+
+
+EARLIER_RUN_FILES = ("model_final.pth", "last_checkpoint", "metrics.json")
+"""What a training run leaves in its ``OUTPUT_DIR`` (its final model, the pointer to its
+newest checkpoint, its metrics), unlike a folder that only an evaluation or a start-up
+failure wrote."""
+
+
+def earlier_run_warning(output_dir: str, resume: bool) -> Optional[str]:
+    """The warning for a training without ``--resume`` into a folder that holds an
+    earlier run, which it would replace (checkpoints, ``config.yaml``,
+    ``eval_results.json``) and mix with (``metrics.json``, TensorBoard); None otherwise."""
+    folder = Path(output_dir)
+    found = [folder / name for name in EARLIER_RUN_FILES if (folder / name).is_file()]
+    if resume or not found:
+        return None
+    when = datetime.datetime.fromtimestamp(max(path.stat().st_mtime for path in found))
+    return (f"OUTPUT_DIR {folder} holds an earlier run ({', '.join(p.name for p in found)}, "
+            f"last written {when:%Y-%m-%d %H:%M}): this run replaces its checkpoints, "
+            "config.yaml and eval_results.json and appends to its metrics.json; give another "
+            "OUTPUT_DIR to keep it, or --resume to continue it")

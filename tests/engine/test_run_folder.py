@@ -21,6 +21,7 @@ from PIL import Image
 
 from lada.data.synthetic import SyntheticSpec, generate
 from lada.engine import build_argument_parser, build_cfg, check_before_launch, save_run_config
+from lada.engine.run_folder import earlier_run_warning
 from lada.engine.setup import merge_registrations
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
@@ -276,3 +277,31 @@ def test_merge_registrations(tmp_path, monkeypatch):
                       ["c", str(tmp_path / "c.json"), str(tmp_path / "c")]]
     with pytest.raises(ValueError, match=r"DATASETS.REGISTER_COCO: .*\['a', 'a.json'\]"):
         merge_registrations([["a", "a.json"]], [])
+
+
+def test_a_training_into_an_earlier_runs_folder_is_warned(tmp_path):
+    assert earlier_run_warning(str(tmp_path), resume=False) is None  # a new folder
+    (tmp_path / "log.txt").write_text("an evaluation's log\n")
+    (tmp_path / "eval_results.json").write_text("{}")
+    assert earlier_run_warning(str(tmp_path), resume=False) is None  # no training was here
+    (tmp_path / "model_final.pth").write_bytes(b"0")
+    (tmp_path / "metrics.json").write_text("{}\n")
+    message = earlier_run_warning(str(tmp_path), resume=False)
+    assert message.startswith(f"OUTPUT_DIR {tmp_path} holds an earlier run (model_final.pth, "
+                              "metrics.json, last written ")
+    assert message.endswith("give another OUTPUT_DIR to keep it, or --resume to continue it")
+    assert earlier_run_warning(str(tmp_path), resume=True) is None  # continuing it is meant
+
+
+def test_the_second_training_into_one_folder_says_so(run, tmp_path):
+    """train_net.py itself: the module's run folder trained once already."""
+    done = _run("train_net.py", "--config-file", run["out"] / "config.yaml",
+                "SOLVER.MAX_ITER", "1", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+                "OUTPUT_DIR", tmp_path / "copy", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "holds an earlier run" not in done.stdout + done.stderr  # a new folder
+    again = _run("train_net.py", "--config-file", run["out"] / "config.yaml",
+                 "SOLVER.MAX_ITER", "1", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+                 "OUTPUT_DIR", tmp_path / "copy", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"OUTPUT_DIR {tmp_path / 'copy'} holds an earlier run" in again.stdout + again.stderr
