@@ -5,7 +5,7 @@ traceback: ``train_net.py`` (:func:`lada.engine.setup.check_before_launch`) and
 with their own key names.
 
 * the files of the datasets the run uses exist (the embedded dataset's message says how
-  to make it);
+  to make it, detectron2's builtin COCO's where it is looked for);
 * every ``--dataset`` registration is used by the training or test datasets (otherwise
   the run would silently train on the config's own datasets);
 * ``--eval-only`` has trained weights to evaluate (otherwise it would evaluate a randomly
@@ -13,8 +13,11 @@ with their own key names.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from ..data.synthetic import EMBEDDED_ROOT, MAKE_EMBEDDED
 
@@ -28,11 +31,15 @@ def check_dataset_files(
     used: Mapping[str, str], registrations: Iterable[Sequence[str]]
 ) -> None:
     """``used``: each dataset the run reads -> the key that names it (``DATASETS.TRAIN``);
-    ``registrations``: ``[name, json_file, image_root]`` entries. A used dataset
-    registered here whose json or image folder is missing stops the run (datasets
-    registered elsewhere, e.g. detectron2's builtin COCO, are checked when loaded)."""
+    ``registrations``: ``[name, json_file, image_root]`` entries. A used dataset whose
+    json or image folder is missing stops the run: one registered here, or one of
+    detectron2's builtin COCO-format datasets (``coco_2017_train``: its files under
+    ``$DETECTRON2_DATASETS``); other datasets are checked when loaded."""
     files = {str(entry[0]): (Path(entry[1]), Path(entry[2])) for entry in registrations}
     for name, key in used.items():
+        builtin = name not in files and _builtin_coco_files(name)
+        if builtin:
+            files[name] = builtin
         if name not in files:
             continue
         json_file, image_root = files[name]
@@ -43,7 +50,25 @@ def check_dataset_files(
         else:
             continue
         raise SystemExit(f"dataset '{name}' ({key}): {missing} does not exist"
-                         + _how_to_make(json_file))
+                         + (_where_builtin_data_is() if builtin else _how_to_make(json_file)))
+
+
+def _builtin_coco_files(name: str) -> Optional[Tuple[Path, Path]]:
+    """The json and image folder of a dataset that detectron2 registered itself with
+    COCO-format files (its builtin ``coco_*`` names), None for any other name."""
+    if name not in DatasetCatalog.list():
+        return None
+    metadata = MetadataCatalog.get(name)
+    json_file, image_root = metadata.get("json_file"), metadata.get("image_root")
+    return (Path(json_file), Path(image_root)) if json_file and image_root else None
+
+
+def _where_builtin_data_is() -> str:
+    root = os.environ.get("DETECTRON2_DATASETS")
+    where = f"$DETECTRON2_DATASETS ({root})" if root else (
+        f"datasets/ of the working folder {Path.cwd()} ($DETECTRON2_DATASETS is not set)")
+    return (f"; detectron2's builtin datasets are read under {where}: set DETECTRON2_DATASETS "
+            "to the folder holding coco/ (the layout: datasets/README.md)")
 
 
 def _how_to_make(json_file: Path) -> str:

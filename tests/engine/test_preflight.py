@@ -4,10 +4,12 @@ no training or test dataset uses, --eval-only without trained weights."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from coco_files import GOOD, write_coco
 from conftest import REPO
+from detectron2.data import MetadataCatalog
 
 from lada.engine import build_argument_parser, check_before_launch
 from lada.engine import lazy
@@ -35,7 +37,25 @@ def test_a_missing_dataset_of_your_own_is_named_without_the_embedded_hint(tmp_pa
     with pytest.raises(SystemExit, match=r"^dataset 'mine' \(DATASETS.TEST\): annotation file "
                                          rf"{tmp_path / 'train.json'} does not exist$"):
         check_dataset_files({"mine": "DATASETS.TEST"}, registrations)
-    check_dataset_files({"coco_2017_val": "DATASETS.TEST"}, registrations)  # not ours to check
+    check_dataset_files({"voc_2007_test": "DATASETS.TEST"}, registrations)  # not COCO: unchecked
+
+
+def test_detectron2s_builtin_coco_without_its_files_says_where_it_is_looked_for(
+        tmp_path, monkeypatch):
+    # as a user without COCO meets it: the COCO configs' builtin names, read under
+    # $DETECTRON2_DATASETS (unset: datasets/ of the working folder)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DETECTRON2_DATASETS", raising=False)
+    expected = Path(MetadataCatalog.get("coco_2017_train").json_file)
+    if expected.is_file():
+        pytest.skip(f"{expected} exists here")
+    with pytest.raises(SystemExit) as stop:
+        check_dataset_files({"coco_2017_train": "DATASETS.TRAIN"}, [])
+    assert str(stop.value) == (
+        f"dataset 'coco_2017_train' (DATASETS.TRAIN): annotation file {expected} does not exist"
+        f"; detectron2's builtin datasets are read under datasets/ of the working folder "
+        f"{tmp_path} ($DETECTRON2_DATASETS is not set): set DETECTRON2_DATASETS to the folder "
+        "holding coco/ (the layout: datasets/README.md)")
 
 
 @pytest.fixture
