@@ -9,16 +9,14 @@ Either way the run ends with a short summary: its warnings repeated, where the m
 metrics, evaluation results and TensorBoard files are, and, for a shipped quick config,
 the README's figure for it (lada/engine/summary.py).
 """
-import logging
 import os
 
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
-from detectron2.utils import comm
 from lada.engine import (
     LadaCheckpointer, Trainer, build_argument_parser, check_before_launch, command_line_cfg,
     launch, output_dir_lock, register_datasets, setup_cfg, summarize_run, write_eval_results,
 )
-from lada.engine.run_folder import earlier_run_warning
+from lada.engine.run_folder import warn_earlier_run
 from lada.engine.summary import WarningCollector
 
 
@@ -35,9 +33,7 @@ def main(args):
             results = Trainer.test(cfg, model)
             write_eval_results(cfg, results)  # OUTPUT_DIR/eval_results.json
         else:
-            earlier = comm.is_main_process() and earlier_run_warning(cfg.OUTPUT_DIR, args.resume)
-            if earlier:
-                logging.getLogger("lada.engine").warning(earlier)
+            warn_earlier_run(cfg.OUTPUT_DIR, args.resume)
             trainer = Trainer(cfg)
             trainer.resume_or_load(resume=args.resume)
             results = trainer.train()

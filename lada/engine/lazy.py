@@ -57,6 +57,7 @@ from .interrupt import STOP_SIGNALS, StopOnSignal
 from .lazy_checks import lazy_method, lazy_untrained_gt_advice, warn_lazy_detector_mismatch
 from .preflight import FINAL_MODEL, check_dataset_files, check_eval_weights, check_registrations_used
 from .results import write_results_file
+from .run_folder import warn_earlier_run
 from .setup import merge_registrations
 from .summary import log_summary, readme_figure, summary_lines
 
@@ -286,6 +287,7 @@ def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
     """Trains for ``train.max_iter`` iterations with periodic checkpoints and evaluation
     (``train.eval_period``; 0: at the end only); writes the last evaluation's results to
     ``eval_results.json`` (of the final model) and returns them (None without one)."""
+    warn_earlier_run(cfg.train.output_dir, resume)
     for name in test_dataset_names(cfg):
         DatasetCatalog.get(name)  # loads and checks the test data before training
     model = _build_model(cfg)

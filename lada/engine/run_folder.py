@@ -27,7 +27,7 @@ from typing import Optional
 from detectron2.config import CfgNode
 from detectron2.utils import comm
 
-__all__ = ["RUN_CONFIG", "earlier_run_warning", "save_run_config"]
+__all__ = ["RUN_CONFIG", "earlier_run_warning", "save_run_config", "warn_earlier_run"]
 
 RUN_CONFIG = "config.yaml"
 
@@ -78,3 +78,11 @@ def earlier_run_warning(output_dir: str, resume: bool) -> Optional[str]:
             f"last written {when:%Y-%m-%d %H:%M}): this run replaces its checkpoints, "
             "config.yaml and eval_results.json and appends to its metrics.json; give another "
             "OUTPUT_DIR to keep it, or --resume to continue it")
+
+
+def warn_earlier_run(output_dir: str, resume: bool) -> None:
+    """Logs :func:`earlier_run_warning` on the main process, before a training starts
+    (``train_net.py`` and ``tools/lazyconfig_train_net.py``)."""
+    message = comm.is_main_process() and earlier_run_warning(output_dir, resume)
+    if message:
+        logger.warning(message)

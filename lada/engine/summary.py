@@ -16,9 +16,10 @@ from typing import Any, Mapping, Optional
 
 from detectron2.evaluation.testing import flatten_results_dict
 
+from ..paths import REPO
+
 __all__ = ["ReadmeFigure", "WarningCollector", "log_summary", "readme_figure", "summary_lines"]
 
-REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # The README table of the quick configs: its heading, and the columns repeated.
 QUICK_RESULTS_HEADING = "### Quick configs on the embedded dataset"

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import functools
 import logging
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from detectron2.config import CfgNode, get_cfg
 
 from ..config import add_lada_config
 from ..matchers import MATCHER_REGISTRY, matcher_class
+from ..paths import REPO
 from .losses import loss_consuming, loss_name
 
 __all__ = ["DETECTOR_KEYS", "METHOD_DETECTORS", "detector_mismatch", "detector_mismatch_warning",
            "method_config", "warn_detector_mismatch"]
 
 logger = logging.getLogger(__name__)
-
-REPO = Path(__file__).resolve().parents[2]  # the repository: its configs/
 
 # MODEL.FCOS keys that make up a method's detector; "LOSS" is compared as resolved
 # ("auto" -> the loss that consumes the matcher's results).

@@ -34,12 +34,12 @@ from ..data.synthetic import SyntheticSpec, generate
 from ..engine.setup import add_dataset_argument, merged_cfg
 from ..matchers import MATCHER_REGISTRY
 from ..modeling.presets import method_config
+from ..paths import REPO
 from .report import write_reports
 from .runs import StudyError, plan_runs
 from .schedule import run_study
 from .stopping import StudyStopped
 
-REPO = Path(__file__).resolve().parents[2]
 QUICK_CONFIGS = REPO / "configs" / "quick"
 #: --quick: a tiny synthetic dataset and schedule, to check the whole path in seconds per
 #: run; the numbers mean nothing (score threshold 0 so that an untrained model detects).

@@ -28,6 +28,7 @@ from detectron2.data import DatasetCatalog
 from ..data import DatasetError, register_coco_datasets
 from ..engine.results import EVAL_RESULTS
 from ..engine.setup import build_cfg
+from ..paths import REPO
 from .stopping import StudyStop
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 RECORD = "study_run.json"
 CONSOLE = "study_console.txt"
 REEVALUATION = "reevaluation"  # a run's re-evaluation OUTPUT_DIR, inside its own
-TRAIN_NET = Path(__file__).resolve().parents[2] / "train_net.py"
+TRAIN_NET = REPO / "train_net.py"
 
 
 class StudyError(RuntimeError):

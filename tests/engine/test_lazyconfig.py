@@ -225,7 +225,7 @@ def _lazyconfig_train_net(tiny, output_dir, *overrides, flags=()):
 def test_lazyconfig_train_net_trains_two_iterations_evaluates_and_resumes(tiny, tmp_path):
     out = tmp_path / "run"
     log = _lazyconfig_train_net(tiny, out)
-    assert "Starting training from iteration 0" in log
+    assert "Starting training from iteration 0" in log and "holds an earlier run" not in log
     assert "Evaluation results for bbox by aspect ratio" in log
     assert "GT boxes of the first 2 iterations got no positive from 'lada'" in log
     assert "but the detector is not" not in log
@@ -264,3 +264,8 @@ def test_lazyconfig_train_net_trains_two_iterations_evaluates_and_resumes(tiny, 
     assert "model.test_score 'product' (lada: 'geometric_mean')" in log
     resumed = torch.load(out / "model_final.pth", map_location="cpu", weights_only=False)
     assert resumed["iteration"] == 2
+    assert "holds an earlier run" not in log  # --resume continues it
+
+    # a new training into the folder, without --resume: warned that it replaces the run
+    log = _lazyconfig_train_net(tiny, out)
+    assert f"OUTPUT_DIR {out} holds an earlier run (model_final.pth, last_checkpoint, " in log
