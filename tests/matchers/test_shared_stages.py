@@ -16,7 +16,7 @@ from lada.matchers.stages.batch import BatchGTs
 from lada.matchers.stages.class_costs import ClassSummedCost, focal_term, soft_label_term
 from lada.matchers.stages.dynamic_k import dynamic_k
 from lada.matchers.stages.overlaps import box_reach, pairs_with_overlap
-from lada.matchers.stages.ranking import first_k_per_group
+from lada.matchers.stages.ranking import _within_subset_bound, first_k_per_group
 
 
 def _overlapping_pairs_by_brute_force(inputs, among=None):
@@ -139,6 +139,8 @@ def test_first_k_per_group_ranks_by_score_then_point(exact, dtype):
     for trial in range(8):
         num = int(torch.randint(1, 2000, (), generator=generator))
         group = torch.randint(0, 7, (num,), generator=generator)
+        if trial % 4 >= 2:  # each group's pairs together, as the matchers find them
+            group = group.sort().values
         point = torch.randperm(10000, generator=generator)[:num]
         score = torch.randint(0, 20, (num,), generator=generator).double()
         if trial % 2:
@@ -160,6 +162,21 @@ def test_first_k_per_group_ranks_by_score_then_point(exact, dtype):
         chosen = first_k_per_group(group, score, None, k, exact=exact)
         assert [(groups[i], values[i]) for i in chosen.tolist()] == [
             (groups[i], values[i]) for i in expected]
+
+
+def test_subset_bound_keeps_the_first_k_and_few_more():
+    # 50 groups of 200 consecutive pairs, random scores: the bound keeps each group's 13
+    # lowest (a superset) and, dealing 32 subsets of about 6 pairs, under 2 k in all
+    generator = torch.Generator().manual_seed(3)
+    group = torch.arange(50).repeat_interleave(200)
+    score = torch.rand(len(group), generator=generator, dtype=torch.float64)
+    k = torch.full((50,), 13)
+    kept = _within_subset_bound(group, score, k)
+    lowest = score.view(50, 200).argsort(dim=1)[:, :13] + 200 * torch.arange(50)[:, None]
+    assert set(lowest.reshape(-1).tolist()) <= set(kept.tolist())
+    assert len(kept) < 2 * 13 * 50
+    one_subset = torch.zeros(0, dtype=torch.long)  # k = 0: any superset of nothing
+    assert len(_within_subset_bound(one_subset, one_subset.double(), torch.zeros(3, dtype=torch.long))) == 0
 
 
 def test_first_k_per_group_of_a_part_of_the_groups():

@@ -17,7 +17,6 @@ import torch
 __all__ = ["first_k_per_group", "monotone_float32_bits", "sort_within_groups"]
 
 _INT64_BITS = 63  # a non-negative int64 key
-_BINS = 64  # bins of the histogram that first narrows a ranking to about k pairs per group
 _PREFILTER_FACTOR = 32  # narrow first when there are more pairs than this many per group
 
 
@@ -67,11 +66,13 @@ def first_k_per_group(
     """Indices into the P pairs of those ranked below ``k[group]`` within their group
     (lowest scores first, ties to the lower point, in any order without ``point``;
     :func:`sort_within_groups`), in (group, rank) order. k (G,) long, one per group. Many
-    pairs per group are first narrowed by a histogram of each group's scores, so that the
-    sorts see about k pairs per group. The work covers the groups from the lowest to the
-    highest in ``group``, not all G: a caller may rank its pairs in parts of consecutive
-    groups. ``every_group``: the work covers all G without finding the range first (two
-    host synchronisations on a GPU), for a caller whose pairs span it."""
+    pairs per group are first narrowed by a bound from minima of subsets of each group's
+    pairs (:func:`_within_subset_bound`; it narrows best when a group's pairs lie close
+    together, as the callers' do), so that the sorts see about k pairs per group.
+    The work covers the groups from the lowest to the highest in ``group``, not all G: a
+    caller may rank its pairs in parts of consecutive groups. ``every_group``: the work
+    covers all G without finding the range first (two host synchronisations fewer on a
+    GPU), for a caller whose pairs span it."""
     if len(group) and not every_group:
         low, high = int(group.min()), int(group.max())
         if low > 0 or high < len(k) - 1:
@@ -79,7 +80,7 @@ def first_k_per_group(
     score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
     if len(group) <= _PREFILTER_FACTOR * len(k):
         return _first_k_sorted(group, score, point, k, exact)
-    candidate = _within_kth_bin(group, score, k)
+    candidate = _within_subset_bound(group, score, k)
     chosen = _first_k_sorted(group.index_select(0, candidate), score.index_select(0, candidate),
                              _subset(point, candidate), k, exact)
     return candidate.index_select(0, chosen)
@@ -129,26 +130,24 @@ def _within_float32_kth(
     return (score.double() <= bound.index_select(0, group)).nonzero().squeeze(1)
 
 
-def _within_kth_bin(group: torch.Tensor, score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """Indices of the pairs in or below the bin of their group's k-th lowest score, in a
-    histogram of ``_BINS`` equal bins between the group's finite extremes (``-inf`` in the
-    first, ``inf`` in one more bin): a superset of the first k, since the bin is a monotone function of
-    the score, found in a few passes over the pairs. Scores without NaN."""
+def _within_subset_bound(group: torch.Tensor, score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Indices of the pairs scoring at most their group's bound ``B_g``, a superset of the
+    first ``k_g`` pairs found in two passes over the pairs. Each group's pairs are dealt
+    into S subsets by their position modulo S (S the power of two at least ``2 max k``),
+    and ``B_g`` is the ``k_g``-th lowest of the subsets' minima (``inf`` for an empty
+    subset): those ``k_g`` minima belong to ``k_g`` distinct pairs scoring at most
+    ``B_g``, so the group's ``k_g``-th lowest score is at most ``B_g`` too. With about
+    P / (S G) pairs per subset, the bound keeps about 1.2 k pairs per group on crowded
+    images (measured: 15,600 of 139,000 at G = 1,000, k = 13). Scores without NaN; one
+    host synchronisation (the largest k)."""
     num_groups = len(k)
-    finite = torch.isfinite(score)
-    inf = torch.full_like(score, float("inf"))
-    low = score.new_full((num_groups,), float("inf")).scatter_reduce_(
-        0, group, torch.where(finite, score, inf), "amin")
-    high = score.new_full((num_groups,), float("-inf")).scatter_reduce_(
-        0, group, torch.where(finite, score, -inf), "amax")
-    low, width = low.index_select(0, group), (high - low).index_select(0, group)
-    position = ((score - low) / width * _BINS).nan_to_num(0.0).clamp(0, _BINS - 1).floor().long()
-    position = torch.where(finite, position, torch.where(
-        score > 0, torch.full_like(position, _BINS), torch.zeros_like(position)))  # +-inf
-    histogram = torch.bincount(group * (_BINS + 1) + position, minlength=num_groups * (_BINS + 1))
-    below = histogram.view(num_groups, _BINS + 1).cumsum(dim=1)
-    kth_bin = (below < k[:, None]).sum(dim=1)  # the first bin holding k pairs in or below it
-    return (position <= kth_bin.index_select(0, group)).nonzero().squeeze(1)
+    subsets = 1 << max(2 * int(k.max()) - 1, 1).bit_length()
+    position = torch.arange(len(group), device=group.device) & (subsets - 1)
+    minima = score.new_full((num_groups * subsets,), float("inf")).scatter_reduce_(
+        0, group * subsets + position, score, "amin")
+    kth = (k - 1).clamp(min=0)[:, None]  # k = 0 keeps a superset of nothing: any bound
+    bound = minima.view(num_groups, subsets).sort(dim=1).values.gather(1, kth).squeeze(1)
+    return (score <= bound.index_select(0, group)).nonzero().squeeze(1)
 
 
 def _ranks(sorted_group: torch.Tensor) -> torch.Tensor:
