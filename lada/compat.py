@@ -14,7 +14,9 @@ Applied when lada is imported (process-wide), each because lada's own code needs
 * v0.6's ``detectron2.data.transforms`` names ``PIL.Image.LINEAR`` in a default argument,
   so it fails at import with Pillow 10 or later, which removed that alias of ``BILINEAR``
   (Python 3.12 has no older Pillow; the project pins Pillow 9.5 elsewhere): there the
-  alias is given back before detectron2 is imported (:func:`_restore_pillow_linear`).
+  alias is given back before detectron2 is imported (:func:`_restore_pillow_linear`), and
+  on Pillow 9.5, which serves it with a deprecation warning, it is made a plain
+  attribute of the same value, so that no command prints that warning.
 * ``create_ddp_model`` (both versions) gives DistributedDataParallel the local rank as
   ``device_ids``, which DDP refuses for a CPU model: for CPU models none is given
   (multi-process training on the CPU, docs/scale-out.md), and torch's deprecation of the
@@ -101,10 +103,12 @@ def _install_compiled_ops_stand_in() -> bool:
 
 def _restore_pillow_linear() -> None:
     """``PIL.Image.LINEAR``, Pillow's name for ``BILINEAR`` until Pillow 10 (module
-    docstring); nothing changes where it exists."""
+    docstring), as a plain attribute: Pillow 9.5, the pinned version, serves it only
+    through a module ``__getattr__`` that warns of its removal each time detectron2's
+    transforms are imported; nothing changes where it is an attribute."""
     from PIL import Image
 
-    if not hasattr(Image, "LINEAR"):
+    if "LINEAR" not in vars(Image):
         Image.LINEAR = Image.Resampling.BILINEAR
 
 

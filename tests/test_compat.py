@@ -62,6 +62,23 @@ def test_pillow_without_linear_gets_the_alias_detectron2_v06_imports(monkeypatch
     assert pillow_10.LINEAR == "kept"
 
 
+def test_pillow_9_serves_linear_without_its_deprecation_warning():
+    # Pillow 9.5 (pinned) answers Image.LINEAR through a warning module __getattr__, which
+    # v0.6's transforms trigger at import: once lada is imported, no command shows it
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert Image.LINEAR == Image.Resampling.BILINEAR
+    process = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning:PIL", "-c",
+         "import lada, detectron2.data.transforms"],
+        cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": ""}, capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr[-2000:]
+
+
 def test_detectron2_export_imports_without_caffe2():
     # detectron2.utils.analysis (tools/analyze_model.py's FLOP counter) imports TracingAdapter
     import detectron2.export
