@@ -55,7 +55,10 @@ from .console import keep_dumps_in_log_file
 from .hooks import UntrainedGTWarning
 from .interrupt import STOP_SIGNALS, StopOnSignal
 from .lazy_checks import lazy_method, lazy_untrained_gt_advice, warn_lazy_detector_mismatch
-from .preflight import FINAL_MODEL, check_dataset_files, check_eval_weights, check_registrations_used
+from .preflight import (
+    FINAL_MODEL, check_dataset_files, check_eval_datasets, check_eval_weights,
+    check_registrations_used,
+)
 from .results import write_results_file
 from .run_folder import warn_earlier_run
 from .setup import merge_registrations
@@ -201,7 +204,8 @@ def check_before_launch(args: argparse.Namespace) -> None:
     """What ``train_net.py``'s :func:`lada.engine.setup.check_before_launch` checks, for a
     LazyConfig, before any process starts (one line naming the key, no traceback): the
     device, precision and schedule, the files of the datasets the run uses, every
-    ``--dataset`` used, and ``--eval-only``'s weights (``train.init_checkpoint``)."""
+    ``--dataset`` used, and ``--eval-only``'s test datasets and weights
+    (``train.init_checkpoint``)."""
     cfg = load_lazy_config(args.config_file, args.opts)
     _check_runtime(cfg)
     if not args.eval_only and _schedule(cfg) is not None:
@@ -219,6 +223,7 @@ def check_before_launch(args: argparse.Namespace) -> None:
         "dataloader.test.dataset.names", example="{key}={name}")
     check_dataset_files(used, [list(e) for e in cfg.dataloader.get("register_coco", [])] + datasets)
     if args.eval_only:
+        check_eval_datasets(test, "dataloader.test.dataset.names", train, example="{key}={name}")
         check_eval_weights(
             cfg.train.init_checkpoint, "train.init_checkpoint",
             given=any(o.startswith("train.init_checkpoint=") for o in args.opts),

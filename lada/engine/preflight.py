@@ -105,6 +105,19 @@ def _names(names: Sequence[str]) -> str:
     return repr(tuple(names)) if names else "empty"
 
 
+def check_eval_datasets(test: Sequence[str], test_key: str, train: Sequence[str],
+                        example: str = "{key} \"('{name}',)\"") -> None:
+    """For ``--eval-only``: ``test`` (the value of ``test_key``) must name a dataset, or
+    the command would evaluate nothing and write an ``eval_results.json`` without
+    metrics. The hint names the first training dataset, the config's own data."""
+    if test:
+        return
+    name = train[0] if train else "name"
+    raise SystemExit(f"--eval-only: {test_key} is empty, so nothing would be evaluated; add "
+                     f"`{example.format(key=test_key, name=name)}` (a registered dataset) to "
+                     "the command line")
+
+
 def check_eval_weights(
     weights: str, weights_key: str, *, given: bool, resume: bool, output_dir: str,
     config_file: str, example: str = "{key} {value}",

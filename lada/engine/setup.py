@@ -25,7 +25,9 @@ from ..modeling.presets import warn_detector_mismatch
 from ..schedule import check_steps, moved_schedule
 from .amp import amp_dtype
 from .console import keep_dumps_in_log_file
-from .preflight import check_dataset_files, check_eval_weights, check_registrations_used
+from .preflight import (
+    check_dataset_files, check_eval_datasets, check_eval_weights, check_registrations_used,
+)
 from .summary import log_summary, readme_figure, summary_lines
 
 __all__ = [
@@ -219,7 +221,8 @@ def check_before_launch(args: argparse.Namespace) -> None:
     naming the key to set (:mod:`lada.engine.preflight`), not with a traceback or the
     workers' ``ProcessExitedException``: the device and the precision (checked again by
     :func:`setup_cfg` in every process), the schedule's steps, the files of the datasets
-    the run uses, every ``--dataset`` used, and ``--eval-only``'s weights."""
+    the run uses, every ``--dataset`` used, and ``--eval-only``'s test datasets and
+    weights."""
     cfg = command_line_cfg(args)
     _check_runtime(cfg)
     # a run config saved before steps were checked still evaluates; the recipe sets its own
@@ -236,6 +239,7 @@ def check_before_launch(args: argparse.Namespace) -> None:
         "DATASETS.TRAIN", "DATASETS.TEST", example="{key} \"('{name}',)\"")
     check_dataset_files(used, merge_registrations(cfg.DATASETS.REGISTER_COCO, datasets))
     if args.eval_only:
+        check_eval_datasets(cfg.DATASETS.TEST, "DATASETS.TEST", cfg.DATASETS.TRAIN)
         check_eval_weights(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS",
                            given="MODEL.WEIGHTS" in list(args.opts)[0::2], resume=args.resume,
                            output_dir=cfg.OUTPUT_DIR, config_file=args.config_file)

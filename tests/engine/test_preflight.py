@@ -94,6 +94,26 @@ def test_an_unused_dataset_registration_stops_the_lazy_run(mine):
         lazy.check_before_launch(args)
 
 
+def test_eval_only_without_a_test_dataset_is_refused():
+    # it would evaluate nothing and write an eval_results.json without metrics
+    args = build_argument_parser().parse_args(
+        ["--config-file", str(REPO / "configs/quick/atss.yaml"), "--eval-only",
+         "MODEL.WEIGHTS", "model.pth", "DATASETS.TEST", "()"])
+    with pytest.raises(SystemExit) as stop:
+        check_before_launch(args)
+    assert str(stop.value) == (
+        "--eval-only: DATASETS.TEST is empty, so nothing would be evaluated; add "
+        "`DATASETS.TEST \"('synthetic_train',)\"` (a registered dataset) to the command line")
+    args = build_argument_parser().parse_args(
+        ["--config-file", str(REPO / "configs/lazy/quick_atss.py"), "--eval-only",
+         "train.init_checkpoint=model.pth", "dataloader.test.dataset.names=[]"])
+    with pytest.raises(SystemExit, match=r"^--eval-only: dataloader.test.dataset.names is "
+                       r"empty, so nothing would be evaluated; add "
+                       r"`dataloader.test.dataset.names=synthetic_train` \(a registered "
+                       r"dataset\) to the command line$"):
+        lazy.check_before_launch(args)
+
+
 def test_eval_only_of_a_run_config_needs_the_weights_named(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

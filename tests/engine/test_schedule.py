@@ -3,6 +3,7 @@ routes: SOLVER.MAX_ITER (yaml) and train.max_iter (LazyConfig) alone move the st
 the warm-up to the config's fractions, logged; steps you set win; steps outside the
 schedule are refused in one line naming the keys."""
 import pytest
+from coco_files import GOOD, write_coco
 from conftest import REPO
 from detectron2.config import instantiate
 
@@ -60,7 +61,7 @@ def test_yaml_max_iter_alone_moves_steps_and_warmup(config):
     assert (tuple(cfg.SOLVER.STEPS), cfg.SOLVER.WARMUP_ITERS) == ((600, 800), 100)
 
 
-def test_steps_outside_the_schedule_are_refused_for_training_only(config):
+def test_steps_outside_the_schedule_are_refused_for_training_only(config, tmp_path):
     args = build_argument_parser().parse_args(
         ["--config-file", config, "SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "(50, 150)"])
     with pytest.raises(SystemExit) as stop:
@@ -70,8 +71,10 @@ def test_steps_outside_the_schedule_are_refused_for_training_only(config):
         "SOLVER.STEPS to steps inside the schedule, or leave it to the config (it then follows "
         "SOLVER.MAX_ITER at the config's fractions)")
     # a run config saved before steps were checked still evaluates
+    json_file, images = write_coco(tmp_path / "mine", [GOOD])
     check_before_launch(build_argument_parser().parse_args(
-        ["--config-file", config, "--eval-only", "SOLVER.MAX_ITER", "100", "SOLVER.STEPS",
+        ["--config-file", config, "--eval-only", "--dataset", "mine", str(json_file),
+         str(images), "DATASETS.TEST", "('mine',)", "SOLVER.MAX_ITER", "100", "SOLVER.STEPS",
          "(50, 150)", "MODEL.WEIGHTS", "model.pth"]))
 
 
