@@ -198,6 +198,13 @@ def final_metrics(output_dir: Path) -> Dict[str, float]:
     return {k[len("bbox/"):]: float(v) for k, v in evaluations[-1].items() if k.startswith("bbox/")}
 
 
+def evaluated_datasets(output_dir: Path) -> Optional[Dict[str, dict]]:
+    """The test datasets of a run's final evaluation, from its ``eval_results.json``:
+    name -> images and annotations; None when the file is missing."""
+    path = Path(output_dir) / EVAL_RESULTS
+    return json.loads(path.read_text()).get("datasets") if path.is_file() else None
+
+
 def run_study_run(
     run: StudyRun,
     python: str,
@@ -242,6 +249,7 @@ def run_study_run(
     record.update(
         status="done",
         metrics=final_metrics(run.output_dir),
+        datasets=evaluated_datasets(run.output_dir),
         wall_seconds=round(time.time() - start, 1),
         load_average_at_start=round(load, 2),
         finished=time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -60,3 +60,39 @@ def test_refusals(studies, tmp_path):
     empty = write_study(tmp_path / "empty", [])
     with pytest.raises(ValueError, match="no done run yet"):
         compare([empty], tmp_path / "out")
+
+
+def test_studies_of_different_test_data_are_refused_unless_allowed(tmp_path):
+    # the same dataset name with other boxes counts as other test data; a re-evaluation's
+    # data replaces that of the end of training
+    val = {"synthetic_val": {"images": 40, "annotations": 300}}
+    other = {"synthetic_val": {"images": 40, "annotations": 280}}
+    a = write_study(tmp_path / "a", [{**run("atss", 0, 38.0), "datasets": val},
+                                     {**run("atss", 1, 39.0), "datasets": val}])
+    b = write_study(tmp_path / "b", [{**run("lada", 0, 35.0), "datasets": other},
+                                     {**run("lada", 1, 36.0), "datasets": other}])
+    with pytest.raises(ValueError, match=r"different test data \(a: synthetic_val \(40 images, "
+                       r"300 boxes\); b: synthetic_val \(40 images, 280 boxes\)\)"):
+        compare([a, b], tmp_path / "out", ["a", "b"])
+    text = compare([a, b], tmp_path / "out", ["a", "b"], allow_different_test_data=True).read_text()
+    assert "test data synthetic_val (40 images, 280 boxes)" in text
+    assert "**The rows were evaluated on different test data**" in text
+    reevaluated = write_study(tmp_path / "c", [
+        {**run("lada", 0, 35.0), "datasets": other, "evaluation": {"datasets": val, "commit": "x"}}])
+    text = compare([a, reevaluated], tmp_path / "out2", ["a", "c"]).read_text()
+    assert "different test data" not in text
+    assert text.count("test data synthetic_val (40 images, 300 boxes)") == 2
+
+
+def test_runs_without_recorded_test_data_are_said_so(studies, tmp_path):
+    text = compare(studies[:2], tmp_path / "out", ["paa", "paa4"]).read_text()
+    assert "test data not recorded" in text
+
+
+def test_a_done_run_records_its_test_data(tmp_path):
+    from lada.study.runs import evaluated_datasets
+
+    assert evaluated_datasets(tmp_path) is None
+    datasets = {"mine_val": {"images": 3, "annotations": 7}}
+    (tmp_path / "eval_results.json").write_text(json.dumps({"datasets": datasets, "metrics": {}}))
+    assert evaluated_datasets(tmp_path) == datasets
