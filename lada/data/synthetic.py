@@ -30,7 +30,8 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+
+from ..progress import progress_bar
 
 CLASS_NAMES: tuple[str, ...] = ("bar", "plate", "ring", "ell", "stroke")
 #: Typical hue per class (HSV hue in [0, 1)); red/yellow and blue/purple overlap on purpose.
@@ -247,7 +248,7 @@ def _is_current(json_path: Path, image_dir: Path, expected: str) -> bool:
 def _write_split(split: str, count: int, spec: SyntheticSpec, image_dir: Path, json_path: Path) -> None:
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
-    for index in tqdm(range(count), desc=f"synthetic {split}", unit="image"):
+    for index in progress_bar(range(count), desc=f"synthetic {split}", unit="image"):
         pixels, objects = render_sample(spec.seed, split, index, spec.image_size, spec.max_objects)
         file_name = f"{index:06d}.png"
         Image.fromarray(pixels).save(image_dir / file_name)

@@ -13,9 +13,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable, Collection, Dict, List, Sequence
 
-from tqdm import tqdm
-
 from ..engine.interrupt import STOPPED_EXIT_CODES
+from ..progress import progress_bar
 from .runs import RunStopped, StudyRun, reevaluate_study_run, run_study_run
 from .stopping import StudyStop, StudyStopped
 
@@ -23,11 +22,12 @@ __all__ = ["run_study"]
 
 
 class _Progress:
-    """One tqdm bar over the study, its postfix the state of each running run
-    (thread-safe; ``lock`` also serialises the callers' per-run work)."""
+    """One progress bar over the study (``lada.progress``: in a log file, a line at most
+    every 30 s), its postfix the state of each running run (thread-safe; ``lock`` also
+    serialises the callers' per-run work)."""
 
     def __init__(self, total: int, initial: int, reevaluate: bool):
-        self.bar = tqdm(total=total, initial=initial, unit="run", dynamic_ncols=True)
+        self.bar = progress_bar(total=total, initial=initial, unit="run", dynamic_ncols=True)
         self.reevaluate = reevaluate
         self.lock = threading.Lock()
         self.running: Dict[StudyRun, str] = {}
@@ -38,7 +38,8 @@ class _Progress:
                 f"iter {min(iteration, run.max_iter)}/{run.max_iter}")
             self.bar.set_postfix_str(", ".join(
                 f"{r.name} seed {r.seed} {state}" for r, state in self.running.items()
-            ))
+            ), refresh=False)
+            self.bar.update(0)  # redrawn as often as the bar's interval allows
 
     def finish(self, run: StudyRun) -> None:
         """Caller holds ``lock``."""
