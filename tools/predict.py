@@ -281,11 +281,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     register_datasets(cfg, args)
     done = predict(cfg, args)
     print("\n".join(summary(done, cfg, args.confidence_threshold)))
-    print(f"{done['seconds']:.1f} s: {done['images_per_second']:.2f} images/s "
-          f"({done['model_images_per_second']:.2f} images/s in the model alone, "
-          f"{torch.get_num_threads()} CPU threads, device {cfg.MODEL.DEVICE}); drawings, "
-          f"{RESULTS} and {IMAGES} in {args.output}")
+    print(speed_line(done, torch.get_num_threads(), cfg.MODEL.DEVICE, args.output))
     return done
+
+
+def speed_line(done: dict[str, Any], threads: int, device: str, output: str) -> str:
+    """The last line ``main`` prints: the time, the speeds, torch's CPU threads and where
+    the outputs went."""
+    return (f"{done['seconds']:.1f} s: {done['images_per_second']:.2f} images/s "
+            f"({done['model_images_per_second']:.2f} images/s in the model alone, "
+            f"{threads} CPU thread{'' if threads == 1 else 's'}, device {device}); drawings, "
+            f"{RESULTS} and {IMAGES} in {output}")
 
 
 if __name__ == "__main__":
