@@ -108,3 +108,20 @@ own-data recipe (RECIPE.ENABLED): 36 training images
                      ["make target no_such_target"],
                      ["module lada.no_such_module"],
                      ["script datasets/no_such.py", "file datasets/no_such.py"]]
+
+
+def test_the_dataset_tools_commands_parse_without_a_deprecated_flag(capsys):
+    """The documented commands of the visualiser and the dataset browser parse with the
+    tools' own parsers and use the current flags (--dataset NAME JSON IMAGE_ROOT
+    registers, --name chooses): no deprecation warning."""
+    from test_scripts import load_tool
+
+    checked = 0
+    for page, command in all_commands():
+        words = shlex.split(command)
+        for tool in ("visualize_assignment", "browse_dataset"):
+            if words[:2] == ["python", f"tools/{tool}.py"]:
+                load_tool(tool).build_parser().parse_args(words[2:])
+                assert capsys.readouterr().err == "", f"{page}: {command}"
+                checked += 1
+    assert checked >= 6
