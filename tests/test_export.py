@@ -408,14 +408,6 @@ def test_onnx_inference_reads_files_without_names(tool_export, tmp_path):
     assert result["detections"] and all(set(d) == {"box", "score", "class"} for d in result["detections"])
 
 
-def test_onnx_inference_help_describes_the_tool_in_full():
-    from test_scripts import load_tool
-
-    description = load_tool("onnx_inference").build_parser().description
-    assert description.startswith("Detect objects in image files with a model.onnx")
-    assert description.endswith("(no torch, no detectron2): a deployment\nexample.")
-
-
 @pytest.mark.skipif(not SLOW, reason="compiles C++ for minutes: set LADA_SLOW_TESTS=1")
 def test_aoti_round_trips(tool_export, tmp_path):
     model, _, _, _ = tool_export

@@ -4,6 +4,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -163,6 +164,26 @@ def test_a_registration_missing_its_image_folder_is_not_taken_for_a_name(capsys)
     with pytest.raises(SystemExit):
         parser.parse_args(["--config-file", "c.yaml", "--dataset", "d", "d.json"])
     assert "--dataset: expected 3 arguments" in capsys.readouterr().err
+
+
+TOOLS_WITH_PARSERS = sorted(path.stem for path in (REPO / "tools").glob("*.py")
+                            if "def build_parser(" in path.read_text())
+
+
+@pytest.mark.parametrize("name", TOOLS_WITH_PARSERS)
+def test_each_tools_help_describes_it_in_full(name):
+    # the description is the docstring's first paragraph, not its first line (which
+    # ended mid-sentence in --help)
+    spec = importlib.util.spec_from_file_location(f"lada_tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # predict's dataclass needs its module registered
+    try:
+        spec.loader.exec_module(module)
+        description = module.build_parser().description
+    finally:
+        del sys.modules[spec.name]
+    assert description == module.__doc__.split("\n\n")[0].strip()
+    assert description.endswith("."), description
 
 
 def test_marker_sizes_follow_soft_weights():

@@ -55,7 +55,7 @@ logger = logging.getLogger("lada.export")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, help="a config, or a run's OUTPUT_DIR/config.yaml")
     parser.add_argument("--format", nargs="+", choices=export.FORMATS, default=["exported"],
                         help="one or more formats (default: exported)")

@@ -275,7 +275,7 @@ def _deprecated(parser: argparse.ArgumentParser, message: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", help="checkpoint (default: the config's MODEL.WEIGHTS)")
     parser.add_argument("--name", help="the registered dataset to take the image from (default: "
