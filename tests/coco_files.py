@@ -17,17 +17,20 @@ def write_coco(
     *,
     size: int = 64,
     categories: Sequence[str] = ("a", "b"),
+    category_ids: Sequence[int] | None = None,
 ) -> tuple[Path, Path]:
     """Writes ``root/images/img<i>.png`` (size x size noise) and ``root/train.json`` with
     one image per entry of ``images``, each holding the given (category_id, bbox)
-    annotations; annotation ids count from 1 in order, category ids from 1. Non-finite
+    annotations; annotation ids count from 1 in order, category ids from 1 (or those of
+    ``category_ids``, one per category). Non-finite
     coordinates are written as json's NaN / Infinity (which pycocotools reads).
     Returns (json file, image folder)."""
     image_dir = root / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     coco = {"images": [], "annotations": [],
-            "categories": [{"id": i + 1, "name": n} for i, n in enumerate(categories)]}
+            "categories": [{"id": i, "name": n} for i, n in zip(
+                category_ids or range(1, len(categories) + 1), categories, strict=True)]}
     for index, annotations in enumerate(images):
         file_name = f"img{index}.png"
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(

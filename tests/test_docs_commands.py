@@ -6,8 +6,10 @@ runs make (``output/...``, the generated datasets) and placeholders are not chec
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shlex
+import subprocess
 
 from conftest import REPO
 
@@ -108,3 +110,33 @@ own-data recipe (RECIPE.ENABLED): 36 training images
                      ["make target no_such_target"],
                      ["module lada.no_such_module"],
                      ["script datasets/no_such.py", "file datasets/no_such.py"]]
+
+
+def test_the_dataset_tools_commands_parse_without_a_deprecated_flag(capsys):
+    """The documented commands of the visualiser and the dataset browser parse with the
+    tools' own parsers and use the current flags (--dataset NAME JSON IMAGE_ROOT
+    registers, --name chooses): no deprecation warning."""
+    from test_scripts import load_tool
+
+    checked = 0
+    for page, command in all_commands():
+        words = shlex.split(command)
+        for tool in ("visualize_assignment", "browse_dataset"):
+            if words[:2] == ["python", f"tools/{tool}.py"]:
+                load_tool(tool).build_parser().parse_args(words[2:])
+                assert capsys.readouterr().err == "", f"{page}: {command}"
+                checked += 1
+    assert checked >= 6
+
+
+def test_make_demo_trains_on_the_readmes_one_thread_unless_told_otherwise():
+    # the README's demo figure was measured with one thread, and the thread count
+    # changes the AP; an OMP_NUM_THREADS of the caller's wins (make -n: nothing runs)
+    def demo_command(**env):
+        environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MAKEFLAGS")}
+        done = subprocess.run(["make", "-n", "demo"], cwd=REPO, env={**environment, **env},
+                              capture_output=True, text=True, check=True, timeout=60)
+        return next(line for line in done.stdout.splitlines() if "train_net.py" in line)
+
+    assert demo_command().startswith("OMP_NUM_THREADS=1 ")
+    assert demo_command(OMP_NUM_THREADS="2").startswith("OMP_NUM_THREADS=2 ")

@@ -9,6 +9,7 @@ comparison depend on float rounding rather than on the graph. The AOTInductor ro
 compiles C++ for minutes: it runs with LADA_SLOW_TESTS=1 (docs/tests.md)."""
 import copy
 import json
+import logging
 import os
 import warnings
 
@@ -16,6 +17,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from coco_files import write_coco
 from conftest import REPO
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
@@ -84,14 +86,25 @@ def assert_round_trip(model, run):
     assert_same_detections(model, run, images(BATCH_SIZE, seed=7, count=2))
 
 
+# The class names and dataset category ids of the tool_export model's test dataset:
+# category ids that are not the class indexes + 1, as a COCO json may have.
+CLASS_NAMES = ["bar", "plate", "ring", "ell", "stroke"]
+CATEGORY_IDS = [3, 5, 8, 13, 21]
+
+
 @pytest.fixture(scope="module")
 def tool_export(tmp_path_factory):
     """tools/export_model.py on the lada quick model from a saved config and weights, to
-    the default format and ONNX: (model, output folder, description, the warnings)."""
+    the default format and ONNX: (model, output folder, description, the warnings). The
+    config's test dataset (registered by the config, as a run's) names the classes."""
     from test_scripts import load_tool
 
     folder = tmp_path_factory.mktemp("tool")
     cfg = quick_cfg("lada")
+    json_file, image_root = write_coco(folder / "data", [[(3, [4, 4, 20, 20])]],
+                                       categories=CLASS_NAMES, category_ids=CATEGORY_IDS)
+    cfg.DATASETS.REGISTER_COCO = [["export_classes_val", str(json_file), str(image_root)]]
+    cfg.DATASETS.TEST = ("export_classes_val",)
     config_file = folder / "config.yaml"
     config_file.write_text(cfg.dump())  # as OUTPUT_DIR/config.yaml of a run
     model = spread_model(cfg)
@@ -143,6 +156,25 @@ def test_export_tool_checks_each_input_and_describes_the_graph(tool_export):
     metadata = {p.key: p.value for p in onnx.load(str(folder / "export" / "model.onnx")).metadata_props}
     assert json.loads(metadata["onnx_opset"]) == export.ONNX_OPSET
     assert json.loads(metadata["input"])["channels"] == "BGR"
+    # the class names and the dataset's category id of each class index, in both
+    for described in (written, {key: json.loads(value) for key, value in metadata.items()}):
+        assert described["thing_classes"] == CLASS_NAMES
+        assert described["category_ids"] == CATEGORY_IDS
+
+
+def test_an_export_without_class_names_says_so(tmp_path, caplog):
+    # no dataset of the config loads: null names (in export.json and the ONNX metadata)
+    # and a warning; the ONNX reader's side: test_onnx_inference_reads_files_without_names
+    from test_scripts import load_tool
+
+    tool = load_tool("export_model")
+    cfg = quick_cfg("lada", "DATASETS.TEST", "('no_such_dataset',)", "DATASETS.TRAIN", "()")
+    args = tool.build_parser().parse_args(["--config-file", "x.yaml", "--format", "onnx",
+                                           "--output", str(tmp_path)])
+    with caplog.at_level(logging.WARNING, logger="lada"):
+        description = tool.describe(cfg, args)
+    assert description["thing_classes"] is None and description["category_ids"] is None
+    assert "no class names: export.json and the ONNX metadata hold thing_classes null" in caplog.text
 
 
 def test_saved_program_round_trips(saved_program):
@@ -323,9 +355,10 @@ def test_export_errors_name_the_key_or_the_tool(monkeypatch):
         export.check_exportable(quick_cfg("lada"), "aoti")
 
 
-def test_onnx_inference_example_gives_predicts_detections(tool_export, tmp_path):
+def test_onnx_inference_example_gives_predicts_detections(tool_export, tmp_path, capsys):
     # the example prepares the image itself (EXIF, channels, resize) and scales the
-    # boxes back: it must give the eager model's detections in the image's own pixels
+    # boxes back: it must give the eager model's detections in the image's own pixels,
+    # each with its class index, name and dataset category id (printed and written)
     from test_scripts import load_tool
 
     from detectron2.data import detection_utils
@@ -335,7 +368,10 @@ def test_onnx_inference_example_gives_predicts_detections(tool_export, tmp_path)
     rng = np.random.default_rng(1)
     path = tmp_path / "photo.png"
     Image.fromarray(rng.integers(0, 256, (150, 230, 3), dtype=np.uint8)).save(path)
-    (result,) = load_tool("onnx_inference").main([str(folder / "export" / "model.onnx"), str(path)])
+    (result,) = load_tool("onnx_inference").main([str(folder / "export" / "model.onnx"), str(path),
+                                                  "--output", str(tmp_path / "detections.json")])
+    assert json.loads(capsys.readouterr().out) == result
+    assert json.loads((tmp_path / "detections.json").read_text()) == [result]
     original = detection_utils.read_image(str(path), format="BGR")
     cfg = quick_cfg("lada")  # the tool_export model's
     resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST).get_transform(original)
@@ -352,6 +388,24 @@ def test_onnx_inference_example_gives_predicts_detections(tool_export, tmp_path)
         found = next(d for d in unmatched if d["class"] == label and abs(d["score"] - score) <= 1e-4
                      and np.allclose(d["box"], box, rtol=0, atol=0.01))
         unmatched.remove(found)
+        assert found["name"] == CLASS_NAMES[label] and found["category_id"] == CATEGORY_IDS[label]
+
+
+def test_onnx_inference_reads_files_without_names(tool_export, tmp_path):
+    # a model.onnx exported before the class names were written (or with none known):
+    # class indices alone
+    from test_scripts import load_tool
+
+    _, folder, _, _ = tool_export
+    model = onnx.load(str(folder / "export" / "model.onnx"))
+    kept = [p for p in model.metadata_props if p.key not in ("thing_classes", "category_ids")]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (100, 140, 3), dtype=np.uint8)).save(image)
+    (result,) = load_tool("onnx_inference").main([str(tmp_path / "old.onnx"), str(image)])
+    assert result["detections"] and all(set(d) == {"box", "score", "class"} for d in result["detections"])
 
 
 @pytest.mark.skipif(not SLOW, reason="compiles C++ for minutes: set LADA_SLOW_TESTS=1")

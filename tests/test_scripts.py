@@ -4,6 +4,7 @@ import argparse
 import csv
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -112,16 +113,77 @@ def test_visualize_assignment_on_a_registered_dataset(tmp_path):
     output = tmp_path / "assignment.png"
     load_tool("visualize_assignment").main([
         "--config-file", str(REPO / "configs/quick/lada.yaml"),
-        "--register", "tiny_for_visualizer", str(json_file), str(images),
-        "--dataset", "tiny_for_visualizer", "--output", str(output),
+        "--dataset", "tiny_for_visualizer", str(json_file), str(images),
+        "--name", "tiny_for_visualizer", "--output", str(output),
         "INPUT.MIN_SIZE_TEST", "64", "INPUT.MAX_SIZE_TEST", "64",
     ])
     assert_png(output)
     with pytest.raises(SystemExit, match="has 1 images"):
         load_tool("visualize_assignment").main([
             "--config-file", str(REPO / "configs/quick/lada.yaml"),
-            "--dataset", "tiny_for_visualizer", "--index", "5", "--output", str(output),
+            "--name", "tiny_for_visualizer", "--index", "5", "--output", str(output),
         ])
+
+
+def test_the_dataset_tools_share_their_dataset_flags(capsys):
+    """--dataset NAME JSON IMAGE_ROOT registers and --name NAME chooses, in the visualiser
+    as in the dataset browser (and --dataset as in train_net.py and predict.py)."""
+    for name in ("visualize_assignment", "browse_dataset"):
+        args = load_tool(name).build_parser().parse_args([
+            "--config-file", "c.yaml", "--output", "o", "--dataset", "d", "d.json", "images",
+            "--dataset", "e", "e.json", "images", "--name", "e", "KEY.A", "1"])
+        assert (args.dataset, args.name, args.opts) == (
+            [["d", "d.json", "images"], ["e", "e.json", "images"]], "e", ["KEY.A", "1"]), name
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("former, current, warnings", [
+    (["--register", "d", "d.json", "images", "--dataset", "d"],
+     ["--dataset", "d", "d.json", "images", "--name", "d"], 2),
+    (["--dataset", "d", "--register", "d", "d.json", "images", "INPUT.MIN_SIZE_TEST", "64"],
+     ["--name", "d", "--dataset", "d", "d.json", "images", "INPUT.MIN_SIZE_TEST", "64"], 2),
+    (["--dataset", "d", "INPUT.MIN_SIZE_TEST", "64"], ["--name", "d", "INPUT.MIN_SIZE_TEST", "64"], 1),
+    (["--index", "2", "--dataset=d"], ["--index", "2", "--name=d"], 1),
+    (["--dataset", "d"], ["--name", "d"], 1),
+])
+def test_the_visualisers_former_dataset_flags_still_work_with_a_warning(former, current, warnings, capsys):
+    """Its former --register NAME JSON IMAGE_ROOT and --dataset NAME (commands in users'
+    notes) parse as --dataset NAME JSON IMAGE_ROOT and --name NAME, each with one line
+    saying so."""
+    parser = load_tool("visualize_assignment").build_parser()
+    expected = parser.parse_args(["--config-file", "c.yaml", *current])
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["--config-file", "c.yaml", *former]) == expected
+    printed = capsys.readouterr().err.splitlines()
+    assert len(printed) == warnings
+    assert all(line.startswith(f"{parser.prog}: warning: deprecated: --") for line in printed)
+
+
+def test_a_registration_missing_its_image_folder_is_not_taken_for_a_name(capsys):
+    parser = load_tool("visualize_assignment").build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--config-file", "c.yaml", "--dataset", "d", "d.json"])
+    assert "--dataset: expected 3 arguments" in capsys.readouterr().err
+
+
+TOOLS_WITH_PARSERS = sorted(path.stem for path in (REPO / "tools").glob("*.py")
+                            if "def build_parser(" in path.read_text())
+
+
+@pytest.mark.parametrize("name", TOOLS_WITH_PARSERS)
+def test_each_tools_help_describes_it_in_full(name):
+    # the description is the docstring's first paragraph, not its first line (which
+    # ended mid-sentence in --help)
+    spec = importlib.util.spec_from_file_location(f"lada_tools_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # predict's dataclass needs its module registered
+    try:
+        spec.loader.exec_module(module)
+        description = module.build_parser().description
+    finally:
+        del sys.modules[spec.name]
+    assert description == module.__doc__.split("\n\n")[0].strip()
+    assert description.endswith("."), description
 
 
 def test_marker_sizes_follow_soft_weights():
@@ -205,7 +267,7 @@ def test_visualize_assignment_sizes_as_training_under_the_recipe(tmp_path):
         "--dataset", "own_vis", str(json_file), str(images), *data, "OUTPUT_DIR", str(tmp_path / "run")]))
     tool = load_tool("visualize_assignment")
     output = tmp_path / "assignment.png"
-    argv = ["--config-file", str(REPO / "configs/quick/own_data.yaml"), "--register", "own_vis",
+    argv = ["--config-file", str(REPO / "configs/quick/own_data.yaml"), "--dataset", "own_vis",
             str(json_file), str(images), "--matchers", "lada", "paa", "--output", str(output), *data]
     shown = tool.setup(tool.build_parser().parse_args(argv))
     keys = ("INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "MODEL.FCOS.NUM_CLASSES",
@@ -216,7 +278,7 @@ def test_visualize_assignment_sizes_as_training_under_the_recipe(tmp_path):
     # a run's saved config gives the same sizes (every key in it is kept)
     save_run_config(train)
     saved = tool.setup(tool.build_parser().parse_args(["--config-file", str(tmp_path / "run/config.yaml"),
-                                        "--register", "own_vis", str(json_file), str(images)]))
+                                        "--dataset", "own_vis", str(json_file), str(images)]))
     assert [value_of(saved, k) for k in keys] == [256, 256, 2, 3.6]
 
 

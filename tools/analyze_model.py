@@ -36,7 +36,7 @@ from lada.engine.setup import merged_cfg
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--size", nargs=2, type=int, metavar=("HEIGHT", "WIDTH"), default=None,
                         help="input image size (default: INPUT.MIN_SIZE_TEST square)")

@@ -49,7 +49,7 @@ DEFAULT_CONFIG = "configs/quick/own_data.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default=str(Path(__file__).resolve().parent.parent
                                                      / DEFAULT_CONFIG), metavar="FILE",

@@ -39,7 +39,7 @@ DEFAULT_CONFIG = "configs/quick/own_data_R_18_imagenet.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, required=True,
                         help="torchvision ResNet state dict (.pth)")

@@ -15,8 +15,11 @@ any H, W and N (``--batch-one``: N = 1), and returns ``boxes`` (K, 4), ``scores`
 ``classes`` and ``image_index`` (K,) (``lada.export``). Every input image is resized as at
 test time (``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST``, as detectron2's
 ``DefaultPredictor``) and run by each export and by the eager model; their differences
-are logged and written to ``OUTPUT/export.json`` with what the graph expects.
-``tools/onnx_inference.py`` runs ``model.onnx`` on an image file without torch.
+are logged and written to ``OUTPUT/export.json`` with what the graph expects and the
+class names (``thing_classes``, and the dataset's ``category_ids``: from the config's
+datasets, :func:`lada.data.class_metadata`; null when unknown), which the ONNX file's
+metadata holds too. ``tools/onnx_inference.py`` runs ``model.onnx`` on an image file
+without torch.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from lada import export
+from lada.data import class_fields, class_metadata
 from lada.engine import LadaCheckpointer
 from lada.engine.setup import merged_cfg
 
@@ -51,7 +55,7 @@ logger = logging.getLogger("lada.export")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True, help="a config, or a run's OUTPUT_DIR/config.yaml")
     parser.add_argument("--format", nargs="+", choices=export.FORMATS, default=["exported"],
                         help="one or more formats (default: exported)")
@@ -127,10 +131,26 @@ def describe(cfg: CfgNode, args: argparse.Namespace) -> Dict:
             "image_index": "(K,) int64, the image of each detection",
         },
         "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
+        **classes(cfg),
         "config_file": args.config_file,
         "weights": cfg.MODEL.WEIGHTS,
         "torch": torch.__version__,
     }
+
+
+def classes(cfg: CfgNode) -> Dict:
+    """``thing_classes`` (the name of each class index) and ``category_ids`` (the
+    dataset's category id of each, for COCO results) of the config's datasets
+    (:func:`lada.data.class_metadata`), each None when unknown (with a warning when the
+    names are)."""
+    fields = class_fields(class_metadata(cfg))
+    if fields["thing_classes"] is None:
+        logger.warning(
+            "no class names: export.json and the ONNX metadata hold thing_classes null, and "
+            "tools/onnx_inference.py gives class indices only; the names come from the first "
+            "dataset of DATASETS.TEST or DATASETS.TRAIN that loads with the model's %d "
+            "categories (a run's config.yaml registers its datasets)", cfg.MODEL.FCOS.NUM_CLASSES)
+    return fields
 
 
 def write_onnx_metadata(path: str, metadata: Dict[str, str]) -> None:

@@ -13,6 +13,12 @@ bilinear, as detectron2's ``ResizeShortestEdge``), as float32 (1, 3, H, W) with 
 0-255 (normalisation is inside the graph). The boxes are scaled back to the image's own
 pixels and clipped to it, as detectron2 does for ``tools/predict.py``. Prints one JSON
 line per image and writes them all to ``--output``.
+
+Each detection has its ``box`` (x0, y0, x1, y1 in the image's pixels), ``score`` and
+``class`` (the model's 0-based class index) and, when the file's metadata holds them
+(``thing_classes`` and ``category_ids``, written by tools/export_model.py from the
+config's datasets), the class ``name`` and the dataset's ``category_id`` (the id COCO
+results use). Files exported without them give the index alone.
 """
 from __future__ import annotations
 
@@ -27,11 +33,26 @@ from PIL import Image, ImageOps
 
 
 def read_metadata(session: onnxruntime.InferenceSession) -> Dict:
-    """The export's description that tools/export_model.py put in the file."""
+    """The export's description that tools/export_model.py put in the file
+    (``thing_classes`` and ``category_ids`` are None when unknown, and in files exported
+    before they were written)."""
     metadata = session.get_modelmeta().custom_metadata_map
     if "input" not in metadata:
         raise ValueError("the ONNX file has no 'input' metadata: export it with tools/export_model.py")
-    return {key: json.loads(value) for key, value in metadata.items()}
+    description = {key: json.loads(value) for key, value in metadata.items()}
+    description.setdefault("thing_classes", None)
+    description.setdefault("category_ids", None)
+    return description
+
+
+def describe_class(index: int, description: Dict) -> Dict:
+    """``class`` (the index) and, when the metadata holds them, the class ``name`` and
+    the dataset's ``category_id``."""
+    fields: Dict = {"class": index}
+    for key, values in (("name", description["thing_classes"]), ("category_id", description["category_ids"])):
+        if values is not None and 0 <= index < len(values):
+            fields[key] = values[index]
+    return fields
 
 
 def resized_size(height: int, width: int, min_size: int, max_size: int) -> Tuple[int, int]:
@@ -73,20 +94,25 @@ def detect(session: onnxruntime.InferenceSession, description: Dict, path: str, 
         "height": height,
         "width": width,
         "detections": [
-            {"box": [round(float(v), 2) for v in box], "score": round(float(score), 5), "class": int(cls)}
+            {"box": [round(float(v), 2) for v in box], "score": round(float(score), 5),
+             **describe_class(int(cls), description)}
             for box, score, cls in zip(boxes[keep], scores[keep], classes[keep])
         ],
     }
 
 
-def main(argv: Optional[List[str]] = None) -> List[Dict]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model.onnx from tools/export_model.py --format onnx")
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument("--threshold", type=float, default=0.0, help="lowest score kept")
     parser.add_argument("--output", help="JSON file for every image's detections")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> List[Dict]:
+    args = build_parser().parse_args(argv)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads
     session = onnxruntime.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])

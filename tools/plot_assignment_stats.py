@@ -115,7 +115,7 @@ def _level_shares(axis, runs: Dict[str, Dict[str, np.ndarray]]) -> None:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="OUTPUT_DIRs or metrics.json files")
     parser.add_argument("--labels", nargs="+", help="one per run (default: directory names)")
     parser.add_argument("--output", type=Path, default=Path("output/assignment_stats.png"))

@@ -59,7 +59,8 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 from lada.data import ReadCheckedDatasetMapper
-from lada.data.errors import DatasetError, ImageReadError
+from lada.data import class_metadata as lada_class_metadata
+from lada.data.errors import ImageReadError
 from lada.data.output_paths import mirrored_output_path
 from lada.engine import LadaCheckpointer, Trainer, build_cfg, register_datasets
 
@@ -83,7 +84,7 @@ class Inputs:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE",
                         help="the run's OUTPUT_DIR/config.yaml, or a config of configs/")
@@ -146,25 +147,15 @@ def _is_image_name(path: Path) -> bool:
 
 
 def class_metadata(cfg: CfgNode, inputs: Inputs) -> Metadata:
-    """The metadata whose ``thing_classes`` name the model's classes: the input dataset's,
-    else that of the config's first test or training dataset that loads (its json gives
-    the names), else an empty one (classes drawn by number)."""
-    if inputs.dataset is not None:
-        return MetadataCatalog.get(inputs.dataset)
-    num_classes = cfg.MODEL.FCOS.NUM_CLASSES
-    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
-        try:
-            DatasetCatalog.get(name)  # load_coco_json fills the metadata
-        except (KeyError, OSError, DatasetError) as error:
-            logger.warning("class names: cannot load dataset '%s': %s", name, error)
-            continue
-        metadata = MetadataCatalog.get(name)
-        if len(metadata.get("thing_classes", ())) == num_classes:
-            return metadata
-        logger.warning("class names: dataset '%s' has %d categories, the model %d", name,
-                       len(metadata.get("thing_classes", ())), num_classes)
-    logger.warning("no class names: classes are drawn and written by number")
-    return Metadata(name="predict")
+    """The metadata whose ``thing_classes`` name the model's classes
+    (:func:`lada.data.class_metadata`: the input dataset's, else that of the config's
+    first test or training dataset that loads with as many categories as the model has
+    classes), else an empty one (classes drawn by number)."""
+    metadata = lada_class_metadata(cfg, inputs.dataset)
+    if metadata is None:
+        logger.warning("no class names: classes are drawn and written by number")
+        return Metadata(name="predict")
+    return metadata
 
 
 def load_model(cfg: CfgNode) -> torch.nn.Module:
@@ -290,11 +281,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, Any]:
     register_datasets(cfg, args)
     done = predict(cfg, args)
     print("\n".join(summary(done, cfg, args.confidence_threshold)))
-    print(f"{done['seconds']:.1f} s: {done['images_per_second']:.2f} images/s "
-          f"({done['model_images_per_second']:.2f} images/s in the model alone, "
-          f"{torch.get_num_threads()} CPU threads, device {cfg.MODEL.DEVICE}); drawings, "
-          f"{RESULTS} and {IMAGES} in {args.output}")
+    print(speed_line(done, torch.get_num_threads(), cfg.MODEL.DEVICE, args.output))
     return done
+
+
+def speed_line(done: dict[str, Any], threads: int, device: str, output: str) -> str:
+    """The last line ``main`` prints: the time, the speeds, torch's CPU threads and where
+    the outputs went."""
+    return (f"{done['seconds']:.1f} s: {done['images_per_second']:.2f} images/s "
+            f"({done['model_images_per_second']:.2f} images/s in the model alone, "
+            f"{threads} CPU thread{'' if threads == 1 else 's'}, device {device}); drawings, "
+            f"{RESULTS} and {IMAGES} in {output}")
 
 
 if __name__ == "__main__":

@@ -10,16 +10,19 @@ weights, its initialisation: the matchers that read predictions then assign from
 untrained ones) on the image as the training mapper makes it, at the test size (no
 random resizing or flips). The config is built as ``train_net.py`` builds it
 (:func:`lada.engine.build_cfg`), so a config with the own-data recipe (``RECIPE.ENABLED``,
-e.g. ``configs/quick/own_data.yaml``; ``--register`` the training datasets too) gets the
+e.g. ``configs/quick/own_data.yaml``; ``--dataset`` the training datasets too) gets the
 sizes, class count and anchors of its training, and a run's saved ``OUTPUT_DIR/config.yaml``
 (``RECIPE.APPLIED``) the sizes it was trained with, without reading the training data.
 
     python tools/visualize_assignment.py --config-file configs/quick/lada.yaml \\
         --weights output/quick/lada/model_final.pth --index 3 --output assignment.png
 
-``--dataset`` picks any registered dataset (the config's ``DATASETS.REGISTER_COCO``,
-``--register NAME JSON IMAGE_ROOT`` or detectron2's builtin COCO); the default is the
-config's first test dataset (the embedded synthetic data for ``configs/quick/``).
+``--name`` picks any registered dataset (the config's ``DATASETS.REGISTER_COCO``,
+``--dataset NAME JSON IMAGE_ROOT`` or detectron2's builtin COCO); the default is the
+config's first test dataset (the embedded synthetic data for ``configs/quick/``). The
+flags are those of ``tools/browse_dataset.py`` (and ``--dataset`` that of
+``train_net.py`` and ``tools/predict.py``); the former spellings ``--register NAME JSON
+IMAGE_ROOT`` and ``--dataset NAME`` still work, with a warning.
 Soft matchers (``MatchResult.soft`` set, ``dw``): each point's marker area is
 proportional to the weight of its highest-weighted pair, the pair with the GT it is
 drawn for.
@@ -27,6 +30,7 @@ drawn for.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -44,7 +48,7 @@ from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from lada.data import register_coco_datasets
-from lada.engine import build_cfg
+from lada.engine import add_dataset_argument, build_cfg
 from lada.matchers import MATCHER_REGISTRY, MatchInputs, MatchResult, build_matcher
 from lada.matchers.methods.lada import LADAMatcher
 from lada.matchers.stages.pairs import level_maxima
@@ -55,12 +59,12 @@ LEVEL_COLOURS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4
 
 def setup(args: argparse.Namespace) -> CfgNode:
     """The frozen config as ``train_net.py`` builds it (:func:`lada.engine.build_cfg`),
-    ``--register`` entries added to ``DATASETS.REGISTER_COCO`` and ``--weights`` last of
+    ``--dataset`` entries added to ``DATASETS.REGISTER_COCO`` and ``--weights`` last of
     the overrides: with ``RECIPE.ENABLED`` the own-data recipe reads the training datasets
     and sets the same sizes, class count and anchors as in training (the keys you set are
     kept); a run's saved ``config.yaml`` (``RECIPE.APPLIED``) is used as it is."""
     weights = [] if args.weights is None else ["MODEL.WEIGHTS", args.weights]
-    cfg, recipe = build_cfg(args.config_file, [*args.opts, *weights], args.register)
+    cfg, recipe = build_cfg(args.config_file, [*args.opts, *weights], args.dataset)
     if recipe is not None:
         for line in recipe.lines:
             print(line)
@@ -221,16 +225,66 @@ def save_small_png(figure, path: Path, dpi: int = 72,
     rgb.quantize(palette=target, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
+# A config key of the KEY VALUE overrides (``INPUT.MIN_SIZE_TEST``), not a json file.
+_CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+")
+
+
+class _Parser(argparse.ArgumentParser):
+    """The tool's parser, taking the former ``--dataset NAME`` (one value: the dataset to
+    draw) as ``--name NAME``, with a warning: ``--dataset`` now registers a dataset, with
+    three values, as in the other tools."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._former_dataset_choice(args), namespace)
+
+    def _former_dataset_choice(self, args: List[str]) -> List[str]:
+        """``args`` with each ``--dataset NAME`` that is not followed by a JSON file (by
+        an option, a ``KEY VALUE`` override or nothing) spelt ``--name NAME``."""
+        args = list(args)
+        for index, arg in enumerate(args):
+            if arg == "--":
+                break
+            if arg.startswith("--dataset="):
+                args[index] = "--name=" + arg[len("--dataset="):]
+            elif arg == "--dataset":
+                following = args[index + 1 : index + 3]
+                if len(following) == 2 and not following[1].startswith("-") \
+                        and not _CONFIG_KEY.fullmatch(following[1]):
+                    continue  # NAME JSON IMAGE_ROOT (argparse checks the count)
+                args[index] = "--name"
+            else:
+                continue
+            _deprecated(self, "--dataset NAME is now --name NAME (--dataset NAME JSON "
+                              "IMAGE_ROOT registers a dataset, as in the other tools)")
+        return args
+
+
+class _FormerRegister(argparse.Action):
+    """``--register NAME JSON IMAGE_ROOT``, the former spelling of ``--dataset``: the
+    same registration, with a warning."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        _deprecated(parser, "--register NAME JSON IMAGE_ROOT is now --dataset NAME JSON "
+                            "IMAGE_ROOT, as in the other tools")
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest) or []), list(values)])
+
+
+def _deprecated(parser: argparse.ArgumentParser, message: str) -> None:
+    print(f"{parser.prog}: warning: deprecated: {message}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--weights", help="checkpoint (default: the config's MODEL.WEIGHTS)")
-    parser.add_argument("--dataset", help="registered dataset (default: DATASETS.TEST[0])")
-    parser.add_argument("--register", nargs=3, action="append", default=[],
-                        metavar=("NAME", "JSON", "IMAGE_ROOT"),
-                        help="a COCO-format dataset to register (repeatable), added to the "
-                             "config's DATASETS.REGISTER_COCO, of which only --dataset's is "
-                             "registered (all when the own-data recipe is applied)")
+    parser.add_argument("--name", help="the registered dataset to take the image from (default: "
+                        "the config's DATASETS.TEST[0])")
+    add_dataset_argument(parser, help="register a COCO-format dataset under NAME (repeatable), "
+                         "added to the config's DATASETS.REGISTER_COCO, of which only --name's "
+                         "is registered (all when the own-data recipe is applied)")
+    parser.add_argument("--register", nargs=3, action=_FormerRegister, dest="dataset",
+                        help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help="image index in the dataset")
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--iteration", type=int, default=0,
@@ -243,9 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> Path:
     args = build_parser().parse_args(argv)
     cfg = setup(args)
-    dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
+    dataset = args.name or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if dataset is None:
-        raise SystemExit("no --dataset and the config has no DATASETS.TEST")
+        raise SystemExit("no --name and the config has no DATASETS.TEST")
     register_coco_datasets([e for e in cfg.DATASETS.REGISTER_COCO if e[0] == dataset])  # only it
     names = args.matchers or sorted(name for name, _ in MATCHER_REGISTRY)
     unknown = [name for name in names if name not in MATCHER_REGISTRY]

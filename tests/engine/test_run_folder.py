@@ -205,6 +205,15 @@ def test_predict_says_what_it_drew_and_hints_at_the_threshold(run, tmp_path, cap
             f"{hint} draws the best ones") in printed
 
 
+def test_predict_counts_its_threads_in_words():
+    predict = load_predict()
+    done = {"seconds": 2.0, "images_per_second": 8.0, "model_images_per_second": 20.0}
+    assert predict.speed_line(done, 1, "cpu", "p") == (
+        "2.0 s: 8.00 images/s (20.00 images/s in the model alone, 1 CPU thread, device cpu); "
+        "drawings, coco_instances_results.json and images.json in p")
+    assert ", 2 CPU threads, " in predict.speed_line(done, 2, "cpu", "p")
+
+
 def test_predict_names_an_input_that_is_not_an_image(run, tmp_path):
     predict = load_predict()
     common = ["--config-file", str(run["out"] / "config.yaml"), "--output", str(tmp_path / "p"),
