@@ -46,7 +46,6 @@ if __package__ in (None, ""):
 
 import numpy as np
 import torch
-import tqdm
 from PIL import Image
 
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
@@ -63,6 +62,7 @@ from lada.data import class_metadata as lada_class_metadata
 from lada.data.errors import ImageReadError
 from lada.data.output_paths import mirrored_output_path
 from lada.engine import LadaCheckpointer, Trainer, build_cfg, register_datasets
+from lada.progress import progress_bar
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
 RESULTS = "coco_instances_results.json"
@@ -214,7 +214,7 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
 
     results, images, model_seconds, drawn, top_score = [], [], 0.0, 0, None
     start = time.perf_counter()
-    for record in tqdm.tqdm(inputs.records, unit="image", desc="predict"):
+    for record in progress_bar(inputs.records, unit="image", desc="predict"):
         try:
             example = mapper(record)
         except ImageReadError as error:  # its message speaks of training; this is predict
