@@ -104,11 +104,13 @@ def _first_k_sorted(
     k-th score."""
     if exact and len(group) and not _exact_in_float32(score):
         candidate = _within_float32_kth(group, score, point, k)
-        group, score, point = (group.index_select(0, candidate), score.index_select(0, candidate),
-                               _subset(point, candidate))
-        order, rank = sort_within_groups(group, score, point)
-        keep = rank < k.index_select(0, group.index_select(0, order))
-        return candidate.index_select(0, order[keep])
+        # candidates in (group, float32 score, point) order: two stable sorts, by the exact
+        # score then by group, order them by (group, score, point), since equal scores
+        # have equal float32 roundings and so keep their order by point
+        by_score = candidate.index_select(0, score.index_select(0, candidate).argsort(stable=True))
+        order = by_score.index_select(0, group.index_select(0, by_score).argsort(stable=True))
+        sorted_group = group.index_select(0, order)
+        return order[_ranks(sorted_group) < k.index_select(0, sorted_group)]
     order, rank = sort_within_groups(group, score, point, exact)
     keep = rank < k.index_select(0, group.index_select(0, order))
     return order[keep]
@@ -119,15 +121,16 @@ def _within_float32_kth(
 ) -> torch.Tensor:
     """Indices of the pairs whose score is at most their group's k-th lowest score
     rounded to float32 and raised by one float32 step (all of a group with fewer than k
-    pairs): a superset of the first k in exact order, found by one cheap sort, so that
-    the exact sorts run on about k pairs per group. Scores without NaN."""
+    pairs), in (group, float32 score, point) order: a superset of the first k in exact
+    order, found by one cheap sort, so that the exact sorts run on about k pairs per
+    group. Scores without NaN."""
     order, rank = sort_within_groups(group, score, point, exact=False)
-    sorted_group = group.index_select(0, order)
+    sorted_group, sorted_score = group.index_select(0, order), score.index_select(0, order)
     at_k = rank == k.index_select(0, sorted_group) - 1
     kth = torch.full((len(k),), float("inf"), dtype=torch.float64, device=score.device)
-    kth[sorted_group[at_k]] = score.index_select(0, order)[at_k].float().double()
+    kth[sorted_group[at_k]] = sorted_score[at_k].float().double()
     bound = torch.nextafter(kth.float(), torch.tensor(float("inf"), device=score.device)).double()
-    return (score.double() <= bound.index_select(0, group)).nonzero().squeeze(1)
+    return order[sorted_score.double() <= bound.index_select(0, sorted_group)]
 
 
 def _within_subset_bound(group: torch.Tensor, score: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
