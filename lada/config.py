@@ -233,12 +233,16 @@ def _add_recipe_config(cfg: CN) -> None:
     # False to have the recipe choose again (e.g. fine-tuning on other data).
     cfg.RECIPE.APPLIED = False
     # Input size: the short side that keeps the median object (square root of its box
-    # area) at OBJECT_SIZE px, never above the training images' median short side (no
-    # upsampling) nor MAX_SIZE (CPU speed), never below MIN_SIZE (unless the images are
-    # smaller). 32 px = 4 strides of P3, the finest level.
+    # area) at OBJECT_SIZE px, never above MAX_SIZE (CPU speed), never below MIN_SIZE
+    # (unless the images are smaller and UPSAMPLE is False). 32 px = 4 strides of P3, the
+    # finest level. UPSAMPLE: small images whose objects need more pixels are enlarged (up
+    # to MAX_SIZE), as the quick configs enlarge the embedded 128-px images: a box thinner
+    # than the 8-px stride holds a P3 point only if it straddles one. False: never above
+    # the training images' median short side.
     cfg.RECIPE.OBJECT_SIZE = 32
     cfg.RECIPE.MIN_SIZE = 128
     cfg.RECIPE.MAX_SIZE = 512
+    cfg.RECIPE.UPSAMPLE = True
     # Augmentations to use, any of "horizontal_flip" (INPUT.RANDOM_FLIP horizontal),
     # "vertical_flip", "color_jitter" (INPUT.EXTRA_AUGMENTATIONS) and "multi_scale"
     # (INPUT.MIN_SIZE_TRAIN = the size times each of SCALES, one drawn per image).

@@ -7,8 +7,10 @@ sizes and schedule (README, "Train on your own data"). At start-up the recipe re
 training datasets once and sets
 
 * the size (``INPUT.MIN_SIZE_TEST``): the short side that keeps the median object at
-  ``RECIPE.OBJECT_SIZE`` px, within [``RECIPE.MIN_SIZE``, min(median short side,
-  ``RECIPE.MAX_SIZE``)]: no upsampling, and no more pixels than the objects need;
+  ``RECIPE.OBJECT_SIZE`` px, within [``RECIPE.MIN_SIZE``, ``RECIPE.MAX_SIZE``]: small
+  images whose objects need more pixels are enlarged (``RECIPE.UPSAMPLE``; without it,
+  at most the images' median short side), and no image has more pixels than its objects
+  need;
 * training sizes (``INPUT.MIN_SIZE_TRAIN``): that size times ``RECIPE.SCALES`` with
   ``multi_scale`` (one drawn per image), the size alone without; the long sides
   (``INPUT.MAX_SIZE_*``) from the images' median aspect ratio;
@@ -206,7 +208,7 @@ def choose_recipe(
 
 def _choose_sizes(choose: _Chooser, r: CfgNode, stats: DatasetStats) -> tuple[int, tuple, int]:
     """Test size, training sizes, long-side caps; returns (size, training sides, MAX_SIZE_TRAIN)."""
-    upper = min(stats.short_side, r.MAX_SIZE)
+    upper = r.MAX_SIZE if r.UPSAMPLE else min(stats.short_side, r.MAX_SIZE)
     wanted = stats.short_side * r.OBJECT_SIZE / stats.object_size if stats.object_size else upper
     size = choose("INPUT.MIN_SIZE_TEST", int(round(min(upper, max(r.MIN_SIZE, wanted)))))
     choose.say(f"  size: short side {size} px (INPUT.MIN_SIZE_TEST): " + (
@@ -316,12 +318,14 @@ def _size_reason(stats: DatasetStats, r: CfgNode, wanted: float, upper: float) -
     keeps = (f"the median object ({stats.object_size:.0f} px) at RECIPE.OBJECT_SIZE "
              f"{r.OBJECT_SIZE} px needs {wanted:.0f} px")
     if wanted > upper:
-        bound = ("the images' median short side (no upsampling)" if stats.short_side <= r.MAX_SIZE
-                 else f"RECIPE.MAX_SIZE {r.MAX_SIZE} (CPU speed)")
+        bound = ("the images' median short side (RECIPE.UPSAMPLE False)"
+                 if upper < r.MAX_SIZE else f"RECIPE.MAX_SIZE {r.MAX_SIZE} (CPU speed)")
         return f"{keeps}; capped at {bound}"
     if wanted < r.MIN_SIZE:
         return f"{keeps}; raised to RECIPE.MIN_SIZE {r.MIN_SIZE}" + (
             " (the images' median short side, smaller)" if upper < r.MIN_SIZE else "")
+    if wanted > stats.short_side:
+        return f"{keeps}: the images enlarged {wanted / stats.short_side:.2f} x (RECIPE.UPSAMPLE)"
     return keeps
 
 

@@ -61,8 +61,10 @@ def test_images_after_the_training_augmentation_at_the_recipes_sizes(tmp_path, t
     name = f"browse_aug_{tmp_path.name}"
     done = tool.browse(["--dataset", name, str(json_file), str(images), "--augment",
                         "--output", str(tmp_path / "out")])
-    # own_data.yaml's recipe: training short sides 160 x (0.8, 0.9, 1.0, 1.1, 1.2), square images
-    recipe_sides = {128, 144, 160, 176, 192}
+    # own_data.yaml's recipe: the median object, sqrt of 20 x 30 and 40 x 20 px (24.5 and
+    # 28.3; median 26.4), at 32 px needs the 160-px images enlarged to 194 px; training
+    # short sides 194 x (0.8, 0.9, 1.0, 1.1, 1.2), rounded; square images
+    recipe_sides = {155, 175, 194, 213, 233}
     assert done["images"] == 4 and done["boxes"] == 8
     assert done["sizes"] and all(h == w and h in recipe_sides for h, w in done["sizes"])
     for index in range(4):

@@ -107,8 +107,18 @@ def test_size_caps(dataset):
     apply_recipe(cfg, set(), base)
     assert cfg.INPUT.MIN_SIZE_TEST == 200
     cfg, base = own_data_cfg("RECIPE.OBJECT_SIZE", "64")  # 320 x 64 / 40 = 512 > 320
-    apply_recipe(cfg, set(), base)
-    assert cfg.INPUT.MIN_SIZE_TEST == 320  # no upsampling
+    recipe = apply_recipe(cfg, set(), base)
+    assert cfg.INPUT.MIN_SIZE_TEST == 512  # the images enlarged 1.6 x, up to MAX_SIZE 512
+    assert "needs 512 px: the images enlarged 1.60 x (RECIPE.UPSAMPLE)" in "\n".join(recipe.lines)
+    cfg, base = own_data_cfg("RECIPE.OBJECT_SIZE", "80")  # 320 x 80 / 40 = 640 > 512
+    recipe = apply_recipe(cfg, set(), base)
+    assert cfg.INPUT.MIN_SIZE_TEST == 512
+    assert "capped at RECIPE.MAX_SIZE 512 (CPU speed)" in "\n".join(recipe.lines)
+    cfg, base = own_data_cfg("RECIPE.OBJECT_SIZE", "64", "RECIPE.UPSAMPLE", "False")
+    recipe = apply_recipe(cfg, set(), base)
+    assert cfg.INPUT.MIN_SIZE_TEST == 320  # never above the images' median short side
+    assert "capped at the images' median short side (RECIPE.UPSAMPLE False)" in "\n".join(
+        recipe.lines)
     cfg, base = own_data_cfg("RECIPE.OBJECT_SIZE", "8")  # 320 x 8 / 40 = 64 < 128
     apply_recipe(cfg, set(), base)
     assert cfg.INPUT.MIN_SIZE_TEST == 128
@@ -224,16 +234,17 @@ def _square_boxes(side: float, image: int = 128, count: int = 3) -> list:
         for _ in range(count)]
 
 
-@pytest.mark.parametrize("side, size, scale", [
-    # 128-px images, RECIPE.OBJECT_SIZE 32, MIN_SIZE 128: 16-px objects would need 256 px
-    # (no upsampling: 128), 32-px ones 128, 64-px ones 64 (raised to 128); so the objects
-    # stay 16, 32, 64 px and the P3 anchor is 0.9 x that: 14.4, 28.8, 57.6 px = 1.8, 3.6,
-    # 7.2 strides of 8 px.
-    (16, 128, 1.8), (32, 128, 3.6), (64, 128, 7.2),
+@pytest.mark.parametrize("side, upsample, size, scale", [
+    # 128-px images, RECIPE.OBJECT_SIZE 32, MIN_SIZE 128: 16-px objects need 256 px (the
+    # images enlarged 2 x; without RECIPE.UPSAMPLE 128), 32-px ones 128, 64-px ones 64
+    # (raised to 128); so the objects are 32 (16 without upsampling), 32, 64 px and the P3
+    # anchor 0.9 x that: 28.8 (14.4), 28.8, 57.6 px = 3.6 (1.8), 3.6, 7.2 strides of 8 px.
+    (16, True, 256, 3.6), (16, False, 128, 1.8), (32, True, 128, 3.6), (64, True, 128, 7.2),
 ])
-def test_anchor_scale_from_the_objects(side, size, scale):
+def test_anchor_scale_from_the_objects(side, upsample, size, scale):
     cfg = add_lada_config(get_cfg())
     cfg.merge_from_file(str(OWN_DATA))
+    cfg.RECIPE.UPSAMPLE = upsample
     recipe = choose_recipe(cfg, dataset_stats(_square_boxes(side), num_classes=1))
     assert recipe.values["INPUT.MIN_SIZE_TEST"] == size
     assert {key: recipe.values[key] for key in anchor_keys().values()} == {

@@ -14,8 +14,8 @@ from lada.matchers import MATCHER_REGISTRY
 from lada.study import StudyError, plan_runs
 from lada.study.__main__ import main as study_main, own_data_configs, own_data_opts
 
-# 160 px images with 20 px objects: the recipe's size is min(160 x 32 / 20, 160) = 160
-BOXES = [(1, [20, 20, 20, 20]), (2, [100, 90, 20, 20])]
+# 160 px images with 32 px objects: the recipe's size keeps them at 32 px, 160 x 32 / 32 = 160
+BOXES = [(1, [20, 20, 32, 32]), (2, [100, 90, 32, 32])]
 
 
 def datasets(root, train_images=4, val_images=2):
