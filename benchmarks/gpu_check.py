@@ -280,7 +280,7 @@ def launch_result(output: Path, train_log: str, iters: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of gpu_check.md/.json/.log")
     parser.add_argument("--work", type=Path, default=Path("/tmp/lada-gpu-check"),
                         help="scratch folder: installed wheels, data, runs")

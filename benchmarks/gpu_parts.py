@@ -230,7 +230,7 @@ PARTS: Dict[str, Callable[[Sizes, float, Report], dict]] = {
 
 
 def main(argv: List[str] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("part", choices=sorted(PARTS))
     parser.add_argument("--result", type=Path, required=True, help="JSON file the part writes")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds the part may start work in")

@@ -172,7 +172,7 @@ def install(folder: Path, target: Path, python: str = sys.executable) -> subproc
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, default=WHEEL_DIR)
     args = parser.parse_args(argv)
     prepare(args.folder.absolute())

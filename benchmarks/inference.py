@@ -164,7 +164,7 @@ def markdown(rows: List[dict]) -> str:
 
 
 def main(argv=None) -> Dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU threads")
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--cases", nargs="+", choices=[c[0] for c in CASES], default=None,

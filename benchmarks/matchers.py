@@ -243,7 +243,7 @@ def plot(path: Path, rows: List[dict], title: str) -> None:
 
 
 def main(argv=None) -> Dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-gts", type=int, nargs="+", help=f"default {FULL_GTS}")
     parser.add_argument("--max-sides", type=float, nargs="+", default=list(MAX_SIDES),
                         help="largest GT side of each box-size distribution (pixels)")

@@ -219,7 +219,7 @@ def markdown(rows: List[dict]) -> str:
 
 
 def main(argv=None) -> Dict[str, Path]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config-file", default="configs/quick/Base-Quick.yaml")
     parser.add_argument("--matchers", nargs="+", help="default: every registered matcher")
     parser.add_argument("--images", type=int, default=16, help="images in the batch")

@@ -114,7 +114,7 @@ def write_split(root: Path, split: str, image: Image.Image, boxes: np.ndarray, a
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent / "trees",
                         help="output directory (default: datasets/trees next to this script)")
     args = parser.parse_args(argv)

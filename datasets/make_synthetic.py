@@ -15,7 +15,7 @@ from lada.data.synthetic import EMBEDDED_ROOT, SyntheticSpec, generate
 
 def main(argv: list[str] | None = None) -> None:
     defaults = SyntheticSpec()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent / EMBEDDED_ROOT,
                         help="output directory (default: datasets/synthetic next to this script)")
     parser.add_argument("--num-train", type=int, default=defaults.num_train)
