@@ -15,6 +15,7 @@ from torchvision.ops import sigmoid_focal_loss
 from lada.matchers.stages.batch import BatchGTs
 from lada.matchers.stages.class_costs import ClassSummedCost, focal_term, soft_label_term
 from lada.matchers.stages.dynamic_k import dynamic_k
+from lada.matchers.stages.geometry import rows_at
 from lada.matchers.stages.overlaps import box_reach, pairs_with_overlap
 from lada.matchers.stages.ranking import _within_subset_bound, first_k_per_group
 
@@ -221,3 +222,12 @@ def test_class_summed_costs_equal_the_direct_sum(term, rtol, atol):
     all_zero = _direct(flat, torch.arange(50), torch.zeros(50, dtype=torch.long),
                        torch.zeros(50, dtype=torch.float64), term)
     torch.testing.assert_close(costs.negative_sums(), all_zero, rtol=rtol, atol=atol)
+
+
+def test_rows_at_gathers_as_advanced_indexing():
+    table = torch.arange(24.0).view(6, 4)
+    index = torch.tensor([[5, 0, 2], [1, 1, 4]])
+    assert torch.equal(rows_at(table, index), table[index])  # (2, 3, 4)
+    assert torch.equal(rows_at(table[:, 0], index), table[:, 0][index])  # a 1-D table
+    empty = torch.zeros((0, 3), dtype=torch.long)
+    assert rows_at(table, empty).shape == (0, 3, 4)

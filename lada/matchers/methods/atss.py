@@ -12,7 +12,7 @@ from ..stages.batch import BatchGTs
 from ..stages.best_gt import assign_candidates_to_best_gt
 from ..stages.candidates import topk_closest_per_level
 from ..stages.divisions import mean_plus_std_threshold
-from ..stages.geometry import anchor_boxes, is_inside, paired_iou
+from ..stages.geometry import anchor_boxes, is_inside, paired_iou, rows_at
 from ..validation import require_positive, require_positive_int
 
 __all__ = ["ATSSMatcher"]
@@ -54,9 +54,9 @@ class ATSSMatcher(BatchMatcher):
             points, inputs.num_points_per_level, gt_boxes, self.topk
         )  # (M, K), the batch's GT boxes at once
         anchors = anchor_boxes(points, inputs.strides, self.anchor_scale)
-        iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (M, K)
+        iou = paired_iou(rows_at(anchors, candidates), gt_boxes[:, None])  # (M, K)
         positive = iou >= mean_plus_std_threshold(iou)
-        positive &= is_inside(points[candidates], gt_boxes[:, None])
+        positive &= is_inside(rows_at(points, candidates), gt_boxes[:, None])
         rows = torch.arange(len(gts), device=candidates.device)[:, None]
         gt_of_key = assign_candidates_to_best_gt(
             gts.keys(rows, candidates), iou, positive, gts.num_images * gts.num_points

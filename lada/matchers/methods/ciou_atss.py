@@ -15,7 +15,7 @@ from ..stages.batch import BatchGTs
 from ..stages.best_gt import assign_candidates_to_best_gt
 from ..stages.candidates import topk_closest_per_level
 from ..stages.divisions import mean_plus_std_threshold
-from ..stages.geometry import anchor_boxes, is_inside, paired_iou
+from ..stages.geometry import anchor_boxes, is_inside, paired_iou, rows_at
 from ..validation import require_nonnegative, require_one_of, require_positive, require_positive_int
 
 __all__ = ["CIoUATSSMatcher", "scheduled_weight"]
@@ -125,8 +125,8 @@ class CIoUATSSMatcher(BatchMatcher):
         rows = torch.arange(len(gts), device=candidates.device)[:, None]
         keys = gts.keys(rows, candidates)  # (M, K) flat keys image * R + point
         anchors = anchor_boxes(points, inputs.strides, self.anchor_scale)
-        anchor_iou = paired_iou(anchors[candidates], gt_boxes[:, None])  # (M, K)
-        pred_boxes = inputs.pred_boxes.flatten(0, 1).float()[keys]
+        anchor_iou = paired_iou(rows_at(anchors, candidates), gt_boxes[:, None])  # (M, K)
+        pred_boxes = rows_at(inputs.pred_boxes.flatten(0, 1).float(), keys)
         pred_iou = paired_iou(pred_boxes, gt_boxes[:, None])  # (M, K)
         combined = anchor_weight * anchor_iou + pred_weight * pred_iou
         if self.threshold == "sum_std":
@@ -136,7 +136,7 @@ class CIoUATSSMatcher(BatchMatcher):
         else:
             threshold = mean_plus_std_threshold(combined)
         positive = combined >= threshold
-        positive &= is_inside(points[candidates], gt_boxes[:, None])
+        positive &= is_inside(rows_at(points, candidates), gt_boxes[:, None])
         return assign_candidates_to_best_gt(
             keys, combined, positive, gts.num_images * gts.num_points
         )

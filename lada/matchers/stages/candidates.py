@@ -18,7 +18,7 @@ import torch
 
 from ..contract import MatchInputs
 from .batch import BatchGTs
-from .geometry import box_centers
+from .geometry import box_centers, rows_at
 from . import pairs
 from .nearest import nearest_dense, nearest_per_level
 from .pairs import WindowIndex
@@ -69,7 +69,7 @@ def lowest_per_gt_and_level(
         point_gt[key], key % sum(num_points_per_level), point_score[key], num_gts,
         num_points_per_level, k,
     )
-    return key[pair], valid
+    return rows_at(key, pair), valid
 
 
 def lowest_pairs_per_gt_and_level(
@@ -135,4 +135,4 @@ def per_level_candidates(
     key, valid = lowest_per_gt_and_level(
         point_gt, point_score, len(gts), inputs.num_points_per_level, k
     )
-    return key, valid, point_score[key].masked_fill(~valid, float("inf"))
+    return key, valid, rows_at(point_score, key).masked_fill(~valid, float("inf"))

@@ -16,6 +16,7 @@ __all__ = [
     "clamp_inverted",
     "is_inside",
     "paired_iou",
+    "rows_at",
     "side_distances",
 ]
 
@@ -41,3 +42,11 @@ def anchor_boxes(points: torch.Tensor, strides: torch.Tensor, scale: float) -> t
     (R, 2), (R,) -> (R, 4). ATSS's single anchor uses ``scale = 8``."""
     half = (scale * strides / 2)[:, None]
     return torch.cat([points - half, points + half], dim=1)
+
+
+def rows_at(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a table (R, ...) and an index of any shape (...) long ->
+    (index shape, ...): the same values by ``index_select``, which gathers rows 2-3x
+    faster than advanced indexing on the CPU (at 100,000+ rows, as the (M, K)
+    candidates of ATSS at thousands of GTs)."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, *table.shape[1:])
