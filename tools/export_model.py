@@ -19,7 +19,8 @@ are logged and written to ``OUTPUT/export.json`` with what the graph expects and
 class names (``thing_classes``, and the dataset's ``category_ids``: from the config's
 datasets, :func:`lada.data.class_metadata`; null when unknown), which the ONNX file's
 metadata holds too. ``tools/onnx_inference.py`` runs ``model.onnx`` on an image file
-without torch.
+without torch. ``MODEL.WEIGHTS`` must give every weight of the config's model: a
+checkpoint of another class count or architecture stops the export with one line.
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from lada import export
 from lada.data import class_fields, class_metadata
-from lada.engine import LadaCheckpointer
+from lada.engine import CheckpointError, LadaCheckpointer
 from lada.engine.setup import merged_cfg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -104,9 +105,13 @@ def load_image(path: str, cfg: CfgNode) -> torch.Tensor:
 
 
 def build_eval_model(cfg: CfgNode) -> torch.nn.Module:
+    """The model of ``cfg`` with the weights of ``MODEL.WEIGHTS``, in eval mode. A
+    checkpoint that does not give every weight of the model (another
+    ``MODEL.FCOS.NUM_CLASSES``, another architecture) raises :class:`CheckpointError`."""
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE).load(cfg.MODEL.WEIGHTS)
+        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+                         for_inference=True).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting the randomly initialised model")
     return model.eval()
@@ -212,5 +217,5 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 if __name__ == "__main__":
     try:
         main()
-    except export.ExportError as error:
+    except (export.ExportError, CheckpointError) as error:
         sys.exit(f"export_model.py: {error}")
