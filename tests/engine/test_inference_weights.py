@@ -3,7 +3,8 @@ LazyConfig tool, ``tools/predict.py``, ``tools/export_model.py``,
 ``tools/visualize_assignment.py --weights``, the assignment diagnostics) refuses, in one
 line, a checkpoint that does not give each weight of its model, where a training load
 re-initialises the class head (``train_net.py --eval-only``: the failure catalogue;
-the checkpointer's messages: test_checkpoint.py).
+the checkpointer's messages: test_checkpoint.py). The export builds its config as
+training does, so the training command's own-data config exports the trained model.
 
 The checkpoints are untrained models saved as a run saves them (nothing is trained)."""
 import runpy
@@ -18,10 +19,11 @@ from detectron2.modeling import build_model
 from PIL import Image
 from test_scripts import load_tool
 
-from lada.engine import build_cfg
+from lada.engine import build_argument_parser, build_cfg, save_run_config, setup_cfg
 from lada.engine.lazy import do_eval_only, load_lazy_config
 
 LADA = str(REPO / "configs/quick/lada.yaml")
+OWN_DATA = str(REPO / "configs/quick/own_data.yaml")
 NO_DATA = ["DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]
 
 
@@ -75,6 +77,65 @@ def test_export_refuses_weights_of_another_class_count_in_one_line(
     assert not (tmp_path / "export" / "model.pt2").exists()
 
 
+@pytest.fixture
+def own_data(tmp_path):
+    """A 2-category dataset of 320-px images with 40-px objects, and the training command's
+    data arguments for configs/quick/own_data.yaml."""
+    json_file, images = write_coco(tmp_path / "data", [[(1, [10, 10, 40, 40]), (2, [100, 120, 40, 40])]] * 3,
+                                   size=320)
+    dataset = ["--dataset", "own_export", str(json_file), str(images)]
+    data = ["DATASETS.REGISTER_COCO", "[]", "DATASETS.TRAIN", "('own_export',)",
+            "DATASETS.TEST", "('own_export',)"]
+    return dataset, data, json_file
+
+
+def test_export_with_the_training_config_applies_the_recipe(own_data, tmp_path):
+    """The own-data recipe sets the class count and sizes from the training data: the
+    export, given the training command's config and data, builds the trained model (its
+    checkpoint loads whole) with the sizes it was trained at."""
+    dataset, data, _ = own_data
+    trained = setup_cfg(build_argument_parser().parse_args(
+        ["--config-file", OWN_DATA, *dataset, *data, "OUTPUT_DIR", str(tmp_path / "run")]))
+    assert trained.MODEL.FCOS.NUM_CLASSES == 2 and trained.INPUT.MIN_SIZE_TEST == 256
+    state = build_model(trained).state_dict()
+    torch.save({"model": state}, tmp_path / "run" / "model_final.pth")
+
+    tool = load_tool("export_model")
+    args = tool.build_parser().parse_args([
+        "--config-file", OWN_DATA, "--output", str(tmp_path / "export"), *dataset, *data,
+        "MODEL.WEIGHTS", str(tmp_path / "run" / "model_final.pth")])
+    cfg = tool.setup_cfg(args)
+    keys = ("MODEL.FCOS.NUM_CLASSES", "INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST",
+            "MODEL.MATCHER.LADA.ANCHOR_SCALE")
+    assert [_value(cfg, k) for k in keys] == [_value(trained, k) for k in keys]
+    model = tool.build_eval_model(cfg)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[name], rtol=0, atol=0, msg=name)
+    described = tool.describe(cfg, args)
+    assert described["num_classes"] == 2 and described["thing_classes"] == ["a", "b"]
+    assert described["input"]["test_resize"]["min_size"] == 256
+
+    # the run's saved config gives the same, without reading the training data again
+    saved = save_run_config(trained)
+    saved_cfg = tool.setup_cfg(tool.build_parser().parse_args(
+        ["--config-file", str(saved), "--output", str(tmp_path / "export2")]))
+    assert [_value(saved_cfg, k) for k in keys] == [_value(trained, k) for k in keys]
+
+
+def test_export_with_the_recipe_and_no_training_data_says_what_to_give(own_data, tmp_path):
+    dataset, data, json_file = own_data
+    json_file.unlink()
+    tool = load_tool("export_model")
+    with pytest.raises(SystemExit) as error:
+        tool.setup_cfg(tool.build_parser().parse_args(
+            ["--config-file", OWN_DATA, "--output", str(tmp_path / "export"), *dataset, *data]))
+    message = _one_line(error)
+    assert message.startswith(f"dataset 'own_export' (DATASETS.TRAIN): annotation file {json_file} "
+                              "does not exist")
+    assert message.endswith("give the training command's --dataset and DATASETS.TRAIN arguments, "
+                            "or export with the run's saved OUTPUT_DIR/config.yaml")
+
+
 def test_visualize_assignment_refuses_weights_of_another_class_count(five_classes, tmp_path):
     json_file, images = write_coco(tmp_path / "data", [[(1, [4, 6, 30, 20]), (2, [30, 28, 26, 30])]])
     common = ["--config-file", LADA, "--dataset", "tiny_for_weights", str(json_file), str(images),
@@ -115,3 +176,9 @@ def test_assignment_diagnostics_refuse_weights_of_another_class_count(five_class
     cfg, _ = build_cfg(LADA, [*NO_DATA, "MODEL.FCOS.NUM_CLASSES", "2"])
     with pytest.raises(CheckpointError, match="predicts 5 classes, the model's 2"):
         assignment_diagnostics.capture_inputs(cfg, str(five_classes), num_images=1, batch=1)
+
+
+def _value(cfg, key):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return cfg
