@@ -13,8 +13,9 @@ import os
 
 import lada  # noqa: F401  (prepares detectron2, registers the model and matchers)
 from lada.engine import (
-    LadaCheckpointer, Trainer, build_argument_parser, check_before_launch, command_line_cfg,
-    launch, output_dir_lock, register_datasets, setup_cfg, summarize_run, write_eval_results,
+    CheckpointError, LadaCheckpointer, Trainer, build_argument_parser, check_before_launch,
+    command_line_cfg, launch, output_dir_lock, register_datasets, setup_cfg, summarize_run,
+    write_eval_results,
 )
 from lada.engine.run_folder import warn_earlier_run
 from lada.engine.summary import WarningCollector
@@ -27,9 +28,13 @@ def main(args):
         register_datasets(cfg, args)
         if args.eval_only:
             model = Trainer.build_model(cfg)
-            LadaCheckpointer(
-                model, save_dir=cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE
-            ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            try:  # every weight of the model from the checkpoint, or one line saying why not
+                LadaCheckpointer(
+                    model, save_dir=cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+                    for_inference=True,
+                ).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+            except CheckpointError as error:
+                raise SystemExit(f"--eval-only: {error}") from None
             results = Trainer.test(cfg, model)
             write_eval_results(cfg, results)  # OUTPUT_DIR/eval_results.json
         else:

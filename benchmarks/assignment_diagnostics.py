@@ -48,8 +48,9 @@ def capture_inputs(cfg: CfgNode, weights: str, num_images: int, batch: int) -> L
     """MatchInputs of the model on the first ``num_images`` training images (train-time
     mapping, seeded), ``batch`` images per step, without any update."""
     model = build_model(cfg)
-    if weights:
-        LadaCheckpointer(model).load(weights)
+    if weights:  # trained weights: every one must fit, or the predictions are not theirs
+        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+                         for_inference=True).load(weights)
     model.train()
     captured = []
     real_matcher = model.matcher

@@ -20,6 +20,12 @@ class names (``thing_classes``, and the dataset's ``category_ids``: from the con
 datasets, :func:`lada.data.class_metadata`; null when unknown), which the ONNX file's
 metadata holds too. ``tools/onnx_inference.py`` runs ``model.onnx`` on an image file
 without torch.
+
+The config is built as ``train_net.py`` builds it (:func:`setup_cfg`): with the own-data
+recipe, ``configs/quick/own_data.yaml`` and the training command's ``--dataset`` and
+``DATASETS.*`` arguments give the trained class count and test size, as the run's saved
+``config.yaml`` does. ``MODEL.WEIGHTS`` must give every weight of that model: a checkpoint
+of another class count or architecture stops the export with one line saying so.
 """
 from __future__ import annotations
 
@@ -46,8 +52,9 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from lada import export
 from lada.data import class_fields, class_metadata
-from lada.engine import LadaCheckpointer
-from lada.engine.setup import merged_cfg
+from lada.engine import CheckpointError, LadaCheckpointer, add_dataset_argument, build_cfg
+from lada.engine.preflight import check_dataset_files
+from lada.engine.setup import merge_registrations, merged_cfg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -64,14 +71,35 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="folder for the exported model(s)")
     parser.add_argument("--batch-one", action="store_true",
                         help=f"export for batches of one image (else any batch of 1 to {export.MAX_BATCH})")
+    add_dataset_argument(parser, help="register a COCO-format dataset under NAME (repeatable), "
+                         "as for train_net.py: with the own-data recipe, the training datasets")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     return parser
 
 
 def setup_cfg(args: argparse.Namespace) -> CfgNode:
-    """The config as training merged it (its ``CUSTOM_IMPORTS`` first), frozen."""
-    cfg = merged_cfg(args.config_file, args.opts)
-    cfg.freeze()
+    """The frozen config as ``train_net.py`` builds it (:func:`lada.engine.build_cfg`, its
+    ``CUSTOM_IMPORTS`` first): with the own-data recipe (``RECIPE.ENABLED``, e.g.
+    ``configs/quick/own_data.yaml`` with the training command's ``--dataset`` and
+    ``DATASETS.*`` arguments) it reads the training datasets and sets the class count and
+    test size the model was trained with; a run's saved ``config.yaml``
+    (``RECIPE.APPLIED``) is used as it is. Training data the recipe cannot read stops it
+    with one line naming the file and the two ways out."""
+    merged = merged_cfg(args.config_file, args.opts)
+    if merged.RECIPE.ENABLED and not merged.RECIPE.APPLIED:
+        try:
+            check_dataset_files(dict.fromkeys(merged.DATASETS.TRAIN, "DATASETS.TRAIN"),
+                                merge_registrations(merged.DATASETS.REGISTER_COCO, args.dataset))
+        except SystemExit as error:
+            raise SystemExit(
+                f"{error}. The own-data recipe of this config (RECIPE.ENABLED) reads the "
+                "training datasets to set the class count and sizes the model was trained "
+                "with: give the training command's --dataset and DATASETS.TRAIN arguments, or "
+                "export with the run's saved OUTPUT_DIR/config.yaml") from None
+    cfg, recipe = build_cfg(args.config_file, args.opts, args.dataset)
+    if recipe is not None:
+        for line in recipe.lines:
+            logger.info(line)
     return cfg
 
 
@@ -104,9 +132,13 @@ def load_image(path: str, cfg: CfgNode) -> torch.Tensor:
 
 
 def build_eval_model(cfg: CfgNode) -> torch.nn.Module:
+    """The model of ``cfg`` with the weights of ``MODEL.WEIGHTS``, in eval mode. A
+    checkpoint that does not give every weight of the model (another
+    ``MODEL.FCOS.NUM_CLASSES``, another architecture) raises :class:`CheckpointError`."""
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE).load(cfg.MODEL.WEIGHTS)
+        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+                         for_inference=True).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: exporting the randomly initialised model")
     return model.eval()
@@ -212,5 +244,5 @@ def main(argv: Optional[List[str]] = None) -> Dict:
 if __name__ == "__main__":
     try:
         main()
-    except export.ExportError as error:
+    except (export.ExportError, CheckpointError) as error:
         sys.exit(f"export_model.py: {error}")

@@ -20,7 +20,9 @@ model, so the results json holds what ``train_net.py --eval-only`` writes to
 (scores from ``MODEL.FCOS.SCORE_THRESH_TEST``), with the dataset's image and category ids.
 ``--confidence-threshold`` only chooses which of them are drawn; the summary it prints
 says how many were kept and drawn and the top score, with a hint when none is drawn.
-An input that is not an image stops it with one line naming the file.
+An input that is not an image stops it with one line naming the file; so do weights that
+do not fit the config's model (another ``MODEL.FCOS.NUM_CLASSES``: use the run's saved
+``config.yaml``), which would otherwise predict with a random class head.
 
 Written to ``--output``: the drawn images (same names and sub-folders as the inputs, under
 the inputs' common folder), ``coco_instances_results.json`` and ``images.json`` (the COCO
@@ -61,7 +63,7 @@ from lada.data import ReadCheckedDatasetMapper
 from lada.data import class_metadata as lada_class_metadata
 from lada.data.errors import ImageReadError
 from lada.data.output_paths import mirrored_output_path
-from lada.engine import LadaCheckpointer, Trainer, build_cfg, register_datasets
+from lada.engine import CheckpointError, LadaCheckpointer, Trainer, build_cfg, register_datasets
 from lada.progress import progress_bar
 
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
@@ -159,7 +161,9 @@ def class_metadata(cfg: CfgNode, inputs: Inputs) -> Metadata:
 
 
 def load_model(cfg: CfgNode) -> torch.nn.Module:
-    """The model of ``cfg`` with the weights of ``MODEL.WEIGHTS``, in eval mode."""
+    """The model of ``cfg`` with the weights of ``MODEL.WEIGHTS``, in eval mode; a checkpoint
+    that does not give every weight of the model (another ``MODEL.FCOS.NUM_CLASSES``: a
+    config without the run's recipe values) or cannot be read stops it with one line."""
     weights = cfg.MODEL.WEIGHTS
     if not weights:
         raise SystemExit("MODEL.WEIGHTS is empty: add the trained weights to the command line, "
@@ -167,7 +171,11 @@ def load_model(cfg: CfgNode) -> torch.nn.Module:
     if "://" not in weights and not PathManager.exists(weights):
         raise SystemExit(f"MODEL.WEIGHTS {weights}: no such file")
     model = Trainer.build_model(cfg)
-    LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE).load(weights)
+    try:
+        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+                         for_inference=True).load(weights)
+    except CheckpointError as error:
+        raise SystemExit(f"MODEL.WEIGHTS: {error}") from None
     return model.eval()
 
 

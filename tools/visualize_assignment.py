@@ -13,6 +13,10 @@ random resizing or flips). The config is built as ``train_net.py`` builds it
 e.g. ``configs/quick/own_data.yaml``; ``--dataset`` the training datasets too) gets the
 sizes, class count and anchors of its training, and a run's saved ``OUTPUT_DIR/config.yaml``
 (``RECIPE.APPLIED``) the sizes it was trained with, without reading the training data.
+Weights named on the command line (``--weights``, ``MODEL.WEIGHTS``) must give every
+weight of that model: a checkpoint of another class count or architecture stops the tool
+with one line saying so (a config's own ``MODEL.WEIGHTS``, an initialisation, loads as in
+training).
 
     python tools/visualize_assignment.py --config-file configs/quick/lada.yaml \\
         --weights output/quick/lada/model_final.pth --index 3 --output assignment.png
@@ -42,13 +46,12 @@ import numpy as np
 import torch
 
 import lada  # noqa: F401  (registers the matchers and the meta-architecture)
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from lada.data import register_coco_datasets
-from lada.engine import add_dataset_argument, build_cfg
+from lada.engine import CheckpointError, LadaCheckpointer, add_dataset_argument, build_cfg
 from lada.matchers import MATCHER_REGISTRY, MatchInputs, MatchResult, build_matcher
 from lada.matchers.methods.lada import LADAMatcher
 from lada.matchers.stages.pairs import level_maxima
@@ -91,6 +94,21 @@ def load_example(cfg: CfgNode, dataset: str, index: int) -> dict:
         raise SystemExit(f"image {index} of '{dataset}' ({dicts[index]['file_name']}) has no "
                          "GT boxes; choose another --index")
     return example
+
+
+def load_weights(model: torch.nn.Module, cfg: CfgNode, trained: bool) -> None:
+    """``MODEL.WEIGHTS`` into ``model``. ``trained`` (weights named on the command line,
+    ``--weights`` or ``MODEL.WEIGHTS``): the matchers assign from the trained model's
+    predictions, so a checkpoint that does not give every weight (another
+    ``MODEL.FCOS.NUM_CLASSES``, another architecture) or cannot be read stops the tool
+    with one line; otherwise the config's own ``MODEL.WEIGHTS`` are its initialisation
+    (an ImageNet backbone), loaded as training loads them (what does not fit keeps its
+    initialisation)."""
+    try:
+        LadaCheckpointer(model, trust_pickle=cfg.MODEL.WEIGHTS_TRUST_PICKLE,
+                         for_inference=trained).load(cfg.MODEL.WEIGHTS)
+    except CheckpointError as error:
+        raise SystemExit(str(error)) from None
 
 
 def assign(cfg: CfgNode, inputs: MatchInputs, names: List[str]) -> Dict[str, tuple]:
@@ -309,7 +327,8 @@ def main(argv=None) -> Path:
     example = load_example(cfg, dataset, args.index)
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_weights(model, cfg, trained=args.weights is not None
+                     or "MODEL.WEIGHTS" in args.opts[0::2])
     model.eval()
     inputs = model.assignment_inputs([example], args.iteration)
     with torch.no_grad():

@@ -2,7 +2,9 @@
 mixed-precision step, its checkpointer (and resume), its stop on SIGINT/SIGTERM, the run
 folder's config, the evaluation results file and the end-of-run summary."""
 from .amp import AutocastTrainer, amp_dtype
-from .checkpoint import CheckpointError, CheckpointSaveError, LadaCheckpointer
+from .checkpoint import (
+    LAZY_KEYS, YAML_KEYS, CheckpointError, CheckpointSaveError, ConfigKeys, LadaCheckpointer,
+)
 from .launch import launch
 from .output_lock import OutputDirInUseError, output_dir_lock
 from .results import EVAL_RESULTS, write_eval_results
@@ -18,7 +20,10 @@ __all__ = [
     "amp_dtype",
     "CheckpointError",
     "CheckpointSaveError",
+    "ConfigKeys",
+    "LAZY_KEYS",
     "LadaCheckpointer",
+    "YAML_KEYS",
     "Trainer",
     "EVAL_RESULTS",
     "write_eval_results",

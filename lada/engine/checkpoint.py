@@ -5,13 +5,30 @@ the newest complete checkpoint.
   types only) unless ``trust_pickle``; ``.pth`` files are read by ``torch.load``, whose
   weights-only default (torch >= 2.6) refuses anything but tensors and plain types. Any
   failure is a :class:`CheckpointError` naming the file and what is wrong with it.
-* Class head: a checkpoint whose class count differs from the model's (e.g. the
-  embedded-data checkpoint of ``make demo``, 5 classes, as ``MODEL.WEIGHTS`` of a 1-class
-  dataset) loads everything but the class head; detectron2 skips the mismatched
-  ``cls_score`` weight and bias with a generic warning, and a log line says the class head
-  was re-initialised, from how many to how many classes. The skipped parameters keep the
+* Class head, training loads (``MODEL.WEIGHTS`` as initialisation, ``--resume``): a
+  checkpoint whose class count differs from the model's (e.g. the embedded-data
+  checkpoint of ``make demo``, 5 classes, as ``MODEL.WEIGHTS`` of a 1-class dataset)
+  loads everything but the class head; detectron2 skips the mismatched ``cls_score``
+  weight and bias with a generic warning, and a log line says the class head was
+  re-initialised, from how many to how many classes. The skipped parameters keep the
   model's initialisation (weights N(0, 0.01), bias the prior ``-log((1 - p) / p)``,
   ``MODEL.FCOS.PRIOR_PROB``).
+* Inference loads (``for_inference=True``: ``train_net.py --eval-only``, the LazyConfig
+  tool's ``--eval-only``, ``tools/predict.py``, ``tools/export_model.py``,
+  ``tools/visualize_assignment.py --weights``, ``benchmarks/assignment_diagnostics.py
+  --weights``; each but the benchmark ends with the message as its one last line,
+  ``SystemExit``): the model runs with the checkpoint's
+  values as they are, so a checkpoint that does not give every one of them is refused
+  with a :class:`CheckpointError` instead of leaving random values in the model: a
+  parameter of another shape (the class head of another class count: a config built
+  without the own-data recipe's ``MODEL.FCOS.NUM_CLASSES``), a parameter of the model
+  missing from the checkpoint, or one of the checkpoint the model does not have (a model
+  of another config). The message names the file, the first parameters of each kind
+  and their counts, the class counts, and what to do: load it with the run's saved
+  ``OUTPUT_DIR/config.yaml`` (which holds what the recipe chose), or set the class count
+  to the checkpoint's. The state of the training losses (``loss.*``, the running loss
+  normaliser) is left out of the comparison: inference does not use it. A missing file
+  is a :class:`CheckpointError` too (detectron2 asserts).
 * Saving, in this order: the checkpoint is written to a temporary
   ``.<name>.<pid>.<random>.partial`` beside it, flushed to disk and renamed over
   ``model_*.pth`` (POSIX rename is atomic); then ``last_checkpoint`` the same way. A kill
@@ -35,7 +52,8 @@ import os
 import secrets
 import shutil
 from collections.abc import Mapping
-from typing import Any, IO, Iterator, Optional
+from dataclasses import dataclass
+from typing import Any, IO, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -45,12 +63,36 @@ from .resume import (
     LAST_CHECKPOINT, CheckpointFile, ResumeChoice, choose_resume_checkpoint, log_choice,
     read_checkpoint_file, scan_checkpoints,
 )
+from .run_folder import RUN_CONFIG  # a LazyConfig run saves its config under that name too
 from .safe_pickle import UnsafePickleError, load_weights_pickle
 
-__all__ = ["CheckpointError", "CheckpointSaveError", "LadaCheckpointer", "failed_save_last"]
+__all__ = [
+    "LAZY_KEYS", "YAML_KEYS", "CheckpointError", "CheckpointSaveError", "ConfigKeys",
+    "LadaCheckpointer", "failed_save_last",
+]
 
 PARTIAL_SUFFIX = ".partial"
 CLASS_HEAD = "cls_score"  # name of the class-logit conv of the FCOS-style heads
+# Model state that only training uses (the losses' running normaliser, a buffer so that it
+# is checkpointed): not compared by an inference load.
+TRAINING_ONLY_PREFIXES = ("loss.",)
+LISTED = 3  # parameters named per kind in an inference refusal
+
+
+@dataclass(frozen=True)
+class ConfigKeys:
+    """How the messages of a config family name its keys: the class count, the output
+    folder, a ``KEY VALUE`` setting on the command line (``example``, with ``{key}`` and
+    ``{value}``), and whether the family has the own-data recipe."""
+
+    num_classes: str
+    output_dir: str
+    example: str
+    recipe: bool
+
+
+YAML_KEYS = ConfigKeys("MODEL.FCOS.NUM_CLASSES", "OUTPUT_DIR", "{key} {value}", recipe=True)
+LAZY_KEYS = ConfigKeys("model.num_classes", "train.output_dir", "{key}={value}", recipe=False)
 
 
 class CheckpointError(RuntimeError):
@@ -69,14 +111,23 @@ class CheckpointSaveError(OSError):
 class LadaCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` (same formats, same conversions of model-zoo files) that
     refuses unsafe pickles and writes atomically. ``trust_pickle``: read ``.pkl`` files with
-    plain pickle (``MODEL.WEIGHTS_TRUST_PICKLE``)."""
+    plain pickle (``MODEL.WEIGHTS_TRUST_PICKLE``). ``for_inference``: the model will run
+    with the loaded weights (evaluation, export, prediction), so a checkpoint that does
+    not give each of its parameters, at its shape, is refused (:class:`CheckpointError`);
+    otherwise (training: initialisation or resume) what does not fit keeps its
+    initialisation, as detectron2 does. ``keys``: the config keys the messages name
+    (:data:`YAML_KEYS`, :data:`LAZY_KEYS`)."""
 
     def __init__(
-        self, model, save_dir: str = "", *, trust_pickle: bool = False, save_to_disk=None,
+        self, model, save_dir: str = "", *, trust_pickle: bool = False,
+        for_inference: bool = False, keys: ConfigKeys = YAML_KEYS, save_to_disk=None,
         **checkpointables,
     ):
         super().__init__(model, save_dir, save_to_disk=save_to_disk, **checkpointables)
         self.trust_pickle = trust_pickle
+        self.for_inference = for_inference
+        self.keys = keys
+        self._loading = ""  # the file being loaded, for the messages of _load_model
         self.path_manager = _AtomicWrites(self.path_manager)
         self._files_read: dict[tuple[str, int, int], CheckpointFile] = {}
 
@@ -160,24 +211,32 @@ class LadaCheckpointer(DetectionCheckpointer):
         return (f"the checkpoint --resume continues from, {choice.name} (iteration "
                 f"{choice.iteration}), is intact.")
 
+    def load(self, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        # detectron2 asserts: a traceback; an empty path, which loads nothing, is the
+        # caller's to refuse (train_net.py's preflight, predict.py)
+        if self.for_inference and path and "://" not in path and not os.path.isfile(path):
+            raise CheckpointError(f"cannot load checkpoint {path}: no such file")
+        return super().load(path, *args, **kwargs)
+
     def _load_model(self, checkpoint: dict[str, Any]):
         incompatible = super()._load_model(checkpoint)
-        heads = {
-            key: (shape_checkpoint, shape_model)
-            for key, shape_checkpoint, shape_model in incompatible.incorrect_shapes
-            if key.split(".")[-2:] == [CLASS_HEAD, "bias"]
-        }
-        for key, (shape_checkpoint, shape_model) in heads.items():
+        if self.for_inference:
+            refusal = inference_refusal(self._loading, incompatible, self.keys)
+            if refusal:
+                raise CheckpointError(refusal)
+            return incompatible
+        for key, shape_checkpoint, shape_model in _class_heads(incompatible.incorrect_shapes):
             module = key[: -len(".bias")]
             self.logger.info(
                 f"class head re-initialised: {module} predicts {shape_checkpoint[0]} classes in "
-                f"the checkpoint and {shape_model[0]} in the model (MODEL.FCOS.NUM_CLASSES); its "
-                "weight and bias keep their initialisation (bias from MODEL.FCOS.PRIOR_PROB), "
-                "every other matching parameter is loaded"
+                f"the checkpoint and {shape_model[0]} in the model ({self.keys.num_classes}); "
+                "its weight and bias keep their initialisation (bias from "
+                "MODEL.FCOS.PRIOR_PROB), every other matching parameter is loaded"
             )
         return incompatible
 
     def _load_file(self, filename: str) -> dict[str, Any]:
+        self._loading = filename
         if filename.endswith(".pkl") and not self.trust_pickle:
             checkpoint = self._load_weights_pickle(filename)
         else:
@@ -213,6 +272,75 @@ class LadaCheckpointer(DetectionCheckpointer):
         data = data.get("blobs", data)  # Caffe2 detection models nest them in "blobs"
         weights = {k: v for k, v in data.items() if not str(k).endswith("_momentum")}
         return {"model": weights, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+def inference_refusal(filename: str, incompatible: Any, keys: ConfigKeys = YAML_KEYS) -> str:
+    """Why the checkpoint ``filename`` cannot be run by the model it was loaded into
+    (``incompatible``: fvcore's ``_IncompatibleKeys`` of the load; the training losses'
+    state left out), one line naming the parameters and what to do; "" when it fits."""
+    shapes = [entry for entry in incompatible.incorrect_shapes if _used(entry[0])]
+    reshaped = {entry[0] for entry in shapes}  # not loaded, so missing too: named once
+    missing = [k for k in incompatible.missing_keys if _used(k) and k not in reshaped]
+    unexpected = [key for key in incompatible.unexpected_keys if _used(key)]
+    if not (shapes or missing or unexpected):
+        return ""
+    runs = (["with freshly initialised values in place of trained ones"]
+            if shapes or missing else []) + (
+        ["without parts of the trained model"] if unexpected else [])
+    sentences = [f"refused checkpoint {filename} for inference: it does not fit the model of "
+                 f"this config, which would run {' and '.join(runs)}"]
+    heads = _class_heads(shapes)
+    for key, shape_checkpoint, shape_model in heads[:1]:
+        sentences.append(
+            f"The checkpoint's class head ({key[: -len('.bias')]}) predicts "
+            f"{_count(shape_checkpoint[0], 'class', 'classes')}, the model's "
+            f"{shape_model[0]} ({keys.num_classes} {shape_model[0]})")
+    if shapes:
+        sentences.append(_listed(
+            shapes, "parameter of another shape", "parameters of another shape",
+            lambda entry: f"{entry[0]} ({_shape(entry[1])} in the checkpoint, "
+                          f"{_shape(entry[2])} in the model)"))
+    if missing:
+        sentences.append(_listed(missing, "parameter of the model missing from the checkpoint",
+                                 "parameters of the model missing from the checkpoint", str))
+    if unexpected:
+        sentences.append(_listed(unexpected, "parameter of the checkpoint the model does not have",
+                                 "parameters of the checkpoint the model does not have", str))
+    config = f"the run's saved {keys.output_dir}/{RUN_CONFIG}"
+    beside = os.path.join(os.path.dirname(os.path.abspath(filename)), RUN_CONFIG)
+    if os.path.isfile(beside):
+        config += f" ({beside}, beside the checkpoint)"
+    holds = "every value the run used" + (", the own-data recipe's too" if keys.recipe else "")
+    advice = f"Load it with the config it was trained with: {config}, which holds {holds}"
+    if heads:
+        setting = keys.example.format(key=keys.num_classes, value=heads[0][1][0])
+        advice += f"; or set `{setting}` (the checkpoint's class count) on the command line"
+    return ". ".join(sentences + [advice]) + "."
+
+
+def _used(key: str) -> bool:
+    """Whether inference uses the model state of ``key`` (not the training losses')."""
+    return not key.startswith(TRAINING_ONLY_PREFIXES)
+
+
+def _class_heads(shapes: Sequence[tuple]) -> list[tuple]:
+    """The ``(key, shape in the checkpoint, shape in the model)`` of class-head biases."""
+    return [entry for entry in shapes if entry[0].split(".")[-2:] == [CLASS_HEAD, "bias"]]
+
+
+def _listed(items: Sequence[Any], one: str, many: str, describe) -> str:
+    """``3 parameters ...: a, b, c`` (the first :data:`LISTED`, then how many more)."""
+    shown = ", ".join(describe(item) for item in items[:LISTED])
+    more = f" and {len(items) - LISTED} more" if len(items) > LISTED else ""
+    return f"{_count(len(items), one, many)}: {shown}{more}"
+
+
+def _count(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(n) for n in shape) or "scalar"
 
 
 @contextlib.contextmanager

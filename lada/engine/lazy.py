@@ -50,7 +50,7 @@ from ..evaluation import aspect_ratio_bands
 from ..harmless_warnings import NO_CUDA_RUNTIME, ignoring_log_record
 from ..schedule import check_steps, moved_schedule
 from .amp import AutocastTrainer, autocast_dtype
-from .checkpoint import LadaCheckpointer, failed_save_last
+from .checkpoint import LAZY_KEYS, CheckpointError, LadaCheckpointer, failed_save_last
 from .console import keep_dumps_in_log_file
 from .hooks import UntrainedGTWarning
 from .interrupt import STOP_SIGNALS, StopOnSignal
@@ -276,11 +276,17 @@ def do_test(cfg: DictConfig, model: torch.nn.Module) -> Dict[str, Any]:
 
 def do_eval_only(cfg: DictConfig, resume: bool) -> Dict[str, Any]:
     """Loads ``train.init_checkpoint`` (or, with ``resume``, the last checkpoint of the
-    output dir), evaluates and writes ``eval_results.json``."""
+    output dir), evaluates and writes ``eval_results.json``. A checkpoint that does not
+    give every weight of the model (another ``model.num_classes``, another architecture)
+    or cannot be read ends the command with one line (``SystemExit``) saying why."""
     model = _build_model(cfg)
-    LadaCheckpointer(
-        model, save_dir=cfg.train.output_dir, trust_pickle=cfg.train.weights_trust_pickle
-    ).resume_or_load(cfg.train.init_checkpoint, resume=resume)
+    try:
+        LadaCheckpointer(
+            model, save_dir=cfg.train.output_dir, trust_pickle=cfg.train.weights_trust_pickle,
+            for_inference=True, keys=LAZY_KEYS,
+        ).resume_or_load(cfg.train.init_checkpoint, resume=resume)
+    except CheckpointError as error:
+        raise SystemExit(f"--eval-only: {error}") from None
     results = do_test(cfg, model)
     write_results_file(
         cfg.train.output_dir, cfg.train.init_checkpoint, test_dataset_names(cfg), results

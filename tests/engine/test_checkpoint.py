@@ -416,3 +416,106 @@ def test_checkpoint_of_the_same_class_count_logs_no_reinitialisation(model, tmp_
     with caplog.at_level(logging.INFO, logger="fvcore.common.checkpoint"):
         LadaCheckpointer(model).load(str(tmp_path / "same.pth"))
     assert not any("re-initialised" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------- inference loads (for_inference=True)
+
+
+@pytest.fixture(scope="module")
+def five_classes(tmp_path_factory):
+    """A trained-like checkpoint of the 5-class quick model, in a run folder beside its
+    config.yaml: (path, the model's state)."""
+    folder = tmp_path_factory.mktemp("run")
+    source = build_model(small_cfg())
+    torch.save({"model": source.state_dict(), "iteration": 9}, folder / "model_final.pth")
+    (folder / "config.yaml").write_text(small_cfg().dump())
+    return folder / "model_final.pth", source.state_dict()
+
+
+def test_an_inference_load_refuses_another_class_count(five_classes):
+    """What the training load re-initialises (above) an inference load refuses: the
+    model would predict from a random class head."""
+    path, _ = five_classes
+    model = build_model(small_cfg(**{"MODEL.FCOS.NUM_CLASSES": "1"}))
+    with pytest.raises(CheckpointError) as error:
+        LadaCheckpointer(model, for_inference=True).load(str(path))
+    assert str(error.value) == (
+        f"refused checkpoint {path} for inference: it does not fit the model of this config, "
+        "which would run with freshly initialised values in place of trained ones. The "
+        "checkpoint's class head (head.cls_score) predicts 5 classes, the model's 1 "
+        "(MODEL.FCOS.NUM_CLASSES 1). 2 parameters of another shape: head.cls_score.weight "
+        "(5x64x3x3 in the checkpoint, 1x64x3x3 in the model), head.cls_score.bias (5 in the "
+        "checkpoint, 1 in the model). Load it with the config it was trained with: the run's "
+        f"saved OUTPUT_DIR/config.yaml ({path.parent / 'config.yaml'}, beside the checkpoint), "
+        "which holds every value the run used, the own-data recipe's too; or set "
+        "`MODEL.FCOS.NUM_CLASSES 5` (the checkpoint's class count) on the command line.")
+
+
+def test_an_inference_load_names_the_lazy_configs_keys(five_classes, tmp_path):
+    from lada.engine import LAZY_KEYS
+
+    path, state = five_classes
+    elsewhere = tmp_path / "weights.pth"  # no config.yaml beside it
+    torch.save({"model": state}, elsewhere)
+    model = build_model(small_cfg(**{"MODEL.FCOS.NUM_CLASSES": "2"}))
+    with pytest.raises(CheckpointError) as error:
+        LadaCheckpointer(model, for_inference=True, keys=LAZY_KEYS).load(str(elsewhere))
+    message = str(error.value)
+    assert "predicts 5 classes, the model's 2 (model.num_classes 2)" in message
+    assert message.endswith(
+        "Load it with the config it was trained with: the run's saved "
+        "train.output_dir/config.yaml, which holds every value the run used; or set "
+        "`model.num_classes=5` (the checkpoint's class count) on the command line.")
+
+
+def test_an_inference_load_refuses_missing_and_unknown_parameters(five_classes):
+    """A model with RFA (four offset parameters) from a checkpoint without: missing; the
+    other way round: parameters the model would leave out. The first three are named."""
+    path, state = five_classes
+    rfa = build_model(small_cfg(**{"MODEL.FCOS.RFA": "True"}))
+    with pytest.raises(CheckpointError) as error:
+        LadaCheckpointer(rfa, for_inference=True).load(str(path))
+    assert ("which would run with freshly initialised values in place of trained ones. 4 "
+            "parameters of the model missing from the checkpoint: "
+            "head.cls_subnet.0.offset.weight, head.cls_subnet.0.offset.bias, "
+            "head.bbox_subnet.0.offset.weight and 1 more. Load it with the config it was "
+            "trained with") in str(error.value)
+    assert "class head" not in str(error.value) and "NUM_CLASSES" not in str(error.value)
+
+    folder = path.parent.parent / "rfa_run"
+    folder.mkdir(exist_ok=True)
+    torch.save({"model": rfa.state_dict()}, folder / "model_final.pth")
+    with pytest.raises(CheckpointError) as error:
+        LadaCheckpointer(build_model(small_cfg()), for_inference=True).load(
+            str(folder / "model_final.pth"))
+    assert ("which would run without parts of the trained model. 4 parameters of the "
+            "checkpoint the model does not have: head.cls_subnet.0.offset.weight") in str(error.value)
+
+
+def test_an_inference_load_ignores_the_training_losses_state(five_classes, tmp_path):
+    """The losses' running normaliser (a buffer, so that a resume continues it) is not
+    used by inference: a checkpoint without it, or a model without it, still loads."""
+    _, state = five_classes
+    without = {k: v for k, v in state.items() if not k.startswith("loss.")}
+    assert len(without) == len(state) - 1
+    torch.save({"model": without}, tmp_path / "no_loss_state.pth")
+    model = build_model(small_cfg())
+    LadaCheckpointer(model, for_inference=True).load(str(tmp_path / "no_loss_state.pth"))
+    for name, value in model.state_dict().items():
+        if name in without:
+            torch.testing.assert_close(value, without[name], rtol=0, atol=0, msg=name)
+
+
+def test_an_inference_load_of_a_missing_file_says_so_in_one_line(tmp_path):
+    model = build_model(small_cfg())
+    with pytest.raises(CheckpointError, match=f"^cannot load checkpoint {tmp_path / 'no.pth'}: no such file$"):
+        LadaCheckpointer(model, for_inference=True).load(str(tmp_path / "no.pth"))
+
+
+def test_a_resume_for_inference_checks_the_last_checkpoint(tmp_path):
+    """--eval-only --resume loads the folder's newest checkpoint: checked the same way."""
+    DetectionCheckpointer(build_model(small_cfg()), save_dir=str(tmp_path)).save("model_0000004", iteration=4)
+    model = build_model(small_cfg(**{"MODEL.FCOS.NUM_CLASSES": "3"}))
+    with pytest.raises(CheckpointError, match=f"refused checkpoint {tmp_path / 'model_0000004.pth'} "
+                                              "for inference: .* predicts 5 classes, the model's 3"):
+        LadaCheckpointer(model, save_dir=str(tmp_path), for_inference=True).resume_or_load("", resume=True)

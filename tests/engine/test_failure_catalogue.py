@@ -5,8 +5,9 @@ configs) or, for the kill, as a subprocess. Each case asserts its documented out
 warning gives the counts, or the run behaves as stated.
 
 ``ISSUE`` cases were silent corruption, unclear crashes or unsafe before issue 11, ``ISSUE22``
-ones before issue 22, ``ISSUE34`` ones before issue 34; ``WORKED`` cases already behaved and
-must keep doing so."""
+ones before issue 22, ``ISSUE34`` ones before issue 34, ``WRONG_WEIGHTS`` ones before
+inference loads checked the weights (``LadaCheckpointer(for_inference=True)``); ``WORKED``
+cases already behaved and must keep doing so."""
 import contextlib
 import errno
 import gc
@@ -782,6 +783,29 @@ def a_test_dev_style_set_evaluated_during_training_says_so(ws):
     assert np.isnan(last["bbox/AP"])
 
 
+def eval_only_with_weights_of_another_class_count_is_refused(ws):
+    """Was an evaluation of the model with a random class head, exit 0: the checkpoint's
+    5-class head was skipped as for fine-tuning, with an INFO line. Training from the same
+    weights still re-initialises the head."""
+    ws.dataset([GOOD, GOOD])
+    weights = ws.root / "five_classes" / "model_final.pth"
+    weights.parent.mkdir()
+    cfg, _ = build_cfg(str(REPO / "configs/quick/atss.yaml"),
+                       ["MODEL.FCOS.NUM_CLASSES", "5", "DATASETS.REGISTER_COCO", "[]"])
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    with pytest.raises(SystemExit) as error:
+        ws.train("--eval-only", **{"DATASETS.TEST": f"('{ws.name}',)", "MODEL.WEIGHTS": weights})
+    message = str(error.value)
+    assert message.startswith(f"--eval-only: refused checkpoint {weights} for inference: ")
+    assert "predicts 5 classes, the model's 2 (MODEL.FCOS.NUM_CLASSES 2)" in message
+    assert "`MODEL.FCOS.NUM_CLASSES 5` (the checkpoint's class count)" in message
+    assert "\n" not in message and not (ws.out / "eval_results.json").exists()
+    ws.train(**{"MODEL.WEIGHTS": weights})
+    assert ws.trained() and ("class head re-initialised: head.cls_score predicts 5 classes in "
+                             "the checkpoint and 2 in the model") in ws.logged()
+
+
+WRONG_WEIGHTS = [eval_only_with_weights_of_another_class_count_is_refused]
 ISSUE34 = [
     kill_between_checkpoint_and_last_checkpoint_then_resume,
     full_disk_during_a_checkpoint_save_says_so, ctrl_c_saves_a_checkpoint_that_resume_continues,
@@ -826,6 +850,7 @@ def tried(request):
               f"({sum(n in ISSUE_NAMES for n in names)} of issue 11, "
               f"{sum(n in ISSUE22_NAMES for n in names)} of issue 22, "
               f"{sum(n in ISSUE34_NAMES for n in names)} of issue 34, "
+              f"{sum(n in WRONG_WEIGHTS_NAMES for n in names)} of the inference loads, "
               f"{sum(n in WORKED_NAMES for n in names)} that already worked)")
 
 
@@ -839,6 +864,7 @@ def working_folder(tmp_path_factory):
 ISSUE_NAMES = {case.__name__ for case in ISSUE}
 ISSUE22_NAMES = {case.__name__ for case in ISSUE22}
 ISSUE34_NAMES = {case.__name__ for case in ISSUE34}
+WRONG_WEIGHTS_NAMES = {case.__name__ for case in WRONG_WEIGHTS}
 WORKED_NAMES = {case.__name__ for case in WORKED}
 
 
@@ -865,6 +891,7 @@ def workspace(tmp_path, monkeypatch, tried, working_folder, request):
     d2_logger.setup_logger.cache_clear()
 
 
-@pytest.mark.parametrize("case", ISSUE + ISSUE22 + ISSUE34 + WORKED, ids=lambda case: case.__name__)
+@pytest.mark.parametrize("case", ISSUE + ISSUE22 + ISSUE34 + WRONG_WEIGHTS + WORKED,
+                         ids=lambda case: case.__name__)
 def test_case(case, workspace):
     case(workspace)
