@@ -162,6 +162,24 @@ def test_export_tool_checks_each_input_and_describes_the_graph(tool_export):
         assert described["category_ids"] == CATEGORY_IDS
 
 
+def test_exporting_a_run_config_needs_the_trained_weights_named(tmp_path):
+    # a run's config.yaml holds the weights the run started from: exporting them is
+    # refused, naming the run's final model, as --eval-only does
+    from test_scripts import load_tool
+
+    cfg = quick_cfg("lada", "OUTPUT_DIR", str(tmp_path), "MODEL.WEIGHTS", "init.pth")
+    (tmp_path / "config.yaml").write_text(cfg.dump())
+    (tmp_path / "model_final.pth").write_bytes(b"")
+    with pytest.raises(SystemExit) as stop:
+        load_tool("export_model").main(["--config-file", str(tmp_path / "config.yaml"),
+                                        "--output", str(tmp_path / "export")])
+    assert str(stop.value) == (
+        "export_model.py: MODEL.WEIGHTS init.pth is the run config's: what the run started "
+        f"from, not what it trained; add `MODEL.WEIGHTS {tmp_path / 'model_final.pth'}` "
+        "(this run's final model) to the command line")
+    assert not (tmp_path / "export").exists()
+
+
 def test_an_export_without_class_names_says_so(tmp_path, caplog):
     # no dataset of the config loads: null names (in export.json and the ONNX metadata)
     # and a warning; the ONNX reader's side: test_onnx_inference_reads_files_without_names

@@ -53,7 +53,7 @@ from detectron2.utils.logger import setup_logger
 from lada import export
 from lada.data import class_fields, class_metadata
 from lada.engine import CheckpointError, LadaCheckpointer, add_dataset_argument, build_cfg
-from lada.engine.preflight import check_dataset_files
+from lada.engine.preflight import check_dataset_files, check_eval_weights
 from lada.engine.setup import merge_registrations, merged_cfg
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -217,6 +217,11 @@ def main(argv: Optional[List[str]] = None) -> Dict:
     args = build_parser().parse_args(argv)
     setup_logger(name="lada")
     cfg = setup_cfg(args)
+    if cfg.MODEL.WEIGHTS:  # empty: the untrained model, with a warning (build_eval_model)
+        check_eval_weights(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS",
+                           given="MODEL.WEIGHTS" in list(args.opts)[0::2], resume=False,
+                           output_dir=cfg.OUTPUT_DIR, config_file=args.config_file,
+                           command="export_model.py")
     for fmt in args.format:
         export.check_exportable(cfg, fmt)
     paths = image_paths(args.input)

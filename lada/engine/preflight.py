@@ -120,14 +120,15 @@ def check_eval_datasets(test: Sequence[str], test_key: str, train: Sequence[str]
 
 def check_eval_weights(
     weights: str, weights_key: str, *, given: bool, resume: bool, output_dir: str,
-    config_file: str, example: str = "{key} {value}",
+    config_file: str, example: str = "{key} {value}", command: str = "--eval-only",
 ) -> None:
-    """For ``--eval-only``: ``weights`` (the value of ``weights_key``; ``given``: set on
-    the command line, where ``example`` sets a key) must name trained weights. Refused: none (a randomly initialised
-    model would be evaluated), and, for a run's own saved ``config.yaml`` (its folder is
-    the config's output dir), weights the command line does not name: that config's
-    weights are what the run started from, not what it trained. ``--resume`` with a
-    checkpoint in ``output_dir`` evaluates that checkpoint."""
+    """For ``--eval-only`` (or another ``command`` that runs trained weights, e.g. the
+    export): ``weights`` (the value of ``weights_key``; ``given``: set on the command
+    line, where ``example`` sets a key) must name trained weights. Refused: none (a
+    randomly initialised model would be evaluated), and, for a run's own saved
+    ``config.yaml`` (its folder is the config's output dir), weights the command line does
+    not name: that config's weights are what the run started from, not what it trained.
+    ``--resume`` with a checkpoint in ``output_dir`` evaluates that checkpoint."""
     folder = Path(output_dir).resolve() if output_dir else None
     if resume and folder is not None and (folder / LAST_CHECKPOINT).is_file():
         return
@@ -146,4 +147,4 @@ def check_eval_weights(
     else:
         problem = (f"{weights_key} {weights} is the run config's: what the run started from, "
                    "not what it trained")
-    raise SystemExit(f"--eval-only: {problem}; {add} to the command line")
+    raise SystemExit(f"{command}: {problem}; {add} to the command line")
