@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Mapping, Optional, Sequence
@@ -84,7 +85,10 @@ def _spawning(spawn_and_wait: Callable[[], None]) -> None:
     """Runs ``spawn_and_wait`` (it starts the training processes and waits for them);
     when they stop on a signal, exits with their ``128 + signal`` instead of a traceback:
     on Ctrl-C, which reached them too, after waiting for them (multiprocessing joins its
-    non-daemonic processes at exit) to write their checkpoint."""
+    non-daemonic processes at exit) to write their checkpoint. A process that exits
+    otherwise (a refusal's one line, ``SystemExit``, or a crash) has said why in its own
+    output: this one adds a line naming it and exits with its status (``128 + signal``
+    for a signal), not with the traceback of its wait."""
     try:
         spawn_and_wait()
     except KeyboardInterrupt:
@@ -92,7 +96,12 @@ def _spawning(spawn_and_wait: Callable[[], None]) -> None:
     except mp.ProcessExitedException as error:
         if error.exit_code in STOPPED_EXIT_CODES:
             raise SystemExit(error.exit_code) from None
-        raise
+        code = 128 - error.exit_code if error.exit_code < 0 else error.exit_code
+        how = (f"on signal {error.signal_name}" if error.signal_name
+               else f"with exit status {error.exit_code}")
+        print(f"training process {error.error_index} exited {how}; its output above says why",
+              file=sys.stderr, flush=True)
+        raise SystemExit(code) from None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """``--dist-url env://``: the process layout read from a launcher's environment, and the
 errors for layouts detectron2 cannot use. (Processes: tests/engine/test_distributed.py.)"""
+import importlib
+
 import pytest
 
 from lada.engine import launch
@@ -70,3 +72,23 @@ def test_env_url_refuses_a_missing_layout_before_starting(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match="start train_net.py with torchrun"):
         launch(print, 1, dist_url="env://")
+
+
+@pytest.mark.parametrize("exit_code, signal_name, status, how", [
+    (1, None, 1, "with exit status 1"),  # a refusal's one line (SystemExit) in the process
+    (-11, "SIGSEGV", 139, "on signal SIGSEGV"),
+])
+def test_a_training_process_that_fails_ends_in_one_line_not_a_traceback(
+        exit_code, signal_name, status, how, capsys):
+    import torch.multiprocessing as mp
+
+    def spawn_and_wait():
+        raise mp.ProcessExitedException("process 1 terminated", error_index=1, error_pid=99,
+                                        exit_code=exit_code, signal_name=signal_name)
+
+    spawning = importlib.import_module("lada.engine.launch")._spawning  # the module, not
+    with pytest.raises(SystemExit) as stop:  # lada.engine's launch function
+        spawning(spawn_and_wait)
+    assert stop.value.code == status
+    assert capsys.readouterr().err == (
+        f"training process 1 exited {how}; its output above says why\n")
