@@ -83,16 +83,20 @@ LISTED = 3  # parameters named per kind in an inference refusal
 class ConfigKeys:
     """How the messages of a config family name its keys: the class count, the output
     folder, a ``KEY VALUE`` setting on the command line (``example``, with ``{key}`` and
-    ``{value}``), and whether the family has the own-data recipe."""
+    ``{value}``), whether the family has the own-data recipe, and the class head's prior
+    probability."""
 
     num_classes: str
     output_dir: str
     example: str
     recipe: bool
+    prior_prob: str
 
 
-YAML_KEYS = ConfigKeys("MODEL.FCOS.NUM_CLASSES", "OUTPUT_DIR", "{key} {value}", recipe=True)
-LAZY_KEYS = ConfigKeys("model.num_classes", "train.output_dir", "{key}={value}", recipe=False)
+YAML_KEYS = ConfigKeys("MODEL.FCOS.NUM_CLASSES", "OUTPUT_DIR", "{key} {value}", recipe=True,
+                       prior_prob="MODEL.FCOS.PRIOR_PROB")
+LAZY_KEYS = ConfigKeys("model.num_classes", "train.output_dir", "{key}={value}", recipe=False,
+                       prior_prob="model.head.prior_prob")
 
 
 class CheckpointError(RuntimeError):
@@ -231,7 +235,7 @@ class LadaCheckpointer(DetectionCheckpointer):
                 f"class head re-initialised: {module} predicts {shape_checkpoint[0]} classes in "
                 f"the checkpoint and {shape_model[0]} in the model ({self.keys.num_classes}); "
                 "its weight and bias keep their initialisation (bias from "
-                "MODEL.FCOS.PRIOR_PROB), every other matching parameter is loaded"
+                f"{self.keys.prior_prob}), every other matching parameter is loaded"
             )
         return incompatible
 

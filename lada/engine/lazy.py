@@ -309,7 +309,7 @@ def do_train(cfg: DictConfig, resume: bool) -> Optional[Dict[str, Any]]:
     trainer = build_step(cfg, model, loader, optimizer)
     checkpointer = LadaCheckpointer(
         model, cfg.train.output_dir, trust_pickle=cfg.train.weights_trust_pickle,
-        trainer=trainer,
+        keys=LAZY_KEYS, trainer=trainer,
     )
     main = comm.is_main_process()
     last: Dict[str, Any] = {}

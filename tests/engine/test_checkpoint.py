@@ -14,7 +14,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from lada.engine import CheckpointError, CheckpointSaveError, LadaCheckpointer
-from lada.engine.checkpoint import _AtomicFile, failed_save_last
+from lada.engine.checkpoint import LAZY_KEYS, _AtomicFile, failed_save_last
 from lada.engine.resume import CheckpointFile, choose_resume_checkpoint
 from conftest import small_cfg
 
@@ -409,6 +409,14 @@ def test_checkpoint_of_another_class_count_reinitialises_the_class_head(tmp_path
     for name, value in target.state_dict().items():
         if not name.startswith("head.cls_score."):
             torch.testing.assert_close(value, saved[name], rtol=0, atol=0, msg=name)
+    caplog.clear()  # a LazyConfig training names its own keys
+    with caplog.at_level(logging.INFO, logger="fvcore.common.checkpoint"):
+        LadaCheckpointer(target, keys=LAZY_KEYS).load(str(tmp_path / "five_classes.pth"))
+    assert [r.getMessage() for r in caplog.records if "re-initialised" in r.getMessage()] == [
+        "class head re-initialised: head.cls_score predicts 5 classes in the checkpoint and 1 "
+        "in the model (model.num_classes); its weight and bias keep their initialisation "
+        "(bias from model.head.prior_prob), every other matching parameter is loaded"
+    ]
 
 
 def test_checkpoint_of_the_same_class_count_logs_no_reinitialisation(model, tmp_path, caplog):
