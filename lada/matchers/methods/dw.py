@@ -130,7 +130,7 @@ class DWMatcher(MatcherBase):
             weight, key, gt, box_areas(gts.boxes.float()), flat_points
         )
         slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
-        in_bag = slots.abs() < math.inf  # isfinite in two passes over the (N R C) slots
+        in_bag = slots < math.inf  # inf where no pair writes (NaN: not in a bag either)
         image = gts.image[gt]
         soft = PairWeights(
             pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
