@@ -139,7 +139,7 @@ class DWMatcher(MatcherBase):
                 num_images, num_points, num_classes
             ),
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
-            neg_normalizer=torch.where(in_bag, 1 - slots, 0.0).sum(),
+            neg_normalizer=(1 - slots).masked_fill_(~in_bag, 0.0).sum(),  # in place: faster
         )
         return MatchResult(gt_index=gts.local_gt_index(best), soft=soft)
 
