@@ -130,16 +130,19 @@ class DWMatcher(MatcherBase):
             weight, key, gt, box_areas(gts.boxes.float()), flat_points
         )
         slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
-        in_bag = slots < math.inf  # inf where no pair writes (NaN: not in a bag either)
+        # inf where no pair writes; a NaN slot is outside the bags too. The (N, R, C)
+        # tensors are filled in place: a fresh one costs more than a pass over it
+        outside = ~(slots < math.inf)
+        neg_normalizer = (1 - slots).masked_fill_(outside, 0.0).sum()
         image = gts.image[gt]
         soft = PairWeights(
             pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
             pair_weight=weight,
-            neg_weight=torch.where(in_bag, slots, self.outside_neg_weight).view(
+            neg_weight=slots.masked_fill_(outside, self.outside_neg_weight).view(
                 num_images, num_points, num_classes
             ),
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
-            neg_normalizer=(1 - slots).masked_fill_(~in_bag, 0.0).sum(),  # in place: faster
+            neg_normalizer=neg_normalizer,
         )
         return MatchResult(gt_index=gts.local_gt_index(best), soft=soft)
 
