@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import math
@@ -245,9 +246,7 @@ def evaluate(session: onnxruntime.InferenceSession, description: Dict, args: arg
     }
     counts = (f"{len(coco['images'])} images, {len(results)} detections, "
               f"{len(coco['images']) / max(seconds, 1e-9):.2f} images/s")
-    try:
-        import pycocotools  # noqa: F401  (optional: plain inference needs onnxruntime, numpy, Pillow)
-    except ImportError:
+    if importlib.util.find_spec("pycocotools") is None:  # optional: plain inference needs none
         print(f"{name}: {counts}; {RESULTS} in {args.output}; no AP: pycocotools is not installed "
               "(pip install pycocotools)")
         return done
