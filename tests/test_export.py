@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -450,3 +451,182 @@ def test_export_on_cuda_gives_the_eager_cuda_detections(fmt, name, tmp_path):
     run = export.load(path)
     for size in CHECK_SIZES:
         assert_same_detections(model, run, images(size, seed=sum(size)).cuda())
+
+
+# --- tools/onnx_inference.py --dataset: the ONNX file evaluated on a COCO json ---
+
+EVAL_IMAGES = {7: "0.png", 12: "1.png"}  # the tool_export folder's images, ids of the json
+
+
+def eager_instances(model, path):
+    """The eager model's detections of the image at ``path`` in its own pixels, prepared
+    as detectron2's DefaultPredictor does (tools/predict.py's and --eval-only's)."""
+    from detectron2.data import detection_utils
+    from detectron2.data import transforms as T
+
+    original = detection_utils.read_image(str(path), format="BGR")
+    cfg = quick_cfg("lada")  # the tool_export model's
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST).get_transform(original)
+    image = torch.as_tensor(resize.apply_image(original).astype("float32").transpose(2, 0, 1))
+    with torch.no_grad():
+        return model([{"image": image, "height": original.shape[0], "width": original.shape[1]}])[0]["instances"]
+
+
+@pytest.fixture(scope="module")
+def onnx_evaluation(tool_export, tmp_path_factory):
+    """tools/onnx_inference.py --dataset on a COCO json of the tool_export folder's two
+    images whose GT boxes are the eager model's three best detections of each, moved by
+    a pixel, and one box it misses, so that the AP is neither 0 nor 100 (the model is
+    untrained). Categories listed in another order than their ids. Returns (json file,
+    output folder, what main returned, what it printed, the eager detections by image id)."""
+    import contextlib
+    import io
+
+    from test_scripts import load_tool
+
+    model, folder, _, _ = tool_export
+    root = tmp_path_factory.mktemp("onnx_eval")
+    coco = {"images": [], "annotations": [],
+            "categories": [{"id": i, "name": n} for i, n in reversed(list(zip(CATEGORY_IDS, CLASS_NAMES)))]}
+    eager = {}
+    for image_id, name in EVAL_IMAGES.items():
+        width, height = Image.open(folder / name).size
+        coco["images"].append({"id": image_id, "file_name": name, "width": width, "height": height})
+        eager[image_id] = instances = eager_instances(model, folder / name)
+        assert len(instances) > 3
+        gt = [([x0 + 1, y0, x1 - x0, y1 - y0], CATEGORY_IDS[label]) for (x0, y0, x1, y1), label in
+              zip(instances.pred_boxes.tensor[:3].tolist(), instances.pred_classes[:3].tolist())]
+        for bbox, category_id in gt + [([2.0, 2.0, 12.0, 9.0], CATEGORY_IDS[1])]:
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": image_id,
+                                        "category_id": category_id, "bbox": bbox,
+                                        "area": bbox[2] * bbox[3], "iscrowd": 0})
+    json_file = root / "val.json"
+    json_file.write_text(json.dumps(coco))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        done = load_tool("onnx_inference").main([
+            str(folder / "export" / "model.onnx"), "--dataset", "export_eval", str(json_file), str(folder),
+            "--output", str(root / "out"), "--threads", "1"])
+    return json_file, root / "out", done, printed.getvalue(), eager
+
+
+def test_onnx_evaluation_writes_coco_results_and_metrics(onnx_evaluation):
+    json_file, out, done, printed, eager = onnx_evaluation
+    results = json.loads((out / "coco_instances_results.json").read_text())
+    # every detection of every image of the json, with its id and the dataset's category ids
+    assert len(results) == done["detections"] == sum(len(i) for i in eager.values())
+    assert {r["image_id"] for r in results} == set(EVAL_IMAGES)
+    assert {r["category_id"] for r in results} <= set(CATEGORY_IDS)
+    sizes = {i["id"]: (i["width"], i["height"]) for i in json.loads(json_file.read_text())["images"]}
+    for result in results:  # [x, y, w, h] within the image's own pixels
+        x, y, w, h = result["bbox"]
+        width, height = sizes[result["image_id"]]
+        assert 0 <= x and 0 <= y and w > 0 and h > 0 and x + w <= width + 1e-3 and y + h <= height + 1e-3
+        assert 0 < result["score"] <= 1
+    written = json.loads((out / "eval_results.json").read_text())
+    assert written == done and written["datasets"] == {"export_eval": {"images": 2, "annotations": 8}}
+    assert 0 < written["metrics"]["bbox/AP"] < 100
+    assert set(written["metrics"]) == {f"bbox/{k}" for k in ["AP", "AP50", "AP75", "APs", "APm", "APl"]} | {
+        f"bbox/AP-{n}" for n in CLASS_NAMES}
+    # pycocotools' standard table, then the one-line summary
+    assert " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] =" in printed
+    assert printed.splitlines()[-1].startswith(f"export_eval: bbox AP {written['metrics']['bbox/AP']:.2f} (AP50 ")
+
+
+def test_onnx_evaluation_gives_the_eager_models_results_and_ap(onnx_evaluation):
+    # the deployer's question: does the exported file score what the PyTorch model
+    # scores? The eager model's detections (as --eval-only and tools/predict.py make
+    # them) evaluated by detectron2's COCOEvaluator give the ONNX evaluation's AP, and
+    # each of its results is one of the ONNX file's within the export's parity tolerance
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.datasets import register_coco_instances
+    from detectron2.evaluation import COCOEvaluator
+
+    from lada.compat import HAS_COMPILED_OPS
+
+    json_file, out, done, _, eager = onnx_evaluation
+    results = json.loads((out / "coco_instances_results.json").read_text())
+    unmatched = list(results)
+    for image_id, instances in eager.items():
+        for (x0, y0, x1, y1), score, label in zip(instances.pred_boxes.tensor.tolist(),
+                                                  instances.scores.tolist(), instances.pred_classes.tolist()):
+            found = next(r for r in unmatched if r["image_id"] == image_id
+                         and r["category_id"] == CATEGORY_IDS[label]
+                         and abs(r["score"] - score) <= export.PARITY_TOLERANCE["scores"]
+                         and np.allclose(r["bbox"], [x0, y0, x1 - x0, y1 - y0], rtol=0,
+                                         atol=2 * export.PARITY_TOLERANCE["boxes"]))  # x1 - x0: two
+            unmatched.remove(found)
+    assert not unmatched
+    name = "onnx_eval_eager"
+    if name not in DatasetCatalog.list():
+        register_coco_instances(name, {}, str(json_file), str(json_file.parent))
+    DatasetCatalog.get(name)  # sets the dataset's id mapping the evaluator reads
+    # as train_net.py's evaluator: detectron2's C++ COCOeval where it is built
+    evaluator = COCOEvaluator(name, tasks=("bbox",), distributed=False, output_dir=str(out / "eager"),
+                              use_fast_impl=HAS_COMPILED_OPS)
+    evaluator.reset()
+    for image_id, instances in eager.items():
+        evaluator.process([{"image_id": image_id}], [{"instances": instances}])
+    # NaN (no GT of a size range or class) is null in eval_results.json, as train_net.py's
+    expected = {f"bbox/{k}": None if np.isnan(v) else v for k, v in evaluator.evaluate()["bbox"].items()}
+    assert set(expected) == set(done["metrics"]) and expected["bbox/AP"] > 0
+    for key, value in expected.items():
+        assert done["metrics"][key] == (value if value is None else pytest.approx(value, abs=1e-6)), key
+
+
+def test_onnx_evaluation_runs_without_pycocotools(tool_export, onnx_evaluation, tmp_path, monkeypatch, capsys):
+    # pycocotools is optional: without it the results are written, with a word on the AP
+    from test_scripts import load_tool
+
+    _, folder, _, _ = tool_export
+    json_file, out, _, _, _ = onnx_evaluation
+    monkeypatch.setitem(sys.modules, "pycocotools", None)  # import pycocotools: ImportError
+    done = load_tool("onnx_inference").main([
+        str(folder / "export" / "model.onnx"), "--dataset", "export_eval", str(json_file), str(folder),
+        "--output", str(tmp_path), "--threads", "1"])
+    assert done["metrics"] is None and not (tmp_path / "eval_results.json").exists()
+    assert (tmp_path / "coco_instances_results.json").read_text() == (out / "coco_instances_results.json").read_text()
+    assert "no AP: pycocotools is not installed" in capsys.readouterr().out
+
+
+def test_onnx_evaluation_refuses_a_file_without_category_ids(tool_export, onnx_evaluation, tmp_path):
+    from test_scripts import load_tool
+
+    _, folder, _, _ = tool_export
+    json_file = onnx_evaluation[0]
+    model = onnx.load(str(folder / "export" / "model.onnx"))
+    kept = [p for p in model.metadata_props if p.key != "category_ids"]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    with pytest.raises(ValueError, match="^the ONNX file's metadata has no category_ids"):
+        load_tool("onnx_inference").main([str(tmp_path / "old.onnx"), "--dataset", "export_eval",
+                                          str(json_file), str(folder), "--output", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("change", ["ids", "names"])
+def test_onnx_evaluation_refuses_other_categories_in_one_line(change, tool_export, onnx_evaluation, tmp_path):
+    # checked before any image is run; the command stops with one line naming both sides
+    import subprocess
+
+    _, folder, _, _ = tool_export
+    coco = json.loads(onnx_evaluation[0].read_text())
+    if change == "ids":
+        coco["categories"] = [{"id": i, "name": n} for i, n in enumerate(CLASS_NAMES, start=1)]
+    else:
+        coco["categories"][0]["name"] = "other"
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    stop = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "onnx_inference.py"), str(folder / "export" / "model.onnx"),
+         "--dataset", "mine", str(tmp_path / "val.json"), str(folder), "--output", str(tmp_path / "out")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert stop.returncode == 1 and stop.stdout == ""
+    (line,) = stop.stderr.splitlines()
+    json_ids = [1, 2, 3, 4, 5] if change == "ids" else CATEGORY_IDS
+    json_names = ["bar", "plate", "ring", "ell", "other" if change == "names" else "stroke"]
+    assert line == (
+        f"onnx_inference.py: the categories of {tmp_path / 'val.json'} (ids {json_ids}, names "
+        f"{json_names}) are not the model's (ONNX metadata: category_ids {CATEGORY_IDS}, "
+        f"thing_classes {CLASS_NAMES}): evaluate on a dataset of the classes the model was trained on")
+    assert not (tmp_path / "out").exists()

@@ -19,17 +19,43 @@ Each detection has its ``box`` (x0, y0, x1, y1 in the image's pixels), ``score``
 (``thing_classes`` and ``category_ids``, written by tools/export_model.py from the
 config's datasets), the class ``name`` and the dataset's ``category_id`` (the id COCO
 results use). Files exported without them give the index alone.
+
+With ``--dataset NAME JSON IMAGE_ROOT`` (a COCO-format dataset, as the other tools take
+it) it evaluates the file instead: every image of the json (its ``file_name`` under
+``IMAGE_ROOT``) is run, and ``--output`` (a folder) receives the COCO results
+``coco_instances_results.json`` (``image_id`` of the json, ``category_id`` of the
+metadata's ``category_ids``, ``bbox`` [x, y, w, h] in the image's pixels, ``score``: every
+detection the graph returns, as ``--eval-only`` writes them) and, when pycocotools is
+installed, ``eval_results.json`` (the box AP of pycocotools' ``COCOeval``, with the keys
+of ``train_net.py``'s: ``bbox/AP``, ``bbox/AP50``, ..., ``bbox/AP-<class>``); the standard
+AP table and a one-line summary are printed. A file without ``category_ids`` and a json
+whose categories are not the model's are refused before any image is run.
+
+    python tools/onnx_inference.py output/quick/lada/export/model.onnx \\
+        --dataset synthetic_val datasets/synthetic/annotations/val.json \\
+        datasets/synthetic/val --output onnx_eval/
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import json
+import math
+import os
 import sys
-from typing import Dict, List, Optional, Tuple
+import time
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnxruntime
 from PIL import Image, ImageOps
+
+RESULTS = "coco_instances_results.json"  # the name detectron2's COCOEvaluator and predict.py write
+EVAL_RESULTS = "eval_results.json"  # the name train_net.py --eval-only writes
+# COCOeval.stats indices of detectron2's box metrics (COCOEvaluator._derive_coco_results)
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
 def read_metadata(session: onnxruntime.InferenceSession) -> Dict:
@@ -81,14 +107,24 @@ def prepare(path: str, description: Dict) -> Tuple[np.ndarray, Tuple[int, int]]:
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None]), (height, width)
 
 
-def detect(session: onnxruntime.InferenceSession, description: Dict, path: str, threshold: float) -> Dict:
-    """Detections of the image at ``path`` with a score of at least ``threshold``, in
-    its own pixels, by decreasing score."""
+def run(session: onnxruntime.InferenceSession, description: Dict,
+        path: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[int, int]]:
+    """Every detection of the image at ``path``: boxes (K, 4) XYXY in its own pixels,
+    clipped to it, the empty ones dropped (as detectron2's ``detector_postprocess``),
+    scores (K,) by decreasing score, class indices (K,), and the image's (H, W)."""
     images, (height, width) = prepare(path, description)
     boxes, scores, classes, _ = session.run(["boxes", "scores", "classes", "image_index"], {"images": images})
     boxes = boxes * np.array([width / images.shape[3], height / images.shape[2]] * 2, dtype=np.float32)
     boxes = np.clip(boxes, 0, [width, height, width, height])
-    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]) & (scores >= threshold)
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return boxes[keep], scores[keep], classes[keep], (height, width)
+
+
+def detect(session: onnxruntime.InferenceSession, description: Dict, path: str, threshold: float) -> Dict:
+    """Detections of the image at ``path`` with a score of at least ``threshold``, in
+    its own pixels, by decreasing score."""
+    boxes, scores, classes, (height, width) = run(session, description, path)
+    keep = scores >= threshold
     return {
         "image": path,
         "height": height,
@@ -101,22 +137,157 @@ def detect(session: onnxruntime.InferenceSession, description: Dict, path: str, 
     }
 
 
+def check_categories(categories: List[Dict], description: Dict, json_file: str) -> None:
+    """The json's categories (by id, as detectron2 orders them into class indices) must be
+    the model's: ``category_ids`` of the metadata, and its ``thing_classes`` when known."""
+    ids, names = description["category_ids"], description["thing_classes"]
+    if ids is None:
+        raise ValueError(
+            "the ONNX file's metadata has no category_ids (no dataset named its classes when it "
+            "was exported), so its classes cannot be written as the json's categories: export "
+            "it again with tools/export_model.py from the run's config.yaml, whose datasets name them")
+    ordered = sorted(categories, key=lambda category: category["id"])
+    json_ids, json_names = [c["id"] for c in ordered], [c.get("name") for c in ordered]
+    if json_ids != list(ids) or (names is not None and json_names != list(names)):
+        raise ValueError(
+            f"the categories of {json_file} (ids {json_ids}, names {json_names}) are not the "
+            f"model's (ONNX metadata: category_ids {list(ids)}, thing_classes {names}): "
+            "evaluate on a dataset of the classes the model was trained on")
+
+
+def read_dataset(json_file: str, image_root: str, description: Dict) -> Dict:
+    """The COCO json, its categories checked against the model's and every image file
+    found, before any image is run."""
+    with open(json_file) as handle:
+        coco = json.load(handle)
+    check_categories(coco.get("categories") or [], description, json_file)
+    if not coco.get("images"):
+        raise ValueError(f"{json_file} has no images")
+    missing = [image["file_name"] for image in coco["images"]
+               if not os.path.isfile(os.path.join(image_root, image["file_name"]))]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(coco['images'])} images of {json_file} are not under "
+            f"{image_root} (the first: {missing[0]})")
+    return coco
+
+
+def coco_results(session: onnxruntime.InferenceSession, description: Dict, coco: Dict,
+                 image_root: str, threshold: float) -> List[Dict]:
+    """Every image's detections as COCO results, with the json's image ids and the
+    metadata's category ids; an image whose size is not the json's is refused (its
+    boxes would not be in the annotations' pixels), as detectron2 refuses it."""
+    category_ids = description["category_ids"]
+    results = []
+    for image in coco["images"]:
+        path = os.path.join(image_root, image["file_name"])
+        boxes, scores, classes, (height, width) = run(session, description, path)
+        if (image.get("height", height), image.get("width", width)) != (height, width):
+            raise ValueError(
+                f"{path} is {width} x {height} px (after its EXIF orientation) but the json "
+                f"says {image.get('width')} x {image.get('height')}")
+        keep = scores >= threshold
+        for box, score, cls in zip(boxes[keep].tolist(), scores[keep].tolist(), classes[keep].tolist()):
+            results.append({"image_id": image["id"], "category_id": category_ids[int(cls)],
+                            "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]],
+                            "score": score})
+    return results
+
+
+def coco_metrics(json_file: str, results: List[Dict], coco: Dict) -> Dict[str, float]:
+    """pycocotools' box evaluation of ``results``, printed as its standard table, as
+    detectron2's ``COCOEvaluator`` gives it: ``AP``, ``AP50``, ... and ``AP-<class>`` in
+    percent, NaN where undefined (every one when there is no ground-truth box or no
+    detection)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    names = {c["id"]: c.get("name", str(c["id"])) for c in coco["categories"]}
+    undefined = {**{key: math.nan for key in METRICS}, **{f"AP-{n}": math.nan for n in names.values()}}
+    if not any(not a.get("iscrowd", 0) for a in coco.get("annotations") or []):
+        print(f"{json_file} has no ground-truth box: its AP is not computed")
+        return undefined
+    if not results:
+        print("no detection on any image: the AP is not computed")
+        return undefined
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools' progress lines
+        ground_truth = COCO(json_file)
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        evaluation.evaluate()
+        evaluation.accumulate()
+    evaluation.summarize()  # the standard table
+    metrics = {key: float(value * 100) if value >= 0 else math.nan
+               for key, value in zip(METRICS, evaluation.stats)}
+    # precision: (IoU thresholds, recall, category, area range, max detections)
+    precision = evaluation.eval["precision"]
+    for index, category_id in enumerate(evaluation.params.catIds):
+        values = precision[:, :, index, 0, -1]
+        values = values[values > -1]
+        metrics[f"AP-{names[category_id]}"] = float(values.mean() * 100) if values.size else math.nan
+    return metrics
+
+
+def evaluate(session: onnxruntime.InferenceSession, description: Dict, args: argparse.Namespace) -> Dict:
+    """``--dataset``: the COCO results of every image of the json and, with pycocotools,
+    their box AP, written to ``args.output``; returns what ``eval_results.json`` holds."""
+    name, json_file, image_root = args.dataset
+    coco = read_dataset(json_file, image_root, description)
+    start = time.perf_counter()
+    results = coco_results(session, description, coco, image_root, args.threshold)
+    seconds = time.perf_counter() - start
+    os.makedirs(args.output, exist_ok=True)
+    with open(os.path.join(args.output, RESULTS), "w") as handle:
+        json.dump(results, handle)
+    done = {
+        "model": args.model,
+        "datasets": {name: {"images": len(coco["images"]), "annotations": len(coco.get("annotations") or [])}},
+        "detections": len(results),
+        "metrics": None,
+    }
+    counts = (f"{len(coco['images'])} images, {len(results)} detections, "
+              f"{len(coco['images']) / max(seconds, 1e-9):.2f} images/s")
+    if importlib.util.find_spec("pycocotools") is None:  # optional: plain inference needs none
+        print(f"{name}: {counts}; {RESULTS} in {args.output}; no AP: pycocotools is not installed "
+              "(pip install pycocotools)")
+        return done
+    metrics = coco_metrics(json_file, results, coco)
+    done["metrics"] = {f"bbox/{key}": value if math.isfinite(value) else None for key, value in metrics.items()}
+    with open(os.path.join(args.output, EVAL_RESULTS), "w") as handle:
+        json.dump(done, handle, indent=1, allow_nan=False)
+    print(f"{name}: bbox AP {metrics['AP']:.2f} (AP50 {metrics['AP50']:.2f}, AP75 {metrics['AP75']:.2f}) "
+          f"of {args.model} by onnxruntime; {counts}; {RESULTS} and {EVAL_RESULTS} in {args.output}")
+    return done
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model.onnx from tools/export_model.py --format onnx")
-    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("images", nargs="*", help="image files (or --dataset)")
+    parser.add_argument("--dataset", nargs=3, metavar=("NAME", "JSON", "IMAGE_ROOT"),
+                        help="evaluate on every image of this COCO-format dataset instead "
+                             "(COCO results and, with pycocotools, the box AP, to --output)")
     parser.add_argument("--threshold", type=float, default=0.0, help="lowest score kept")
-    parser.add_argument("--output", help="JSON file for every image's detections")
+    parser.add_argument("--output", help="JSON file for every image's detections (with "
+                                         "--dataset: the folder of the results and metrics)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> List[Dict]:
-    args = build_parser().parse_args(argv)
+def main(argv: Optional[List[str]] = None) -> Union[List[Dict], Dict]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.dataset and args.images:
+        parser.error("give image files or --dataset, not both")
+    if args.dataset and not args.output:
+        parser.error("--dataset needs --output, the folder for the results and metrics")
+    if not args.dataset and not args.images:
+        parser.error("give image files, or --dataset NAME JSON IMAGE_ROOT to evaluate")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = args.threads
     session = onnxruntime.InferenceSession(args.model, options, providers=["CPUExecutionProvider"])
     description = read_metadata(session)
+    if args.dataset:
+        return evaluate(session, description, args)
     results = []
     for path in args.images:
         result = detect(session, description, path, args.threshold)
