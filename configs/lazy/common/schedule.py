@@ -3,7 +3,7 @@
 ``tools/lazyconfig_train_net.py``."""
 from detectron2.config import LazyCall as L
 
-from lada.engine.lazy import warmup_multistep
+from lada.engine.lazy_config import warmup_multistep
 
 lr_multiplier = L(warmup_multistep)(
     max_iter="${train.max_iter}",
