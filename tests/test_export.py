@@ -605,6 +605,41 @@ def test_onnx_evaluation_refuses_a_file_without_category_ids(tool_export, onnx_e
     assert not (tmp_path / "out").exists()
 
 
+def test_onnx_evaluation_without_detections_says_the_ap_is_undefined(
+        tool_export, onnx_evaluation, tmp_path, capsys):
+    from test_scripts import load_tool
+
+    _, folder, _, _ = tool_export
+    done = load_tool("onnx_inference").main([
+        str(folder / "export" / "model.onnx"), "--dataset", "export_eval", str(onnx_evaluation[0]),
+        str(folder), "--output", str(tmp_path / "out"), "--threshold", "2"])  # scores are < 1
+    assert done["detections"] == 0 and done["metrics"]["bbox/AP"] is None
+    assert capsys.readouterr().out.splitlines()[-1].startswith(
+        "export_eval: bbox AP undefined (AP50 undefined, AP75 undefined) of ")
+
+
+@pytest.mark.parametrize("broken, message", [
+    ("{", "is not valid JSON: Expecting property name enclosed in double quotes"),
+    ("[]", "is not a COCO json"),
+    ('{"categories": [{"name": "bar"}], "images": []}',
+     ": 1 of its categories lack id or name (the first: categories[0])"),
+    ('{"categories": [], "images": [{"id": 1}, {"id": 2, "file_name": "a.png"}]}',
+     ": 1 of its images lack id or file_name (the first: images[0])"),
+])
+def test_onnx_evaluation_refuses_a_malformed_json_in_one_message(
+        broken, message, tool_export, tmp_path):
+    from test_scripts import load_tool
+
+    _, folder, _, _ = tool_export
+    (tmp_path / "val.json").write_text(broken)
+    with pytest.raises(ValueError) as refusal:
+        load_tool("onnx_inference").main([str(folder / "export" / "model.onnx"), "--dataset", "mine",
+                                          str(tmp_path / "val.json"), str(folder), "--output",
+                                          str(tmp_path / "out")])
+    assert str(refusal.value).startswith(str(tmp_path / "val.json")) and message in str(refusal.value)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("change", ["ids", "names"])
 def test_onnx_evaluation_refuses_other_categories_in_one_line(change, tool_export, onnx_evaluation, tmp_path):
     # checked before any image is run; the command stops with one line naming both sides

@@ -159,7 +159,20 @@ def read_dataset(json_file: str, image_root: str, description: Dict) -> Dict:
     """The COCO json, its categories checked against the model's and every image file
     found, before any image is run."""
     with open(json_file) as handle:
-        coco = json.load(handle)
+        try:
+            coco = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{json_file} is not valid JSON: {error}") from None
+    if not isinstance(coco, dict):
+        raise ValueError(f"{json_file} is not a COCO json (an object with images, categories "
+                         "and annotations)")
+    for part, fields in (("categories", ("id", "name")), ("images", ("id", "file_name"))):
+        entries = coco.get(part) or []
+        broken = [i for i, e in enumerate(entries)
+                  if not isinstance(e, dict) or any(f not in e for f in fields)]
+        if broken:
+            raise ValueError(f"{json_file}: {len(broken)} of its {part} lack "
+                             f"{' or '.join(fields)} (the first: {part}[{broken[0]}])")
     check_categories(coco.get("categories") or [], description, json_file)
     if not coco.get("images"):
         raise ValueError(f"{json_file} has no images")
@@ -254,7 +267,9 @@ def evaluate(session: onnxruntime.InferenceSession, description: Dict, args: arg
     done["metrics"] = {f"bbox/{key}": value if math.isfinite(value) else None for key, value in metrics.items()}
     with open(os.path.join(args.output, EVAL_RESULTS), "w") as handle:
         json.dump(done, handle, indent=1, allow_nan=False)
-    print(f"{name}: bbox AP {metrics['AP']:.2f} (AP50 {metrics['AP50']:.2f}, AP75 {metrics['AP75']:.2f}) "
+    ap = {key: f"{metrics[key]:.2f}" if math.isfinite(metrics[key]) else "undefined"
+          for key in ("AP", "AP50", "AP75")}  # undefined: no ground-truth box or no detection
+    print(f"{name}: bbox AP {ap['AP']} (AP50 {ap['AP50']}, AP75 {ap['AP75']}) "
           f"of {args.model} by onnxruntime; {counts}; {RESULTS} and {EVAL_RESULTS} in {args.output}")
     return done
 
