@@ -21,40 +21,30 @@ _PREFILTER_FACTOR = 32  # narrow first when there are more pairs than this many 
 
 
 def sort_within_groups(
-    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], exact: bool = True
+    group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor]
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Orders P pairs by ``group`` (P,) long >= 0, then ascending ``score`` (P,) float,
-    then ``point`` (P,) long >= 0, and returns the permutation (P,) and the rank (P,) of
-    each *sorted* pair within its group (0 = lowest score). ``point`` None: equal scores
-    in any order.
-
-    ``exact``: the scores are compared as given (float64 scores: three stable sorts;
-    float32 or narrower ones as below, which is then exact). Otherwise they are compared
-    after rounding to float32, which merges scores closer than float32's resolution
-    (relative 6e-8) into ties decided by the point index: one sort of an int64 key when
-    group, score bits and point fit in it, two otherwise. NaN scores sort after every
-    other score of their group."""
+    """Orders P pairs by ``group`` (P,) long >= 0, then ascending ``score`` (P,) float
+    rounded to float32, then ``point`` (P,) long >= 0, and returns the permutation (P,) and
+    the rank (P,) of each *sorted* pair within its group (0 = lowest score). ``point``
+    None: equal scores in any order. Exact for float32 (or narrower) scores; wider ones
+    closer than float32's resolution (relative 6e-8) tie, decided by the point index
+    (:func:`first_k_per_group` ranks float64 scores exactly on top of it). One sort of an
+    int64 key when group, score bits and point fit in it, two otherwise. NaN scores sort
+    after every other score of their group."""
     num_pairs = len(group)
     if num_pairs == 0:
         empty = group.new_zeros(0)
         return empty, empty
     score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
-    if exact and not _exact_in_float32(score):
-        if point is None:
-            order = score.argsort(stable=True)
-        else:  # stable sorts: the last one decides first
-            order = point.argsort(stable=True)
-            order = order.index_select(0, score.index_select(0, order).argsort(stable=True))
-    else:
-        point_bits = 0 if point is None else max(int(point.max()).bit_length(), 1)
-        group_bits = max(int(group.max()).bit_length(), 1)
-        score_point = monotone_float32_bits(score) << point_bits
-        if point is not None:
-            score_point |= point
-        if group_bits + 32 + point_bits <= _INT64_BITS:
-            order = ((group << (32 + point_bits)) | score_point).argsort()
-            return order, _ranks(group.index_select(0, order))
-        order = score_point.argsort()
+    point_bits = 0 if point is None else max(int(point.max()).bit_length(), 1)
+    group_bits = max(int(group.max()).bit_length(), 1)
+    score_point = monotone_float32_bits(score) << point_bits
+    if point is not None:
+        score_point |= point
+    if group_bits + 32 + point_bits <= _INT64_BITS:
+        order = ((group << (32 + point_bits)) | score_point).argsort()
+        return order, _ranks(group.index_select(0, order))
+    order = score_point.argsort()
     order = order.index_select(0, group.index_select(0, order).argsort(stable=True))
     return order, _ranks(group.index_select(0, order))
 
@@ -111,7 +101,7 @@ def _first_k_sorted(
         order = by_score.index_select(0, group.index_select(0, by_score).argsort(stable=True))
         sorted_group = group.index_select(0, order)
         return order[_ranks(sorted_group) < k.index_select(0, sorted_group)]
-    order, rank = sort_within_groups(group, score, point, exact)
+    order, rank = sort_within_groups(group, score, point)  # exact for float32 scores
     keep = rank < k.index_select(0, group.index_select(0, order))
     return order[keep]
 
@@ -124,7 +114,7 @@ def _within_float32_kth(
     pairs), in (group, float32 score, point) order: a superset of the first k in exact
     order, found by one cheap sort, so that the exact sorts run on about k pairs per
     group. Scores without NaN."""
-    order, rank = sort_within_groups(group, score, point, exact=False)
+    order, rank = sort_within_groups(group, score, point)
     sorted_group, sorted_score = group.index_select(0, order), score.index_select(0, order)
     at_k = rank == k.index_select(0, sorted_group) - 1
     kth = torch.full((len(k),), float("inf"), dtype=torch.float64, device=score.device)
