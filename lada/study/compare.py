@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .report import bar_chart, markdown_report, summarize, table_metrics
+from .report import bar_chart, datasets_text, markdown_report, summarize, table_metrics
 
 
 def load_study(folder: Path) -> dict:
@@ -44,10 +44,7 @@ def test_data(record: dict) -> Optional[str]:
     ``name (images, boxes)``, datasets joined by ", "; None when not recorded."""
     evaluation = record.get("evaluation")
     datasets = evaluation["datasets"] if evaluation else record.get("datasets")
-    if not datasets:
-        return None
-    return ", ".join(f"{name} ({d['images']} images, {d['annotations']} boxes)"
-                     for name, d in sorted(datasets.items()))
+    return datasets_text(datasets) if datasets else None
 
 
 def _study_test_data(study: dict) -> str:

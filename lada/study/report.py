@@ -197,6 +197,13 @@ def _commits(records: Sequence[dict]) -> List[str]:
     return [f"{commit} ({', '.join(runs)})" for commit, runs in by_commit.items()]
 
 
+def datasets_text(datasets: Mapping[str, Mapping]) -> str:
+    """Evaluated datasets (``eval_results.json``'s ``datasets``: name -> images and
+    annotations) as ``name (N images, M boxes)``, joined by ", " in name order."""
+    return ", ".join(f"{name} ({d['images']} images, {d['annotations']} boxes)"
+                     for name, d in sorted(datasets.items()))
+
+
 def _evaluations(records: Sequence[dict]) -> str:
     """Which metrics the table holds: those of the end of training, or of a re-evaluation
     (on which test data, when, by which commit), with the runs of each when they differ."""
@@ -204,10 +211,7 @@ def _evaluations(records: Sequence[dict]) -> str:
     for r in records:
         e = r.get("evaluation")
         kind = "at the end of training" if e is None else (
-            "re-evaluated (--reevaluate) on " + ", ".join(
-                f"{name} ({d['images']} images, {d['annotations']} boxes)"
-                for name, d in e["datasets"].items()
-            ) + f" at commit {e['commit']}"
+            f"re-evaluated (--reevaluate) on {datasets_text(e['datasets'])} at commit {e['commit']}"
         )
         by_kind.setdefault(kind, []).append(f"{r['name']} {r['seed']}")
     if len(by_kind) == 1:
