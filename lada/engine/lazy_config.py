@@ -42,7 +42,7 @@ __all__ = [
     "warmup_multistep",
 ]
 
-logger = logging.getLogger("lada.engine.lazy")
+logger = logging.getLogger(__name__)
 
 AMP_KEYS = ("train.amp.enabled", "train.amp.precision", "train.device")
 

@@ -107,5 +107,3 @@ def _count(count: int, one: str, many: str) -> str:
 
 def _shape(shape: Sequence[int]) -> str:
     return "x".join(str(n) for n in shape) or "scalar"
-
-
