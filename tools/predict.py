@@ -60,6 +60,7 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import setup_logger
 from detectron2.utils.visualizer import Visualizer
 from lada.data import ReadCheckedDatasetMapper
+from lada.data import class_fields
 from lada.data import class_metadata as lada_class_metadata
 from lada.data.errors import ImageReadError
 from lada.data.output_paths import mirrored_output_path
@@ -194,15 +195,15 @@ def draw(
     return visualizer.draw_instance_predictions(shown).get_image()
 
 
-def to_coco_results(instances: Instances, image_id: int, metadata: Metadata) -> list[dict]:
-    """The detections of one image as COCO results, with the dataset's category ids (as
-    ``COCOEvaluator`` maps them)."""
+def to_coco_results(instances: Instances, image_id: int,
+                    category_ids: Optional[Sequence[int]]) -> list[dict]:
+    """The detections of one image as COCO results, with the dataset's category id of each
+    class index (``category_ids``, :func:`lada.data.class_fields`; the class index when
+    None), as ``COCOEvaluator`` maps them."""
     results = instances_to_coco_json(instances, image_id)
-    mapping = metadata.get("thing_dataset_id_to_contiguous_id")
-    if mapping:
-        to_dataset = {contiguous: dataset for dataset, contiguous in mapping.items()}
+    if category_ids:
         for result in results:
-            result["category_id"] = to_dataset[result["category_id"]]
+            result["category_id"] = category_ids[result["category_id"]]
     return results
 
 
@@ -213,6 +214,7 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
     if args.show_gt and inputs.dataset is None:
         raise SystemExit("--show-gt needs --input to be a registered dataset")
     metadata = class_metadata(cfg, inputs)
+    category_ids = class_fields(metadata)["category_ids"]
     model = load_model(cfg)
     names = (inputs.dataset,) if inputs.dataset else ()
     mapper = ReadCheckedDatasetMapper(cfg, False, dataset_names=names)
@@ -237,7 +239,7 @@ def predict(cfg: CfgNode, args: argparse.Namespace) -> dict[str, Any]:
         model_seconds += time.perf_counter() - model_start
         instances = instances.to("cpu")
         image_id = record["image_id"]
-        results += to_coco_results(instances, image_id, metadata)
+        results += to_coco_results(instances, image_id, category_ids)
         drawn += int((instances.scores >= args.confidence_threshold).sum())
         if len(instances):
             top_score = max(float(instances.scores.max()), top_score or 0.0)
