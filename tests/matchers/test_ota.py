@@ -166,8 +166,8 @@ def test_a_gt_without_candidates_supplies_nothing():
     cost = torch.tensor([5.0, 6.0, 7.0])
     point, supplier = torch.tensor([5, 6, 9]), torch.zeros(3, dtype=torch.long)
     pair_plan, background_plan = sparse_sinkhorn_log_plan(
-        cost, point, supplier, torch.tensor([1, 0]), torch.full((1, 16), 4.0),
-        torch.tensor([15]), eps=0.1, iterations=50)
+        cost, point, supplier, torch.tensor([1, 0]), lambda keys: torch.full_like(keys, 4.0).double(),
+        torch.tensor([15]), num_points=16, eps=0.1, iterations=50)
     assert background_plan.exp().sum().item() == pytest.approx(15, abs=1e-6)
     assert pair_plan.exp().sum().item() == pytest.approx(1, abs=1e-6)
 
@@ -181,8 +181,8 @@ def test_solver_marginals_match_a_dense_float64_reference():
     supply = torch.tensor([3, 1, 2, 5])
     gt, point = mask.nonzero().unbind(1)
     pair_plan, background_plan = sparse_sinkhorn_log_plan(
-        cost[gt, point], point, gt, supply, background, torch.tensor([num_points - 11]),
-        eps=0.1, iterations=50)
+        cost[gt, point], point, gt, supply, lambda keys: background[0, keys],
+        torch.tensor([num_points - 11]), num_points=num_points, eps=0.1, iterations=50)
     logit = torch.cat([torch.where(mask, -cost / 0.1, torch.full_like(cost, -math.inf)),
                        -background / 0.1])
     mu = torch.cat([supply.double(), torch.tensor([num_points - 11.0])])
@@ -195,6 +195,50 @@ def test_solver_marginals_match_a_dense_float64_reference():
     torch.testing.assert_close(background_plan.exp(), dense[-1:], rtol=0, atol=1e-9)
     rows = torch.zeros(num_gts, dtype=torch.float64).index_add_(0, gt, pair_plan.exp())
     torch.testing.assert_close(rows, supply.double(), rtol=0, atol=1e-6)  # the last half-step
+
+
+def test_solver_follows_only_linked_points_and_matches_dense_per_image():
+    # Two images of 40 points, few edges: most points are free (background only); the
+    # solver never asks for their background cost, and its plan is the dense reference's,
+    # each image with its own background supplier.
+    generator = torch.Generator().manual_seed(1)
+    num_images, num_points, gts_per_image = 2, 40, 3
+    num_gts = num_images * gts_per_image
+    image_of_gt = torch.arange(num_gts) // gts_per_image
+    mask = torch.rand(num_gts, num_points, generator=generator) < 0.08
+    mask[:, 0] = False  # a free point in every image
+    cost = 5 * torch.rand(num_gts, num_points, generator=generator, dtype=torch.float64)
+    background = 5 * torch.rand(num_images, num_points, generator=generator, dtype=torch.float64)
+    supply = torch.randint(1, 4, (num_gts,), generator=generator)
+    background_supply = num_points - torch.zeros(num_images, dtype=torch.long).index_add_(
+        0, image_of_gt, supply)
+    gt, point = mask.nonzero().unbind(1)
+    key = image_of_gt[gt] * num_points + point
+    asked = []
+
+    def background_cost_of(keys):
+        asked.append(keys.clone())
+        return background.reshape(-1)[keys]
+
+    pair_plan, background_plan = sparse_sinkhorn_log_plan(
+        cost[gt, point], key, gt, supply, background_cost_of, background_supply,
+        num_points=num_points, eps=0.1, iterations=50)
+    assert len(asked) == 1 and torch.equal(asked[0], torch.unique(key))
+    for image in range(num_images):
+        rows = image_of_gt == image
+        logit = torch.cat([torch.where(mask[rows], -cost[rows] / 0.1, -math.inf),
+                           -background[image : image + 1] / 0.1])
+        mu = torch.cat([supply[rows].double(), background_supply[image : image + 1].double()])
+        f = torch.zeros(len(mu), dtype=torch.float64)
+        for _ in range(50):
+            psi = math.log(1 + 1e-8) - torch.logsumexp(logit + f[:, None], dim=0)
+            f = torch.log(mu + 1e-8) - torch.logsumexp(logit + psi[None], dim=1)
+        dense = logit + f[:, None] + psi[None]
+        in_image = image_of_gt[gt] == image
+        local_gt = gt[in_image] - image * gts_per_image
+        torch.testing.assert_close(pair_plan[in_image], dense[local_gt, point[in_image]],
+                                   rtol=0, atol=1e-9)
+        torch.testing.assert_close(background_plan[image], dense[-1], rtol=0, atol=1e-9)
 
 
 def test_rescaling_decides_where_the_raw_plan_would_not():

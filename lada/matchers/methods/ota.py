@@ -100,12 +100,11 @@ class OTAMatcher(BatchMatcher):
         background_supply = (num_points - supplied).clamp(min=0)  # (N,)
 
         costs = ClassSummedCost(inputs.pred_logits, focal_term())
-        background_cost = costs.negative_sums()  # (N * R,) the all-zero target's focal loss
         cost = costs(key, gts.classes.index_select(0, gt))
         cost = cost - self.reg_weight * torch.log(iou.clamp(min=IOU_FLOOR))
         pair_plan, background_plan = sparse_sinkhorn_log_plan(
-            cost, key, gt, supply, background_cost.view(num_images, num_points),
-            background_supply, self.sinkhorn_eps, self.sinkhorn_iter,
+            cost, key, gt, supply, costs.negative_sums,  # background: the all-zero target's FL
+            background_supply, num_points, self.sinkhorn_eps, self.sinkhorn_iter,
         )
         return MatchResult(gt_index=gts.local_gt_index(
             self.largest_rescaled_plan(gt, key, pair_plan, background_plan, len(gts))
