@@ -18,6 +18,7 @@ from lada.matchers.stages.dynamic_k import dynamic_k
 from lada.matchers.stages.geometry import rows_at
 from lada.matchers.stages.overlaps import box_reach, pairs_with_overlap
 from lada.matchers.stages.ranking import _within_subset_bound, first_k_per_group
+from lada.matchers.stages.soft import min_per_point_class
 
 
 def _overlapping_pairs_by_brute_force(inputs, among=None):
@@ -231,3 +232,17 @@ def test_rows_at_gathers_as_advanced_indexing():
     assert torch.equal(rows_at(table[:, 0], index), table[:, 0][index])  # a 1-D table
     empty = torch.zeros((0, 3), dtype=torch.long)
     assert rows_at(table, empty).shape == (0, 3, 4)
+
+
+@pytest.mark.parametrize("unwritten", [1.0, 0.75])
+def test_min_per_point_class_by_hand(unwritten):
+    # 3 points x 2 classes. Slot (0, 1): 0.4 and 0.9 -> 0.4; slot (2, 0): 0.95 alone
+    # (above 0.75: a table started at 0.75 must not keep 0.75); slot (1, 1): 0.2 and NaN
+    # -> NaN -> unwritten, outside the sum; slot (2, 1): 1.0 twice, counted once.
+    values = torch.tensor([0.4, 0.9, 0.95, 0.2, float("nan"), 1.0, 1.0])
+    point = torch.tensor([0, 0, 2, 1, 1, 2, 2])
+    cls = torch.tensor([1, 1, 0, 1, 1, 1, 1])
+    slots, total = min_per_point_class(values, point, cls, 3, 2, unwritten)
+    w = unwritten
+    torch.testing.assert_close(slots, torch.tensor([[w, 0.4], [w, w], [0.95, 1.0]]), rtol=0, atol=0)
+    assert total.item() == pytest.approx((1 - 0.4) + (1 - 0.95) + (1 - 1.0))

@@ -3,7 +3,6 @@ Detection", CVPR 2022; docs/methods/dw.md). A soft assignment: every (point, GT)
 GT's bag gets a positive weight, every (point, class) slot a negative weight."""
 from __future__ import annotations
 
-import math
 from typing import List, Tuple
 
 import torch
@@ -129,18 +128,14 @@ class DWMatcher(MatcherBase):
         best = best_gt_ties_to_smallest_box(
             weight, key, gt, box_areas(gts.boxes.float()), flat_points
         )
-        slots = min_per_point_class(p_neg, key, gts.classes[gt], flat_points, num_classes)
-        # inf where no pair writes; a NaN slot is outside the bags too. The (N, R, C)
-        # tensors are filled in place: a fresh one costs more than a pass over it
-        outside = ~(slots < math.inf)
-        neg_normalizer = (1 - slots).masked_fill_(outside, 0.0).sum()
+        # a NaN slot is outside the bags too
+        slots, neg_normalizer = min_per_point_class(
+            p_neg, key, gts.classes[gt], flat_points, num_classes, self.outside_neg_weight)
         image = gts.image[gt]
         soft = PairWeights(
             pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
             pair_weight=weight,
-            neg_weight=slots.masked_fill_(outside, self.outside_neg_weight).view(
-                num_images, num_points, num_classes
-            ),
+            neg_weight=slots.view(num_images, num_points, num_classes),
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
             neg_normalizer=neg_normalizer,
         )

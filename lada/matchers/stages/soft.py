@@ -46,10 +46,27 @@ def min_per_point_class(
     pair_class: torch.Tensor,
     num_points: int,
     num_classes: int,
-) -> torch.Tensor:
+    unwritten: float,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     """The smallest value written to each (point, class) slot by the pairs (a point in
-    the bags of several GT boxes of one class keeps the smallest); ``inf`` in slots no
-    pair writes. (P,), (P,) long, (P,) long -> (R, C)."""
-    slots = values.new_full((num_points * num_classes,), float("inf"))
-    slots.scatter_reduce_(0, pair_point * num_classes + pair_class, values, "amin")
-    return slots.view(num_points, num_classes)
+    the bags of several GT boxes of one class keeps the smallest), ``unwritten`` in the
+    slots no pair writes and in those whose smallest value is NaN; and the sum of ``1 -
+    value`` over the written slots, each once, without the NaN ones. (P,), (P,) long, (P,)
+    long -> (R, C) and () in the values' dtype.
+
+    One random-access pass over the pairs and sequential passes over the (R, C) table;
+    the sum is over the whole table of ``1 - slot``, where the unwritten slots add 0 when
+    ``unwritten`` is 1, else masked to the written ones (the same float32 terms and sum
+    as a table with 0 outside the written slots)."""
+    slot = pair_point * num_classes + pair_class
+    slots = values.new_full((num_points * num_classes,), unwritten)
+    slots.scatter_reduce_(0, slot, values, "amin", include_self=False)
+    nan_slots = slot[torch.isnan(values)]  # a NaN value makes its slot's minimum NaN
+    slots.index_fill_(0, nan_slots, unwritten)
+    if unwritten == 1.0:
+        total = (1 - slots).sum()
+    else:
+        written = torch.zeros_like(slots, dtype=torch.bool).index_fill_(0, slot, True)
+        written.index_fill_(0, nan_slots, False)
+        total = torch.where(written, 1 - slots, torch.zeros_like(slots)).sum()
+    return slots.view(num_points, num_classes), total
