@@ -88,14 +88,14 @@ def sparse_sinkhorn_log_plan(
     background_potential = torch.zeros_like(log_background_supply)
     linked_potential = linked_logit.new_zeros(len(linked))
     free_log_plan = torch.zeros_like(log_background_supply)  # psi = 0 before any iteration
+    no_base = torch.full_like(log_supply, float("-inf"))  # a GT's only edges are its pairs
     for _ in range(iterations):
         linked_potential = log_demand - _segment_logsumexp(
             pair_logit + supplier_potential.index_select(0, pair_supplier), pair_linked,
             linked_logit + background_potential.index_select(0, linked_image),
         )
         supplier_potential = log_supply - _segment_logsumexp(
-            pair_logit + linked_potential.index_select(0, pair_linked), pair_supplier,
-            torch.full_like(log_supply, float("-inf")),
+            pair_logit + linked_potential.index_select(0, pair_linked), pair_supplier, no_base
         )
         free_term = log_demand - background_potential  # -c_bg / eps + psi of a free point
         background_potential = log_background_supply - torch.logaddexp(
@@ -145,8 +145,8 @@ def _segment_logsumexp(
     """``ln(exp(base_s) + sum_{j: segment_j = s} exp(values_j))`` for every segment s:
     values (P,), segment (P,) long, base (S,) (``-inf``: no base term) -> (S,). The
     maximum of each segment is subtracted before the exponentials."""
-    top = base.clone().scatter_reduce_(0, segment, values, "amax")  # (S,)
-    finite_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    top = torch.scatter_reduce(base, 0, segment, values, "amax")  # (S,)
+    finite_top = torch.nan_to_num(top, nan=0.0, posinf=0.0, neginf=0.0)
     total = torch.exp(base - finite_top).scatter_add_(
         0, segment, torch.exp(values - finite_top.index_select(0, segment))
     )
