@@ -130,10 +130,10 @@ class DWMatcher(MatcherBase):
         )
         # a NaN slot is outside the bags too
         slots, neg_normalizer = min_per_point_class(
-            p_neg, key, gts.classes[gt], flat_points, num_classes, self.outside_neg_weight)
-        image = gts.image[gt]
+            p_neg, key, gts.classes.index_select(0, gt), flat_points, num_classes, self.outside_neg_weight)
+        image = gts.image.index_select(0, gt)
         soft = PairWeights(
-            pair_index=torch.stack([image, key - image * num_points, gt - gts.first[image]], dim=1),
+            pair_index=torch.stack([image, key - image * num_points, gt - gts.first.index_select(0, image)], dim=1),
             pair_weight=weight,
             neg_weight=slots.view(num_images, num_points, num_classes),
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
@@ -181,7 +181,7 @@ class DWMatcher(MatcherBase):
             inputs.points.index_select(0, point), inputs.strides.index_select(0, point),
             pair_boxes, self.prior_sigma,
         )
-        logit = inputs.pred_logits.reshape(-1).index_select(0, key * num_classes + classes[gt])
+        logit = inputs.pred_logits.reshape(-1).index_select(0, key * num_classes + classes.index_select(0, gt))
         aux_logit = inputs.pred_aux.reshape(-1).index_select(0, key)
         score = logit.float().sigmoid() * aux_logit.float().sigmoid()
         predicted = inputs.pred_boxes.reshape(-1, 4).index_select(0, key).float()
@@ -208,7 +208,7 @@ class DWMatcher(MatcherBase):
             return ((top - power) / (top - half)).clamp(min=0, max=1)
         raw = (1 - power) / (1 - half)
         low, high = min_max_per_gt(raw, gts, num_gts)
-        low, high = low[gts], high.clamp(max=1)[gts]
+        low, high = low.index_select(0, gts), high.clamp(max=1).index_select(0, gts)
         rescaled = (raw - low + EPS) / (high - low + EPS)
         return torch.where(iou < 0.5, torch.ones_like(rescaled), rescaled)
 

@@ -51,7 +51,7 @@ class BatchGTs:
 
     def keys(self, gt: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
         """Flat keys (image * R + point) of (GT, point) pairs, any equal shapes."""
-        return self.image[gt] * self.num_points + point
+        return self.image.index_select(0, gt.reshape(-1)).view(gt.shape) * self.num_points + point
 
     def local_gt_index(self, gt_of_key: torch.Tensor) -> torch.Tensor:
         """(N * R,) batch GT index of each flat key, or ``BACKGROUND`` -> (N, R) the GT's

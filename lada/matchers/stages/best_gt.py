@@ -87,10 +87,10 @@ def best_gt_ties_to_smallest_box(
     best = weights.new_full((num_points,), float("-inf")).scatter_reduce_(
         0, pair_point, weights, "amax"
     )
-    tied = weights == best[pair_point]
-    area = gt_areas[pair_gt].masked_fill(~tied, float("inf"))
+    tied = weights == best.index_select(0, pair_point)
+    area = gt_areas.index_select(0, pair_gt).masked_fill(~tied, float("inf"))
     smallest = area.new_full((num_points,), float("inf")).scatter_reduce_(0, pair_point, area, "amin")
-    chosen = tied & (area == smallest[pair_point])
+    chosen = tied & (area == smallest.index_select(0, pair_point))
     unchosen = torch.iinfo(pair_gt.dtype).max
     gt_index = pair_gt.new_full((num_points,), unchosen)
     gt_index.scatter_reduce_(0, pair_point[chosen], pair_gt[chosen], "amin")

@@ -154,7 +154,7 @@ def _nearest_in_pairs(
         span = torch.arange(first, first + int(group[-1]) + 1, device=group.device)
         found = torch.bincount(group, minlength=len(span))
         count[span] = found
-        rank = torch.arange(len(group), device=group.device) - (found.cumsum(0) - found)[group]
+        rank = torch.arange(len(group), device=group.device) - (found.cumsum(0) - found).index_select(0, group)
         points = torch.full((len(span), max(int(found.max()), k)), _NO_POINT, dtype=torch.long,
                             device=group.device)
         points[group, rank] = point

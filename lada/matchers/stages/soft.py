@@ -27,7 +27,7 @@ def normalise_per_gt(
     ``eps``): a weight normalised within each GT's bag. With ``denominator_terms =
     numerator`` each GT's weights sum to 1. (P,), (P,), (P,) long -> (P,)."""
     sums = denominator_terms.new_zeros(num_gts).index_add_(0, pair_gt, denominator_terms)
-    return numerator / sums.clamp(min=eps)[pair_gt]
+    return numerator / sums.clamp(min=eps).index_select(0, pair_gt)
 
 
 def min_max_per_gt(
