@@ -15,7 +15,7 @@ from ..registry import register_matcher
 from ..stages.batch import BatchGTs
 from ..stages.best_gt import BestGTTiesToLowestIndex, assign_candidates_to_best_gt
 from ..stages.candidates import lowest_pairs_per_gt_and_level
-from ..stages.geometry import is_inside
+from ..stages.geometry import is_inside, rows_at
 from ..stages.gmm import higher_component
 from ..stages.pairs import WindowIndex, widen
 from ..stages.priors import SQUARE, fcos_size_ranges, in_center_region, in_fcos_size_range
@@ -173,7 +173,9 @@ class APSMatcher(BatchMatcher):
 def _at(values: torch.Tensor, pair: torch.Tensor) -> torch.Tensor:
     """Per-pair values (P,) at candidate slots (G, K) of pair indices; zeros when P = 0
     (every slot is then invalid)."""
-    return values[pair] if len(values) else torch.zeros_like(pair, dtype=values.dtype)
+    if not len(values):
+        return torch.zeros_like(pair, dtype=values.dtype)
+    return rows_at(values, pair)
 
 
 def _slot_levels(num_points_per_level: List[int], k: int, device: torch.device) -> torch.Tensor:
