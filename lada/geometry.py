@@ -2,12 +2,12 @@
 function broadcasts, so ``points[None]`` against ``boxes[:, None]`` gives ``(G, R)``."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 
 __all__ = ["box_areas", "box_centers", "clamp_inverted", "clamped_areas", "iou_from_parts",
-           "overlap_sides", "paired_iou", "side_distances"]
+           "overlap_sides", "overlap_sides_of_coordinates", "paired_iou", "side_distances"]
 
 
 def box_centers(boxes: torch.Tensor) -> torch.Tensor:
@@ -50,8 +50,16 @@ def overlap_sides(
     (..., 4), negative where they do not overlap: both are positive exactly when the
     boxes overlap with positive area (a difference of floats is 0 only if they are
     equal)."""
-    x0, y0, x1, y1 = boxes1.unbind(dim=-1)
-    u0, v0, u1, v1 = boxes2.unbind(dim=-1)
+    return overlap_sides_of_coordinates(boxes1.unbind(dim=-1), boxes2.unbind(dim=-1))
+
+
+def overlap_sides_of_coordinates(
+    coordinates1: Sequence[torch.Tensor], coordinates2: Sequence[torch.Tensor]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`overlap_sides` of boxes given as their four coordinates (x0, y0, x1, y1),
+    each (...): contiguous columns, where a caller gathers them per pair."""
+    x0, y0, x1, y1 = coordinates1
+    u0, v0, u1, v1 = coordinates2
     width = torch.minimum(x1, u1) - torch.maximum(x0, u0)
     return width, torch.minimum(y1, v1) - torch.maximum(y0, v0)
 

@@ -22,7 +22,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from ...geometry import clamped_areas, iou_from_parts, overlap_sides
+from ...geometry import clamped_areas, iou_from_parts, overlap_sides_of_coordinates
 from ..contract import MatchInputs
 from .batch import BatchGTs, ImagesSideBySide
 from .pairs import WindowIndex, widen
@@ -117,10 +117,12 @@ def pairs_with_overlap(
     windows = strip.windows(widen(windows), gts.image)
     flat_boxes = inputs.pred_boxes.reshape(-1, 4)
     predicted_area, gt_area = clamped_areas(flat_boxes), clamped_areas(gts.boxes)
-    for gt, entry in index.pairs(windows, max_pairs):
-        key = order.index_select(0, entry)
-        width, height = overlap_sides(flat_boxes.index_select(0, key),
-                                      gts.boxes.index_select(0, gt))
+    # the coordinates as columns, gathered per pair into contiguous (P,) tensors
+    predicted_columns, gt_columns = flat_boxes.t().contiguous(), gts.boxes.t().contiguous()
+    for gt, key in index.pairs(windows, max_pairs, point_values=order):
+        width, height = overlap_sides_of_coordinates(
+            [column.index_select(0, key) for column in predicted_columns],
+            [column.index_select(0, gt) for column in gt_columns])
         # u > 0 exactly: a positive-area overlap (an inverted prediction has none; the
         # non-finite ones are not searched), whose finite union holds it
         overlapping = (width > 0) & (height > 0)

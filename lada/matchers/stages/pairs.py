@@ -234,17 +234,21 @@ class WindowIndex:
         return _GridRows(row_key, rows.cumsum(0) - rows, row_major)
 
     def pairs(
-        self, windows: torch.Tensor, max_pairs: Optional[int] = None
+        self, windows: torch.Tensor, max_pairs: Optional[int] = None,
+        point_values: Optional[torch.Tensor] = None,
     ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
         """Yields, for chunks of consecutive GT boxes, ``(gt, point)`` (M,) long: every
         point of level l with ``x0 <= x <= x1`` and ``y0 <= y <= y1`` where ``windows[g,
         l] = (x0, y0, x1, y1)`` (G, L, 4). A chunk's GTs hold about ``max_pairs`` (default
         ``MAX_CHUNK_ELEMENTS``) points in the x ranges of their windows (the pairs found
-        are fewer)."""
+        are fewer). ``point_values`` (R,): yield ``point_values[point]`` instead of
+        ``point`` (a caller's own numbering of the points, in one gather per pair)."""
         if windows.shape[1:] != (self.num_levels, 4):
             raise ValueError(
                 f"windows must be (G, {self.num_levels}, 4), got {tuple(windows.shape)}"
             )
+        sorted_values = self.order if point_values is None else point_values.index_select(
+            0, self.order)
         bounds = windows.double()
         first_column, columns = self._column_ranges(bounds)
         in_x_range = self.column_start[first_column + columns] - self.column_start[first_column]
@@ -268,7 +272,7 @@ class WindowIndex:
                 count = rows[chunk].reshape(-1).index_select(0, window)
             group, position = _expand(count, first)
             gt_of_window = chunk.start + torch.div(window, self.num_levels, rounding_mode="floor")
-            yield gt_of_window.index_select(0, group), self.order.index_select(0, position)
+            yield gt_of_window.index_select(0, group), sorted_values.index_select(0, position)
 
     def grid_ranges(self, windows: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """When ``is_grid``: the points of ``pairs``' windows (..., L, 4) as ranges of
