@@ -51,7 +51,7 @@ def sort_within_groups(
 
 def first_k_per_group(
     group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
-    exact: bool = True, every_group: bool = False,
+    every_group: bool = False,
 ) -> torch.Tensor:
     """Indices into the P pairs of those ranked below ``k[group]`` within their group
     (lowest scores first, ties to the lower point, in any order without ``point``;
@@ -66,13 +66,13 @@ def first_k_per_group(
     if len(group) and not every_group:
         low, high = int(group.min()), int(group.max())
         if low > 0 or high < len(k) - 1:
-            return first_k_per_group(group - low, score, point, k[low : high + 1], exact)
+            return first_k_per_group(group - low, score, point, k[low : high + 1])
     score = torch.where(torch.isnan(score), torch.full_like(score, float("inf")), score)
     if len(group) <= _PREFILTER_FACTOR * len(k):
-        return _first_k_sorted(group, score, point, k, exact)
+        return _first_k_sorted(group, score, point, k)
     candidate = _within_subset_bound(group, score, k)
     chosen = _first_k_sorted(group.index_select(0, candidate), score.index_select(0, candidate),
-                             _subset(point, candidate), k, exact)
+                             _subset(point, candidate), k)
     return candidate.index_select(0, chosen)
 
 
@@ -87,12 +87,10 @@ def _exact_in_float32(score: torch.Tensor) -> bool:
 
 def _first_k_sorted(
     group: torch.Tensor, score: torch.Tensor, point: Optional[torch.Tensor], k: torch.Tensor,
-    exact: bool,
 ) -> torch.Tensor:
-    """:func:`first_k_per_group` by sorting (scores without NaN); an exact ranking of
-    float64 scores sorts exactly only the pairs within a float32 step of their group's
-    k-th score."""
-    if exact and len(group) and not _exact_in_float32(score):
+    """:func:`first_k_per_group` by sorting (scores without NaN); float64 scores are
+    sorted exactly only for the pairs within a float32 step of their group's k-th score."""
+    if len(group) and not _exact_in_float32(score):
         candidate = _within_float32_kth(group, score, point, k)
         # candidates in (group, float32 score, point) order: two stable sorts, by the exact
         # score then by group, order them by (group, score, point), since equal scores
