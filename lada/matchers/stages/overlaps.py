@@ -59,12 +59,9 @@ class OverlapPairs:
 
 def box_reach(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """The largest distance from each point to a side of its box: points (R, 2), boxes
-    (..., R, 4) -> (..., R) float64; 0 where a box is not finite (its IoU with any box is
-    0, ``paired_iou``)."""
-    xy = points.double()
-    boxes = boxes.double()
-    reach = torch.cat([xy - boxes[..., :2], boxes[..., 2:] - xy], dim=-1).abs().amax(dim=-1)
-    return torch.where(torch.isfinite(reach), reach, torch.zeros_like(reach))
+    (..., R, 4) -> (..., R) float64; not finite exactly where the box is not (its IoU
+    with any box is then 0, ``paired_iou``)."""
+    return (boxes.double() - points.double().repeat(1, 2)).abs().amax(dim=-1)
 
 
 def pairs_with_overlap(
@@ -82,6 +79,7 @@ def pairs_with_overlap(
     levels = inputs.num_points_per_level
     num_groups = len(levels) * (len(REACH_EDGES) + 1)
     reach = box_reach(inputs.points, inputs.pred_boxes).reshape(-1)  # (N * R,)
+    searched = torch.isfinite(reach)  # else u = 0
     edges = torch.tensor(REACH_EDGES, dtype=torch.float64, device=points.device)
     level = torch.repeat_interleave(
         torch.arange(len(levels), device=points.device),
@@ -90,7 +88,6 @@ def pairs_with_overlap(
     group = level * (len(REACH_EDGES) + 1) + torch.bucketize(reach / strides.repeat(num_images),
                                                              edges)  # (N * R,)
     image = torch.arange(num_images, device=points.device).repeat_interleave(num_points)
-    searched = torch.isfinite(inputs.pred_boxes).all(dim=-1).reshape(-1)  # else u = 0
     kept = None if among is None else searched & among
     if kept is not None:
         subset, searchable = torch.stack([kept.sum(), searched.sum()]).tolist()  # one sync
