@@ -526,8 +526,10 @@ def test_onnx_evaluation_writes_coco_results_and_metrics(onnx_evaluation):
     written = json.loads((out / "eval_results.json").read_text())
     assert written == done and written["datasets"] == {"export_eval": {"images": 2, "annotations": 8}}
     assert 0 < written["metrics"]["bbox/AP"] < 100
-    assert set(written["metrics"]) == {f"bbox/{k}" for k in ["AP", "AP50", "AP75", "APs", "APm", "APl"]} | {
-        f"bbox/AP-{n}" for n in CLASS_NAMES}
+    metrics = ["AP", "AP50", "AP75", "APs", "APm", "APl"]
+    assert set(written["metrics"]) == {f"bbox/{k}" for k in metrics} | {
+        f"bbox/AP-{n}" for n in CLASS_NAMES} | {  # the project's slender-object bands, as --eval-only
+        f"bbox/{k}@{band}" for k in metrics + [f"AP-{n}" for n in CLASS_NAMES] for band in ("ar<3", "ar>=3")}
     # pycocotools' standard table, then the one-line summary
     assert " Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ] =" in printed
     assert printed.splitlines()[-1].startswith(f"export_eval: bbox AP {written['metrics']['bbox/AP']:.2f} (AP50 ")
@@ -536,13 +538,14 @@ def test_onnx_evaluation_writes_coco_results_and_metrics(onnx_evaluation):
 def test_onnx_evaluation_gives_the_eager_models_results_and_ap(onnx_evaluation):
     # the deployer's question: does the exported file score what the PyTorch model
     # scores? The eager model's detections (as --eval-only and tools/predict.py make
-    # them) evaluated by detectron2's COCOEvaluator give the ONNX evaluation's AP, and
-    # each of its results is one of the ONNX file's within the export's parity tolerance
+    # them) evaluated by train_net.py's evaluator give the ONNX evaluation's AP, slender
+    # bands included, and each of its results is one of the ONNX file's within the
+    # export's parity tolerance
     from detectron2.data import DatasetCatalog
     from detectron2.data.datasets import register_coco_instances
-    from detectron2.evaluation import COCOEvaluator
 
     from lada.compat import HAS_COMPILED_OPS
+    from lada.evaluation import SlenderCOCOEvaluator
 
     json_file, out, done, _, eager = onnx_evaluation
     results = json.loads((out / "coco_instances_results.json").read_text())
@@ -562,8 +565,8 @@ def test_onnx_evaluation_gives_the_eager_models_results_and_ap(onnx_evaluation):
         register_coco_instances(name, {}, str(json_file), str(json_file.parent))
     DatasetCatalog.get(name)  # sets the dataset's id mapping the evaluator reads
     # as train_net.py's evaluator: detectron2's C++ COCOeval where it is built
-    evaluator = COCOEvaluator(name, tasks=("bbox",), distributed=False, output_dir=str(out / "eager"),
-                              use_fast_impl=HAS_COMPILED_OPS)
+    evaluator = SlenderCOCOEvaluator(name, tasks=("bbox",), distributed=False,
+                                     output_dir=str(out / "eager"), use_fast_impl=HAS_COMPILED_OPS)
     evaluator.reset()
     for image_id, instances in eager.items():
         evaluator.process([{"image_id": image_id}], [{"instances": instances}])
@@ -587,6 +590,29 @@ def test_onnx_evaluation_runs_without_pycocotools(tool_export, onnx_evaluation, 
     assert done["metrics"] is None and not (tmp_path / "eval_results.json").exists()
     assert (tmp_path / "coco_instances_results.json").read_text() == (out / "coco_instances_results.json").read_text()
     assert "no AP: pycocotools is not installed" in capsys.readouterr().out
+
+
+def test_onnx_evaluation_bands_follow_their_edges_and_the_projects_presence(
+        tool_export, onnx_evaluation, tmp_path, monkeypatch, capsys):
+    from test_scripts import load_tool
+
+    _, folder, _, _ = tool_export
+    command = [str(folder / "export" / "model.onnx"), "--dataset", "export_eval",
+               str(onnx_evaluation[0]), str(folder), "--threads", "1"]
+    tool = load_tool("onnx_inference")
+    two = tool.main(command + ["--output", str(tmp_path / "two"), "--aspect-ratio-edges", "2", "5"])
+    assert {k for k in two["metrics"] if k.startswith("bbox/AP@")} == {
+        "bbox/AP@ar<2", "bbox/AP@2<=ar<5", "bbox/AP@ar>=5"}
+    off = tool.main(command + ["--output", str(tmp_path / "off"), "--aspect-ratio-edges"])
+    assert not any("@" in k for k in off["metrics"]) and off["metrics"]["bbox/AP"] == two["metrics"]["bbox/AP"]
+    with pytest.raises(ValueError, match="--aspect-ratio-edges"):  # before any image is run
+        tool.main(command + ["--output", str(tmp_path / "bad"), "--aspect-ratio-edges", "0.5"])
+    assert not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "lada.evaluation.slender", None)  # a deployment environment
+    alone = tool.main(command + ["--output", str(tmp_path / "alone")])
+    assert alone["metrics"] == off["metrics"]
+    assert "no slender-object AP: the lada package is not importable" in capsys.readouterr().out
 
 
 def test_onnx_evaluation_refuses_a_file_without_category_ids(tool_export, onnx_evaluation, tmp_path):

@@ -28,7 +28,11 @@ metadata's ``category_ids``, ``bbox`` [x, y, w, h] in the image's pixels, ``scor
 detection the graph returns, as ``--eval-only`` writes them) and, when pycocotools is
 installed, ``eval_results.json`` (the box AP of pycocotools' ``COCOeval``, with the keys
 of ``train_net.py``'s: ``bbox/AP``, ``bbox/AP50``, ..., ``bbox/AP-<class>``); the standard
-AP table and a one-line summary are printed. A file without ``category_ids`` and a json
+AP table and a one-line summary are printed. Where the project itself is importable (its
+environment), the slender-object AP of each aspect-ratio band joins them as
+``train_net.py --eval-only`` reports it (``bbox/AP@ar>=3``, ...; bands of
+``--aspect-ratio-edges``, default ``TEST.ASPECT_RATIO_EDGES``' 3; docs/slender-ap.md);
+elsewhere one line says it is left out. A file without ``category_ids`` and a json
 whose categories are not the model's are refused before any image is run.
 
     python tools/onnx_inference.py output/quick/lada/export/model.onnx \\
@@ -207,16 +211,33 @@ def coco_results(session: onnxruntime.InferenceSession, description: Dict, coco:
     return results
 
 
-def coco_metrics(json_file: str, results: List[Dict], coco: Dict) -> Dict[str, float]:
+def slender_bands(edges: List[float]):
+    """The project's aspect-ratio bands of ``edges`` (``lada.evaluation.slender``), or None
+    when the project cannot be imported here (a deployment environment) or ``edges`` is
+    empty; bad edges raise ValueError before any image is run."""
+    if not edges:
+        return None
+    try:
+        from lada.evaluation.slender import aspect_ratio_bands
+    except ImportError as error:
+        print(f"no slender-object AP: the lada package is not importable ({error}); run in the "
+              "project's environment for it")
+        return None
+    return aspect_ratio_bands(edges, key="--aspect-ratio-edges")
+
+
+def coco_metrics(json_file: str, results: List[Dict], coco: Dict, bands=None) -> Dict[str, float]:
     """pycocotools' box evaluation of ``results``, printed as its standard table, as
     detectron2's ``COCOEvaluator`` gives it: ``AP``, ``AP50``, ... and ``AP-<class>`` in
     percent, NaN where undefined (every one when there is no ground-truth box or no
-    detection)."""
+    detection); with ``bands`` (:func:`slender_bands`), each band's ``AP@<band>``, ...
+    and ``AP-<class>@<band>`` as the project's ``SlenderCOCOEvaluator`` adds them."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     names = {c["id"]: c.get("name", str(c["id"])) for c in coco["categories"]}
-    undefined = {**{key: math.nan for key in METRICS}, **{f"AP-{n}": math.nan for n in names.values()}}
+    undefined = {**{key: math.nan for key in METRICS}, **{f"AP-{n}": math.nan for n in names.values()},
+                 **{f"{key}@{band.label}": math.nan for band in bands or () for key in METRICS}}
     if not any(not a.get("iscrowd", 0) for a in coco.get("annotations") or []):
         print(f"{json_file} has no ground-truth box: its AP is not computed")
         return undefined
@@ -237,6 +258,12 @@ def coco_metrics(json_file: str, results: List[Dict], coco: Dict) -> Dict[str, f
         values = precision[:, :, index, 0, -1]
         values = values[values > -1]
         metrics[f"AP-{names[category_id]}"] = float(values.mean() * 100) if values.size else math.nan
+    if bands:
+        from lada.evaluation.slender import evaluate_aspect_ratio_bands
+
+        metrics.update(evaluate_aspect_ratio_bands(
+            ground_truth, evaluation.cocoDt, bands, img_ids=evaluation.params.imgIds,
+            max_dets=evaluation.params.maxDets, class_names=[names[i] for i in sorted(names)]))
     return metrics
 
 
@@ -245,6 +272,8 @@ def evaluate(session: onnxruntime.InferenceSession, description: Dict, args: arg
     their box AP, written to ``args.output``; returns what ``eval_results.json`` holds."""
     name, json_file, image_root = args.dataset
     coco = read_dataset(json_file, image_root, description)
+    has_pycocotools = importlib.util.find_spec("pycocotools") is not None
+    bands = slender_bands(args.aspect_ratio_edges) if has_pycocotools else None
     start = time.perf_counter()
     results = coco_results(session, description, coco, image_root, args.threshold)
     seconds = time.perf_counter() - start
@@ -259,11 +288,11 @@ def evaluate(session: onnxruntime.InferenceSession, description: Dict, args: arg
     }
     counts = (f"{len(coco['images'])} images, {len(results)} detections, "
               f"{len(coco['images']) / max(seconds, 1e-9):.2f} images/s")
-    if importlib.util.find_spec("pycocotools") is None:  # optional: plain inference needs none
+    if not has_pycocotools:  # optional: plain inference needs none
         print(f"{name}: {counts}; {RESULTS} in {args.output}; no AP: pycocotools is not installed "
               "(pip install pycocotools)")
         return done
-    metrics = coco_metrics(json_file, results, coco)
+    metrics = coco_metrics(json_file, results, coco, bands)
     done["metrics"] = {f"bbox/{key}": value if math.isfinite(value) else None for key, value in metrics.items()}
     with open(os.path.join(args.output, EVAL_RESULTS), "w") as handle:
         json.dump(done, handle, indent=1, allow_nan=False)
@@ -285,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="JSON file for every image's detections (with "
                                          "--dataset: the folder of the results and metrics)")
     parser.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    parser.add_argument("--aspect-ratio-edges", type=float, nargs="*", default=[3.0], metavar="EDGE",
+                        help="with --dataset: the slender-object AP bands, as TEST.ASPECT_RATIO_EDGES "
+                             "(default 3; none: off); needs the project importable")
     return parser
 
 
