@@ -129,11 +129,12 @@ class DWMatcher(MatcherBase):
             weight, key, gt, box_areas(gts.boxes.float()), flat_points
         )
         # a NaN slot is outside the bags too
-        slots, neg_normalizer = min_per_point_class(
-            p_neg, key, gts.classes.index_select(0, gt), flat_points, num_classes, self.outside_neg_weight)
+        slots, neg_normalizer = min_per_point_class(p_neg, key, gts.classes.index_select(0, gt),
+                                                    flat_points, num_classes, self.outside_neg_weight)
         image = gts.image.index_select(0, gt)
+        local_gt = gt - gts.first.index_select(0, image)
         soft = PairWeights(
-            pair_index=torch.stack([image, key - image * num_points, gt - gts.first.index_select(0, image)], dim=1),
+            pair_index=torch.stack([image, key - image * num_points, local_gt], dim=1),
             pair_weight=weight,
             neg_weight=slots.view(num_images, num_points, num_classes),
             pos_normalizer=torch.tensor(float(len(gts)), device=inputs.points.device),
@@ -181,7 +182,8 @@ class DWMatcher(MatcherBase):
             inputs.points.index_select(0, point), inputs.strides.index_select(0, point),
             pair_boxes, self.prior_sigma,
         )
-        logit = inputs.pred_logits.reshape(-1).index_select(0, key * num_classes + classes.index_select(0, gt))
+        logit = inputs.pred_logits.reshape(-1).index_select(
+            0, key * num_classes + classes.index_select(0, gt))
         aux_logit = inputs.pred_aux.reshape(-1).index_select(0, key)
         score = logit.float().sigmoid() * aux_logit.float().sigmoid()
         predicted = inputs.pred_boxes.reshape(-1, 4).index_select(0, key).float()

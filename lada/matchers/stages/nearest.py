@@ -154,7 +154,8 @@ def _nearest_in_pairs(
         span = torch.arange(first, first + int(group[-1]) + 1, device=group.device)
         found = torch.bincount(group, minlength=len(span))
         count[span] = found
-        rank = torch.arange(len(group), device=group.device) - (found.cumsum(0) - found).index_select(0, group)
+        first_of_group = (found.cumsum(0) - found).index_select(0, group)
+        rank = torch.arange(len(group), device=group.device) - first_of_group
         points = torch.full((len(span), max(int(found.max()), k)), _NO_POINT, dtype=torch.long,
                             device=group.device)
         points[group, rank] = point
