@@ -87,7 +87,7 @@ def sparse_sinkhorn_log_plan(
     supplier_potential = torch.zeros_like(log_supply)
     background_potential = torch.zeros_like(log_background_supply)
     linked_potential = linked_logit.new_zeros(len(linked))
-    free_log_plan = torch.zeros_like(log_background_supply)  # psi = 0 before any iteration
+    free_log_plan = torch.zeros_like(log_background_supply)  # each iteration sets it
     no_base = torch.full_like(log_supply, float("-inf"))  # a GT's only edges are its pairs
     for _ in range(iterations):
         linked_potential = log_demand - _segment_logsumexp(
