@@ -61,7 +61,7 @@ def first_k_per_group(
     together, as the callers' do), so that the sorts see about k pairs per group.
     The work covers the groups from the lowest to the highest in ``group``, not all G: a
     caller may rank its pairs in parts of consecutive groups. ``every_group``: the work
-    covers all G without finding the range first (two host synchronisations fewer on a
+    covers all G without finding the range first (one host synchronisation fewer on a
     GPU), for a caller whose pairs span it."""
     if len(group) and not every_group:
         low, high = torch.stack(torch.aminmax(group)).tolist()  # one synchronisation
